@@ -1,0 +1,40 @@
+"""guardreasoner: GuardReasoner (Liu et al., 2025) as a library.
+
+Importing this package loads no ML framework: each engine imports its dependency when it is used.
+"""
+
+from guardreasoner.errors import (
+    ContextLengthError,
+    EngineError,
+    GuardReasonerError,
+    GuardUndecidedError,
+    InvalidInputError,
+    MissingExtraError,
+    ModelNotFoundError,
+)
+from guardreasoner.parsing import parse_output
+from guardreasoner.policy import FailurePolicy, apply_policy
+from guardreasoner.prompt import INSTRUCTION, PromptFormat, build_prompt
+from guardreasoner.verdict import ParseStatus, Task, TaskReasoning, Verdict
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "INSTRUCTION",
+    "ContextLengthError",
+    "EngineError",
+    "FailurePolicy",
+    "GuardReasonerError",
+    "GuardUndecidedError",
+    "InvalidInputError",
+    "MissingExtraError",
+    "ModelNotFoundError",
+    "ParseStatus",
+    "PromptFormat",
+    "Task",
+    "TaskReasoning",
+    "Verdict",
+    "apply_policy",
+    "build_prompt",
+    "parse_output",
+]

@@ -1,0 +1,101 @@
+"""Typed verdicts.
+
+The three label fields and ``is_parsing_error`` use the names of allenai's ``wildguard`` package so that
+its users can switch; the rest says how the answer was obtained and how far to trust it.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+HarmLabel = Literal["harmful", "unharmful"]
+RefusalLabel = Literal["refusal", "compliance"]
+
+
+class ParseStatus(str, Enum):
+    """What the parser (or the guard, for failures before parsing) found."""
+
+    OK = "ok"
+    """Every label was read from the final ``Answers:`` block."""
+    CONTRADICTS_REASONING = "answer_contradicts_reasoning"
+    """Labels read from the final block, but one differs from that task's own stated conclusion."""
+    RECOVERED = "recovered_from_reasoning"
+    """The final block lacks a label that a per-task ``Answers:`` line in the reasoning states."""
+    INCOMPLETE_ANSWER = "incomplete_answer"
+    """The final block lacks a needed label and nothing in the reasoning states it."""
+    NO_ANSWER_BLOCK = "no_answer_block"
+    """The output has no ``Answers:`` block at all and stopped on its own."""
+    TRUNCATED = "truncated"
+    """The output hit the token limit before giving its answers."""
+    EMPTY_OUTPUT = "empty_output"
+    ENGINE_ERROR = "engine_error"
+    """The engine failed (server error, exhausted retries); no output to parse."""
+    TIMEOUT = "timeout"
+
+
+USABLE_STATUSES = frozenset({ParseStatus.OK, ParseStatus.CONTRADICTS_REASONING, ParseStatus.RECOVERED})
+
+
+class Task(int, Enum):
+    PROMPT_HARMFULNESS = 1
+    RESPONSE_REFUSAL = 2
+    RESPONSE_HARMFULNESS = 3
+
+
+class TaskReasoning(BaseModel):
+    """One task's section of the model's reasoning."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task: Task
+    steps: list[str] = Field(default_factory=list)
+    conclusion: str | None = None
+    """The task's own concluding sentence, when it states one."""
+    conclusion_label: str | None = None
+    """The label that conclusion states, when it states exactly one."""
+
+
+class Verdict(BaseModel):
+    """The guard's answer for one conversation."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt_harmfulness: HarmLabel | None = None
+    response_refusal: RefusalLabel | None = None
+    response_harmfulness: HarmLabel | None = None
+    is_parsing_error: bool = False
+    """True when a label the conversation needs could not be read cleanly or recovered."""
+
+    is_harmful: bool | None = None
+    """The decision: the request or the response is harmful. Set by the policy when the model could not decide."""
+    decided_by: Literal["model", "policy"] | None = None
+    policy: str | None = None
+    """The policy that decided, when ``decided_by == "policy"``."""
+
+    parse_status: ParseStatus = ParseStatus.OK
+    parse_detail: str | None = None
+    """A sentence saying what went wrong, for any status but ``ok``."""
+    recovered_fields: list[str] = Field(default_factory=list)
+    reasoning: list[TaskReasoning] = Field(default_factory=list)
+    raw_output: str = ""
+    finish_reason: str | None = None
+    """``stop`` or ``length`` as the engine reports it; None when unknown."""
+    num_generated_tokens: int | None = None
+    num_prompt_tokens: int | None = None
+    input_truncated: bool = False
+    """The conversation was cut (head and tail kept) to fit the model's context."""
+    error: str | None = None
+    """The engine's error message, for ``engine_error`` and ``timeout``."""
+
+    @property
+    def is_usable(self) -> bool:
+        """Whether the model itself decided (no policy needed)."""
+        return self.parse_status in USABLE_STATUSES and not self.is_parsing_error
+
+    @property
+    def is_safe(self) -> bool:
+        """The negation of the final decision; an undecided verdict (no policy applied) is not safe."""
+        return self.is_harmful is False
