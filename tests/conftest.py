@@ -1,0 +1,19 @@
+"""Shared fixtures: the reference data beside the checkout, and tiny models built on the spot."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("GUARDREASONER_SHARED_DATA", REPO_ROOT.parent / "shared" / "data")) / "guardreasoner"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data/guardreasoner``: the paper's benchmark sets and the released models' outputs."""
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"The reference data is missing: expected {SHARED_DATA} (set GUARDREASONER_SHARED_DATA).")
+    return SHARED_DATA
