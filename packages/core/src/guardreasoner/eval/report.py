@@ -1,0 +1,171 @@
+"""Evaluation reports: the three tables as rows (for the terminal and Markdown) and a PNG chart of F1.
+
+matplotlib is imported only when a chart is drawn; it comes with the ``eval`` extra.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from guardreasoner.errors import require
+from guardreasoner.eval.runner import DatasetRun
+from guardreasoner.eval.scoring import DatasetScore, EvalResult, Mode, TaskScore
+
+UNAVAILABLE = "unavailable"
+_MODE_NOTES = {
+    Mode.REFERENCE: (
+        "reference: the published evaluation script's figures. Labels are read from the last 300 characters of "
+        "each output; an unreadable one is dropped when the gold label is harmful and counted as two wrong "
+        "predictions otherwise; datasets are weighted by their number of records."
+    ),
+    Mode.STRICT: (
+        "strict: labels read by guardreasoner's parser; every unreadable prediction counts once as wrong; "
+        "datasets are weighted by their number of scored records."
+    ),
+}
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def task_table(task_score: TaskScore, mode: Mode) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of one task's table; the last row is the weighted average, with what it covers."""
+    if mode is Mode.REFERENCE:
+        headers = ["Dataset", "Records", "F1", "Unparsed", "Dropped", "Counted twice", "Note"]
+    else:
+        headers = ["Dataset", "Records", "F1", "Precision", "Recall", "Parse failures", "PR-AUC", "Note"]
+    rows = [_row(score, mode, len(headers)) for score in task_score.scores]
+    covered, missing = task_score.covered, task_score.missing
+    note = f"covers {', '.join(covered)}" if covered else "no dataset available"
+    if covered and missing:
+        note += f"; not {', '.join(missing)}"
+    weight = sum(score.weight for score in task_score.scores if score.available)
+    rows.append(
+        ["Weighted average", str(weight), _number(task_score.weighted_average)]
+        + [""] * (len(headers) - 4)
+        + [note]
+    )
+    return headers, rows
+
+
+def _row(score: DatasetScore, mode: Mode, width: int) -> list[str]:
+    if not score.available:
+        return (
+            [score.dataset, str(score.records or ""), UNAVAILABLE] + [""] * (width - 4) + [score.reason or ""]
+        )
+    row = [score.dataset, str(score.records), _number(score.f1)]
+    if mode is Mode.REFERENCE:
+        return row + [str(score.parse_failures), str(score.dropped), str(score.counted_twice), ""]
+    pr_auc = "n/a (no scores)" if score.pr_auc is None else _number(score.pr_auc)
+    return row + [_number(score.precision), _number(score.recall), str(score.parse_failures), pr_auc, ""]
+
+
+def run_table(runs: list[DatasetRun]) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows describing generation: records, tokens and time per dataset."""
+    headers = [
+        "Dataset",
+        "Records",
+        "New",
+        "Generated tokens",
+        "Wall time (s)",
+        "Tokens/s",
+        "Hit token limit",
+        "Errors",
+    ]
+    rows = []
+    for run in runs:
+        if run.reason:
+            rows.append([run.dataset, UNAVAILABLE, run.reason, "", "", "", "", ""])
+            continue
+        tokens = run.generated_tokens
+        speed = f"{tokens / run.seconds:.1f}" if tokens is not None and run.seconds > 0 else "n/a"
+        rows.append(
+            [
+                run.dataset,
+                str(run.records),
+                str(run.new),
+                "n/a" if tokens is None else str(tokens),
+                f"{run.seconds:.1f}",
+                speed,
+                str(run.truncated),
+                str(run.errors),
+            ]
+        )
+    return headers, rows
+
+
+def _markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+    return "\n".join([line(headers), line(["---"] * len(headers)), *(line(row) for row in rows)])
+
+
+def render_markdown(
+    result: EvalResult, runs: list[DatasetRun] | None = None, chart: str | None = None
+) -> str:
+    parts = [
+        "# GuardReasoner evaluation",
+        "",
+        f"Predictions: `{result.source}`",
+        "",
+        f"Mode: {_MODE_NOTES[result.mode]} F1 in percent, positive class harmful (refusal for refusal detection).",
+    ]
+    if chart:
+        parts += ["", f"![F1 per dataset]({chart})"]
+    for task, task_score in result.tasks.items():
+        parts += ["", f"## {task.title}", "", _markdown_table(*task_table(task_score, result.mode))]
+    if runs:
+        parts += ["", "## Generation", "", _markdown_table(*run_table(runs))]
+    if result.ignored_folders:
+        parts += ["", f"Ignored prediction folders with unknown names: {', '.join(result.ignored_folders)}."]
+    return "\n".join(parts) + "\n"
+
+
+def write_chart(result: EvalResult, path: str | os.PathLike[str]) -> Path:
+    """A PNG with one panel per task: F1 per dataset and the weighted average; unavailable datasets marked."""
+    require("matplotlib", extra="eval", feature="The evaluation chart")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    tasks = list(result.tasks.values())
+    figure = Figure(figsize=(8, 1.2 + 0.42 * sum(len(t.scores) + 1 for t in tasks)), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(len(tasks), 1, height_ratios=[len(t.scores) + 1 for t in tasks], sharex=True)
+    for ax, task_score in zip(axes, tasks, strict=True):
+        names = [score.dataset for score in task_score.scores] + ["Weighted average"]
+        values = [score.f1 for score in task_score.scores] + [task_score.weighted_average]
+        colors = ["tab:blue"] * len(task_score.scores) + ["tab:orange"]
+        positions = list(range(len(names)))[::-1]
+        ax.barh(positions, [value or 0.0 for value in values], color=colors)
+        for position, value in zip(positions, values, strict=True):
+            text, x = ("n/a", 1.0) if value is None else (f"{value:.2f}", value + 1.0)
+            ax.text(x, position, text, va="center", fontsize=8, color="gray" if value is None else "black")
+        ax.set_yticks(positions, names, fontsize=8)
+        ax.set_title(task_score.task.title, fontsize=10, loc="left")
+        ax.set_xlim(0, 110)
+    axes[-1].set_xlabel(f"F1 (%), {result.mode.value} mode")
+    figure.suptitle(f"GuardReasoner evaluation: {Path(result.source).name or result.source}", fontsize=11)
+    target = Path(path)
+    figure.savefig(target, dpi=110)
+    return target
+
+
+def write_report(
+    result: EvalResult, directory: str | os.PathLike[str], runs: list[DatasetRun] | None = None
+) -> list[Path]:
+    """``report.md``, ``f1.png`` and ``results.json`` (every figure) in ``directory``."""
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    chart = write_chart(result, target / "f1.png")
+    markdown = target / "report.md"
+    markdown.write_text(render_markdown(result, runs, chart=chart.name), encoding="utf-8")
+    details = target / "results.json"
+    payload = result.to_dict()
+    if runs:
+        payload["generation"] = {run.dataset: vars(run) for run in runs}
+    details.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return [markdown, chart, details]
