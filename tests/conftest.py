@@ -17,3 +17,19 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"The reference data is missing: expected {SHARED_DATA} (set GUARDREASONER_SHARED_DATA).")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight Llama and its tokenizer, saved as a hub model would be."""
+    from guardreasoner.testing import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def trained_guard_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama trained (about ten seconds) to answer ``TINY_GUARD_CASES`` in GuardReasoner format."""
+    from guardreasoner.testing import train_tiny_guard
+
+    return train_tiny_guard(tmp_path_factory.mktemp("tiny-guard"))

@@ -29,7 +29,9 @@ class ModelSource:
     prompt_format: PromptFormat
 
 
-def write_model_card(directory: str | os.PathLike[str], prompt_format: PromptFormat | str, **extra: object) -> Path:
+def write_model_card(
+    directory: str | os.PathLike[str], prompt_format: PromptFormat | str, **extra: object
+) -> Path:
     """Record how a model must be prompted (called by training when it saves a model)."""
     path = Path(directory) / FORMAT_FILE
     payload = {"prompt_format": PromptFormat(prompt_format).value, **extra}
@@ -56,7 +58,9 @@ def resolve_model(model: str | os.PathLike[str]) -> ModelSource:
     """Turn a hub id or a local path into a local directory, downloading from the hub when allowed."""
     model_id = os.fspath(model)
     if not model_id.strip():
-        raise ModelNotFoundError("The model id is empty; pass a hub id such as 'yueliu1999/GuardReasoner-1B' or a path.")
+        raise ModelNotFoundError(
+            "The model id is empty; pass a hub id such as 'yueliu1999/GuardReasoner-1B' or a path."
+        )
     local = Path(model_id).expanduser()
     if local.is_dir():
         if not (local / "config.json").is_file():

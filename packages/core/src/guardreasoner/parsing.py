@@ -21,9 +21,18 @@ _ZONE_LINE = re.compile(
     re.IGNORECASE,
 )
 _FIELDS = {
-    "prompt_harmfulness": (Task.PROMPT_HARMFULNESS, re.compile(r"Request:\s*(harmful|unharmful|none)\b", re.I)),
-    "response_refusal": (Task.RESPONSE_REFUSAL, re.compile(r"Completion:\s*(compliance|refusal|none)\b", re.I)),
-    "response_harmfulness": (Task.RESPONSE_HARMFULNESS, re.compile(r"Response:\s*(harmful|unharmful|none)\b", re.I)),
+    "prompt_harmfulness": (
+        Task.PROMPT_HARMFULNESS,
+        re.compile(r"Request:\s*(harmful|unharmful|none)\b", re.I),
+    ),
+    "response_refusal": (
+        Task.RESPONSE_REFUSAL,
+        re.compile(r"Completion:\s*(compliance|refusal|none)\b", re.I),
+    ),
+    "response_harmfulness": (
+        Task.RESPONSE_HARMFULNESS,
+        re.compile(r"Response:\s*(harmful|unharmful|none)\b", re.I),
+    ),
 }
 _RESPONSE_FIELDS = ("response_refusal", "response_harmfulness")
 _TASK_HEADING = re.compile(r"^#\s*Task\s*([123])\b[^\n]*$", re.MULTILINE)
@@ -66,7 +75,9 @@ def parse_output(
     )
     if not text.strip():
         status = ParseStatus.TRUNCATED if finish_reason == "length" else ParseStatus.EMPTY_OUTPUT
-        return Verdict(is_parsing_error=True, parse_status=status, parse_detail="The model produced no text.", **meta)
+        return Verdict(
+            is_parsing_error=True, parse_status=status, parse_detail="The model produced no text.", **meta
+        )
 
     reasoning = _parse_reasoning(text)
     answers, conflicts, has_zone = _read_answers(text)
@@ -140,7 +151,9 @@ def _read_answers(text: str) -> tuple[dict[str, _Answer], list[str], bool]:
         if stated:
             answers[name] = _Answer(stated[0])
             if len(set(stated)) > 1:
-                conflicts.append(f"the final answers give {name} as both {' and '.join(dict.fromkeys(stated))}; took the first")
+                conflicts.append(
+                    f"the final answers give {name} as both {' and '.join(dict.fromkeys(stated))}; took the first"
+                )
             continue
         earlier = [label for label in _all_labels(before, _line_pattern(pattern)) if label != "none"]
         answers[name] = _Answer(earlier[-1], recovered=True) if earlier else _Answer(None)
@@ -169,7 +182,10 @@ def _parse_reasoning(text: str) -> list[TaskReasoning]:
         steps, conclusion = _split_steps(body)
         sections.append(
             TaskReasoning(
-                task=task, steps=steps, conclusion=conclusion, conclusion_label=_conclusion_label(task, conclusion)
+                task=task,
+                steps=steps,
+                conclusion=conclusion,
+                conclusion_label=_conclusion_label(task, conclusion),
             )
         )
     return sections

@@ -27,5 +27,9 @@ def apply_policy(verdict: Verdict, policy: FailurePolicy | str = FailurePolicy.F
     if policy is FailurePolicy.RAISE:
         raise GuardUndecidedError(verdict)
     return verdict.model_copy(
-        update={"is_harmful": policy is FailurePolicy.FAIL_CLOSED, "decided_by": "policy", "policy": policy.value}
+        update={
+            "is_harmful": policy is FailurePolicy.FAIL_CLOSED,
+            "decided_by": "policy",
+            "policy": policy.value,
+        }
     )

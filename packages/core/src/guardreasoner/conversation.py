@@ -1,0 +1,132 @@
+"""What the guard classifies: a user request and, optionally, the AI's response.
+
+Validation happens before any generation, so a bad item in a batch fails the whole call up front with
+its index, instead of coming back as a verdict that looks like the model's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Union
+
+from pydantic import BaseModel, ConfigDict
+
+from guardreasoner.errors import ContextLengthError, InvalidInputError
+
+TRUNCATION_MARKER = "\n[... truncated ...]\n"
+
+
+class Conversation(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    prompt: str
+    response: str | None = None
+
+
+ConversationLike = Union[Conversation, str, tuple, Mapping[str, Any]]
+
+
+def to_conversation(item: ConversationLike, *, index: int | None = None) -> Conversation:
+    """Accept a Conversation, a prompt string, a ``(prompt, response)`` pair, or a mapping with those keys."""
+    where = "" if index is None else f" (item {index})"
+    if isinstance(item, Conversation):
+        prompt, response = item.prompt, item.response  # may come unvalidated from model_construct
+    elif isinstance(item, str):
+        prompt, response = item, None
+    elif isinstance(item, tuple):
+        if len(item) != 2:
+            raise InvalidInputError(
+                f"A conversation tuple must be (prompt, response){where}; got {len(item)} items."
+            )
+        prompt, response = item
+    elif isinstance(item, Mapping):
+        unknown = set(item) - {"prompt", "response"}
+        if "prompt" not in item or unknown:
+            raise InvalidInputError(
+                f"A conversation mapping needs a 'prompt' key and at most a 'response' key{where}; "
+                f"got keys {sorted(item)}."
+            )
+        prompt, response = item["prompt"], item.get("response")
+    else:
+        raise InvalidInputError(
+            f"Cannot classify a {type(item).__name__}{where}: pass a prompt string, a (prompt, response) tuple, "
+            "a {'prompt': ..., 'response': ...} mapping, or a Conversation."
+        )
+    validate(prompt, response, where=where)
+    return Conversation(prompt=prompt, response=response)
+
+
+def validate(prompt: object, response: object, *, where: str = "") -> None:
+    if not isinstance(prompt, str):
+        raise InvalidInputError(f"The prompt must be a string{where}, got {type(prompt).__name__}.")
+    if not prompt.strip():
+        raise InvalidInputError(
+            f"The prompt is empty{where}; the guard needs the user's request to classify."
+        )
+    if response is not None:
+        if not isinstance(response, str):
+            raise InvalidInputError(
+                f"The response must be a string or None{where}, got {type(response).__name__}."
+            )
+        if not response.strip():
+            raise InvalidInputError(
+                f"The response is empty{where}. Pass response=None to classify the request alone; an empty "
+                "string would be shown to the model as an empty AI turn."
+            )
+
+
+def to_conversations(items: Iterable[ConversationLike]) -> list[Conversation]:
+    if isinstance(items, (str, bytes, Mapping, Conversation)):
+        raise InvalidInputError("classify_batch takes a list of conversations; for one, call classify().")
+    return [to_conversation(item, index=i) for i, item in enumerate(items)]
+
+
+def fit_to_context(
+    conversation: Conversation,
+    *,
+    render: Callable[[Conversation], str],
+    count_tokens: Callable[[str], int | None],
+    budget: int,
+    truncate: bool,
+) -> tuple[Conversation, bool]:
+    """Return the conversation unchanged if its prompt fits ``budget`` tokens, else cut or raise.
+
+    Cutting keeps the head and the tail of the longer text (request or response) and marks the cut; the
+    instruction is never cut. It raises :class:`ContextLengthError` when cutting is off or cannot fit.
+    """
+    used = count_tokens(render(conversation))
+    if used is None or used <= budget:
+        return conversation, False
+    if not truncate:
+        raise ContextLengthError(
+            f"The conversation takes {used} prompt tokens but only {budget} fit (the model's context minus "
+            "max_new_tokens). Shorten it, lower max_new_tokens, or pass truncation='head_tail' to keep its head "
+            "and tail (the verdict then reports input_truncated=True)."
+        )
+    current = conversation
+    for _ in range(8):
+        excess = used - budget
+        field = (
+            "response"
+            if (current.response or "") and len(current.response) > len(current.prompt)
+            else "prompt"
+        )
+        text = getattr(current, field)
+        chars_per_token = max(len(text) / max(count_tokens(text) or 1, 1), 1.0)
+        cut = int((excess + len(TRUNCATION_MARKER) // 2 + 8) * chars_per_token * 1.1) + 1
+        keep = len(text) - cut
+        if keep < 32:
+            raise ContextLengthError(
+                f"The conversation cannot be cut to fit {budget} prompt tokens: the instruction and the shortest "
+                "useful text already exceed it. Lower max_new_tokens or use a model with a longer context."
+            )
+        head = keep // 2
+        current = current.model_copy(
+            update={field: text[:head] + TRUNCATION_MARKER + text[len(text) - (keep - head) :]}
+        )
+        used = count_tokens(render(current)) or 0
+        if used <= budget:
+            return current, True
+    raise ContextLengthError(
+        f"Could not cut the conversation to {budget} prompt tokens after 8 tries ({used} left)."
+    )

@@ -1,0 +1,161 @@
+"""The transformers engine: runs everywhere, CPU or CUDA.
+
+Prompts are sorted by length and generated in batches of similar lengths (left-padded), so a batch wastes
+little compute on padding; results come back in the caller's order.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from guardreasoner.engines.base import Engine, Generation, GenerationConfig
+from guardreasoner.errors import EngineError, require
+from guardreasoner.prompt import PromptFormat
+
+
+class HFEngine(Engine):
+    """Greedy (or sampled) generation with ``transformers``.
+
+    ``dtype`` defaults to bfloat16 on CUDA and float32 on CPU (bf16 matmuls are slow or unsupported on many
+    CPUs). Pass ``model`` and ``tokenizer`` to use objects already loaded.
+    """
+
+    name = "hf"
+
+    def __init__(
+        self,
+        path: str | None = None,
+        *,
+        prompt_format: PromptFormat | str = PromptFormat.RAW,
+        device: str | None = None,
+        dtype: str | None = None,
+        batch_size: int = 8,
+        model: Any = None,
+        tokenizer: Any = None,
+        attn_implementation: str | None = None,
+    ):
+        torch = require("torch", extra="hf", feature="The hf engine")
+        transformers = require("transformers", extra="hf", feature="The hf engine")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        if path is None and (model is None or tokenizer is None):
+            raise ValueError("HFEngine needs a model path, or both model= and tokenizer=.")
+        self._torch = torch
+        self.prompt_format = PromptFormat(prompt_format)
+        self.batch_size = batch_size
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if dtype is None:
+            dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
+        self.tokenizer = tokenizer or transformers.AutoTokenizer.from_pretrained(path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if model is None:
+            options = {"dtype": getattr(torch, dtype)}
+            if attn_implementation:
+                options["attn_implementation"] = attn_implementation
+            model = transformers.AutoModelForCausalLM.from_pretrained(path, **options).to(self.device)
+        self.model = model.eval()
+        self.max_context_tokens = getattr(self.model.config, "max_position_embeddings", None)
+        self._eos_ids = self._stop_ids()
+        self._lock = threading.Lock()
+
+    def _stop_ids(self) -> set[int]:
+        ids = self.model.generation_config.eos_token_id
+        ids = set(ids if isinstance(ids, (list, tuple)) else [ids]) if ids is not None else set()
+        ids.add(self.tokenizer.eos_token_id)
+        if self.prompt_format is PromptFormat.CHAT:
+            eot = self.tokenizer.convert_tokens_to_ids("<|eot_id|>")
+            if isinstance(eot, int) and eot != self.tokenizer.unk_token_id:
+                ids.add(eot)
+        return {i for i in ids if i is not None}
+
+    def render(self, prompt: str) -> str:
+        if self.prompt_format is PromptFormat.RAW:
+            return prompt
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+
+    def _encode(self, prompt: str) -> list[int]:
+        # Raw prompts get BOS from the tokenizer; a rendered chat template already starts with it.
+        return self.tokenizer(
+            self.render(prompt), add_special_tokens=self.prompt_format is PromptFormat.RAW
+        ).input_ids
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._encode(text))
+
+    def generate(self, prompts: list[str], config: GenerationConfig) -> list[Generation]:
+        encoded = [self._encode(p) for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
+        results: list[Generation | None] = [None] * len(prompts)
+        # One generate at a time: a model shared by threads (async callers) must not interleave batches.
+        with self._lock:
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                for index, generation in zip(
+                    chunk, self._generate_batch([encoded[i] for i in chunk], config)
+                ):
+                    results[index] = generation
+        return results  # type: ignore[return-value]
+
+    def _generate_batch(self, batch: list[list[int]], config: GenerationConfig) -> list[Generation]:
+        torch = self._torch
+        width = max(map(len, batch))
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch], device=self.device)
+        attention = torch.tensor(
+            [[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=self.device
+        )
+        sampling = config.temperature > 0
+        options: dict[str, Any] = dict(
+            max_new_tokens=config.max_new_tokens,
+            do_sample=sampling,
+            num_return_sequences=config.n,
+            pad_token_id=pad,
+            eos_token_id=sorted(self._eos_ids),
+        )
+        if sampling:
+            options.update(temperature=config.temperature, top_p=config.top_p, top_k=0)
+        else:
+            options.update(temperature=None, top_p=None, top_k=None)
+        if config.seed is not None:
+            torch.manual_seed(config.seed)
+        try:
+            with torch.inference_mode():
+                output = self.model.generate(input_ids=input_ids, attention_mask=attention, **options)
+        except (RuntimeError, ValueError) as exc:
+            raise EngineError(f"transformers generation failed: {exc}") from exc
+        new_tokens = output[:, width:].tolist()
+        generations = []
+        for row, ids in enumerate(batch):
+            samples = [self._finish(new_tokens[row * config.n + k]) for k in range(config.n)]
+            text, reason, count = samples[0]
+            generations.append(
+                Generation(
+                    text=text,
+                    finish_reason=reason,
+                    num_generated_tokens=count,
+                    num_prompt_tokens=len(ids),
+                    samples=tuple(s[0] for s in samples),
+                )
+            )
+        return generations
+
+    def _finish(self, tokens: list[int]) -> tuple[str, str, int]:
+        """Cut at the first stop token; say whether generation stopped or ran out of tokens."""
+        for position, token in enumerate(tokens):
+            if token in self._eos_ids:
+                return (
+                    self.tokenizer.decode(tokens[:position], skip_special_tokens=True),
+                    "stop",
+                    position + 1,
+                )
+        return self.tokenizer.decode(tokens, skip_special_tokens=True), "length", len(tokens)
+
+    def close(self) -> None:
+        self.model = None
+        if self._torch.cuda.is_available():
+            self._torch.cuda.empty_cache()

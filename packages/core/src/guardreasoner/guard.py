@@ -1,0 +1,171 @@
+"""The guard: conversations in, verdicts out, with a policy for when the model cannot decide."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from guardreasoner.conversation import Conversation, ConversationLike, fit_to_context, to_conversations
+from guardreasoner.engines import Engine, Generation, GenerationConfig, create_engine
+from guardreasoner.errors import EngineError
+from guardreasoner.model_source import DEFAULT_MODEL
+from guardreasoner.parsing import parse_output
+from guardreasoner.policy import FailurePolicy, apply_policy
+from guardreasoner.prompt import build_prompt
+from guardreasoner.verdict import ParseStatus, Verdict
+
+logger = logging.getLogger("guardreasoner")
+
+
+class GuardReasoner:
+    """A GuardReasoner model behind one of the engines.
+
+    >>> guard = GuardReasoner("yueliu1999/GuardReasoner-8B", engine="vllm")  # doctest: +SKIP
+    >>> guard.classify("How do I make a bomb?").is_harmful  # doctest: +SKIP
+    True
+
+    ``engine`` is ``"auto"`` (vLLM on a CUDA machine that has it, else transformers), ``"hf"``, ``"vllm"``,
+    ``"openai"`` (any OpenAI-compatible server; ``model`` is then the served model's name), or a ready
+    :class:`~guardreasoner.engines.Engine`. Other keyword arguments go to the engine (``device``, ``dtype``,
+    ``batch_size``, ``tensor_parallel_size``, ``base_url``, ...).
+
+    ``policy`` decides what an unusable verdict (unparseable output, timeout, engine failure) means:
+    ``fail_closed`` (harmful; the default), ``fail_open`` (safe) or ``raise`` (:class:`GuardUndecidedError`).
+    ``truncation`` is ``"error"`` (a conversation longer than the context raises) or ``"head_tail"``.
+    ``timeout`` (seconds) bounds each async call.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] = DEFAULT_MODEL,
+        *,
+        engine: str | Engine = "auto",
+        policy: FailurePolicy | str = FailurePolicy.FAIL_CLOSED,
+        max_new_tokens: int = 2048,
+        generation: GenerationConfig | None = None,
+        truncation: Literal["error", "head_tail"] = "error",
+        timeout: float | None = None,
+        **engine_options: Any,
+    ):
+        if truncation not in ("error", "head_tail"):
+            raise ValueError(f"truncation must be 'error' or 'head_tail', got {truncation!r}.")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}.")
+        self.policy = FailurePolicy(policy)
+        self.generation = generation or GenerationConfig(max_new_tokens=max_new_tokens)
+        self.truncation = truncation
+        self.timeout = timeout
+        if isinstance(engine, Engine):
+            if engine_options:
+                raise ValueError(
+                    f"Engine options {sorted(engine_options)} cannot apply to a ready engine instance."
+                )
+            self.engine = engine
+        else:
+            self.engine = create_engine(engine, model, **engine_options)
+        self.model = os.fspath(model)
+
+    # -- sync -----------------------------------------------------------------------------------------
+
+    def classify(self, prompt: str, response: str | None = None) -> Verdict:
+        """Classify one conversation: the user's ``prompt`` and, optionally, the AI's ``response``."""
+        return self.classify_batch([Conversation.model_construct(prompt=prompt, response=response)])[0]
+
+    def classify_batch(self, items: Iterable[ConversationLike]) -> list[Verdict]:
+        """Classify many conversations in one engine call; verdicts come back in order."""
+        conversations, prompts, cut = self._prepare(items)
+        if not prompts:
+            return []
+        try:
+            generations = self.engine.generate(prompts, self.generation)
+        except EngineError as exc:
+            return [self._failed(c, exc) for c in conversations]
+        return [self._verdict(c, g, t) for c, g, t in zip(conversations, generations, cut)]
+
+    # -- async ----------------------------------------------------------------------------------------
+
+    async def aclassify(self, prompt: str, response: str | None = None) -> Verdict:
+        """Async :meth:`classify`. Concurrent calls share the engine (vLLM batches them continuously)."""
+        return (await self.aclassify_batch([Conversation.model_construct(prompt=prompt, response=response)]))[
+            0
+        ]
+
+    async def aclassify_batch(self, items: Iterable[ConversationLike]) -> list[Verdict]:
+        conversations, prompts, cut = self._prepare(items)
+        if not prompts:
+            return []
+        try:
+            generations = await asyncio.wait_for(
+                self.engine.agenerate(prompts, self.generation), self.timeout
+            )
+        except (EngineError, asyncio.TimeoutError) as exc:
+            return [self._failed(c, exc) for c in conversations]
+        return [self._verdict(c, g, t) for c, g, t in zip(conversations, generations, cut)]
+
+    # -- internals ------------------------------------------------------------------------------------
+
+    def _prepare(self, items: Iterable[ConversationLike]) -> tuple[list[Conversation], list[str], list[bool]]:
+        """Validate every item, then fit each to the context (raising or cutting, per ``truncation``)."""
+        conversations = to_conversations(items)
+        budget = None
+        if self.engine.max_context_tokens is not None:
+            budget = self.engine.max_context_tokens - self.generation.max_new_tokens
+        fitted, cut = [], []
+        for conversation in conversations:
+            was_cut = False
+            if budget is not None:
+                conversation, was_cut = fit_to_context(
+                    conversation,
+                    render=lambda c: build_prompt(c.prompt, c.response),
+                    count_tokens=self.engine.count_tokens,
+                    budget=budget,
+                    truncate=self.truncation == "head_tail",
+                )
+            fitted.append(conversation)
+            cut.append(was_cut)
+        return fitted, [build_prompt(c.prompt, c.response) for c in fitted], cut
+
+    def _verdict(self, conversation: Conversation, generation: Generation, truncated: bool) -> Verdict:
+        verdict = parse_output(
+            generation.text,
+            has_response=conversation.response is not None,
+            finish_reason=generation.finish_reason,
+            num_generated_tokens=generation.num_generated_tokens,
+            num_prompt_tokens=generation.num_prompt_tokens,
+            input_truncated=truncated,
+        )
+        return self._decide(verdict)
+
+    def _failed(self, conversation: Conversation, exc: BaseException) -> Verdict:
+        timeout = isinstance(exc, asyncio.TimeoutError) or type(exc).__name__ == "EngineTimeoutError"
+        message = str(exc) or f"timed out after {self.timeout} s"
+        verdict = Verdict(
+            is_parsing_error=True,
+            parse_status=ParseStatus.TIMEOUT if timeout else ParseStatus.ENGINE_ERROR,
+            parse_detail=f"The {self.engine.name} engine failed: {message}",
+            error=message,
+        )
+        return self._decide(verdict)
+
+    def _decide(self, verdict: Verdict) -> Verdict:
+        decided = apply_policy(verdict, self.policy)
+        if decided.decided_by == "policy":
+            logger.warning(
+                "GuardReasoner could not decide (%s); policy %s treats it as %s.",
+                verdict.parse_status.value,
+                self.policy.value,
+                "harmful" if decided.is_harmful else "safe",
+            )
+        return decided
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def __enter__(self) -> GuardReasoner:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,79 @@
+"""A deterministic engine for tests: no model, outputs chosen by the caller."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from guardreasoner.engines.base import Engine, Generation, GenerationConfig
+
+
+def guard_output(
+    prompt_harmfulness: str,
+    response_refusal: str | None = None,
+    response_harmfulness: str | None = None,
+    *,
+    reasoning: str = "The request was examined step by step.",
+) -> str:
+    """A well-formed GuardReasoner output with the given labels (None prints as ``None``)."""
+    sections = []
+    for number, label in ((1, prompt_harmfulness), (2, response_refusal), (3, response_harmfulness)):
+        sections.append(
+            f"# Task {number}\n\n## Reasoning Step 1\n{reasoning}\n\n## Conclusion\nThe answer is {label}.\n"
+        )
+    answers = f"Answers: \nRequest: {prompt_harmfulness}\nCompletion: {response_refusal}\nResponse: {response_harmfulness}\n"
+    return "\n".join(sections) + "\n---\n\n" + answers
+
+
+class ScriptedEngine(Engine):
+    """Answers each raw prompt with ``script(prompt)``, or from a table keyed by a substring of the prompt.
+
+    With a table, the first key found in the prompt wins; a prompt matching no key gets ``default`` (which,
+    left as None, raises so that a test never passes on an unplanned input).
+    """
+
+    name = "scripted"
+
+    def __init__(
+        self,
+        script: Callable[[str], str] | Mapping[str, str],
+        *,
+        default: str | None = None,
+        finish_reason: str = "stop",
+        max_context_tokens: int | None = None,
+    ):
+        self._script = script
+        self._default = default
+        self._finish_reason = finish_reason
+        self.max_context_tokens = max_context_tokens
+        self.calls: list[list[str]] = []
+        """Each ``generate`` call's prompts, so tests can check batching."""
+
+    def _answer(self, prompt: str) -> str:
+        if callable(self._script):
+            return self._script(prompt)
+        for key, output in self._script.items():
+            if key in prompt:
+                return output
+        if self._default is None:
+            raise KeyError(f"ScriptedEngine has no answer for this prompt: {prompt[-200:]!r}")
+        return self._default
+
+    def generate(self, prompts: list[str], config: GenerationConfig) -> list[Generation]:
+        self.calls.append(list(prompts))
+        outputs = []
+        for prompt in prompts:
+            text = self._answer(prompt)
+            outputs.append(
+                Generation(
+                    text=text,
+                    finish_reason=self._finish_reason,
+                    num_generated_tokens=len(text.split()),
+                    num_prompt_tokens=len(prompt.split()),
+                    samples=(text,) * config.n,
+                )
+            )
+        return outputs
+
+    def count_tokens(self, text: str) -> int:
+        """Whitespace words stand in for tokens."""
+        return len(text.split())
