@@ -7,7 +7,7 @@ its index, instead of coming back as a verdict that looks like the model's.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Union
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -23,7 +23,7 @@ class Conversation(BaseModel):
     response: str | None = None
 
 
-ConversationLike = Union[Conversation, str, tuple, Mapping[str, Any]]
+ConversationLike = Conversation | str | tuple | Mapping[str, Any]
 
 
 def to_conversation(item: ConversationLike, *, index: int | None = None) -> Conversation:

@@ -175,7 +175,7 @@ def train_tiny_guard(
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
     model.train()
-    for step in range(steps):
+    for step in range(steps):  # noqa: B007 (the count is recorded after the loop)
         logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]
         targets = labels[:, 1:]
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
