@@ -1,0 +1,208 @@
+"""``guardreasoner eval``: the paper's three tables, from prediction files or from a live run of a guard."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from guardreasoner.datasets import default_data_dir
+from guardreasoner.errors import GuardReasonerError
+from guardreasoner.eval.benchmarks import select_datasets
+from guardreasoner.eval.errors import EvaluationError
+from guardreasoner.eval.report import run_table, task_table, write_report
+from guardreasoner.eval.runner import DatasetRun, run_benchmarks
+from guardreasoner.eval.scoring import EvalResult, Mode, evaluate_predictions
+
+_console = Console()
+
+
+def eval_command(
+    predictions: Annotated[
+        Path | None,
+        typer.Option(
+            "--predictions",
+            help="Score this folder of prediction files ({DIR}/{Dataset}/generated_predictions.jsonl, as released).",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="Run this guard (hub id or local directory) over the benchmarks, then score it."
+        ),
+    ] = None,
+    engine: Annotated[str, typer.Option("--engine", help="With --model: auto, hf, vllm or openai.")] = "auto",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            help="With --model: where predictions are written (default ./guardreasoner-eval/<model>). "
+            "Rerunning with the same folder resumes.",
+        ),
+    ] = None,
+    benchmark_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--benchmark-dir",
+            help="The benchmark files (default: the 'guardreasoner data download' cache). Live runs read their "
+            "inputs there; scoring reads WildGuardTest's labels there.",
+        ),
+    ] = None,
+    mode: Annotated[
+        Mode,
+        typer.Option(
+            "--mode",
+            help="reference: exactly the published script's F1. strict: guardreasoner's parser, every failure "
+            "counted once, with precision, recall and parse failures.",
+        ),
+    ] = Mode.REFERENCE,
+    datasets: Annotated[
+        str | None, typer.Option("--datasets", help="Comma-separated dataset names (default: all).")
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", min=1, help="With --model: only the first N records of each dataset."),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="With --model: conversations per guard call.")
+    ] = 32,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", min=1, help="With --model: the generation limit.")
+    ] = 2048,
+    json_path: Annotated[
+        Path | None,
+        typer.Option("--json", help="Write {task: {dataset: F1, 'weighted_average': F1}} to this file."),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Write report.md, f1.png and results.json into this folder."),
+    ] = None,
+) -> None:
+    """Score a guard on the paper's benchmarks: prompt harmfulness, response harmfulness, refusal detection."""
+    if (predictions is None) == (model is None):
+        _fail(
+            "Give either --predictions DIR (score existing outputs) or --model MODEL (run a guard), not both.",
+            2,
+        )
+    data_dir = benchmark_dir or default_data_dir()
+    names = [name.strip() for name in datasets.split(",") if name.strip()] if datasets else None
+    try:
+        selected = select_datasets(names)
+        runs = None
+        if model is not None:
+            predictions = output or Path("guardreasoner-eval") / re.sub(r"[^\w.-]+", "_", model.strip("/"))
+            runs = _run(model, engine, predictions, data_dir, selected, limit, batch_size, max_new_tokens)
+            names = [run.dataset for run in runs if run.reason is None]
+            if not names:
+                raise EvaluationError(
+                    f"No benchmark file was found in {data_dir}. Fetch them with 'guardreasoner data download' "
+                    "or pass --benchmark-dir."
+                )
+        result = evaluate_predictions(predictions, mode=mode, benchmark_dir=data_dir, datasets=names)
+        _print(result, runs)
+        if json_path is not None:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+            _console.print(f"Wrote {json_path}")
+        if report is not None:
+            for path in write_report(result, report, runs):
+                _console.print(f"Wrote {path}")
+    except GuardReasonerError as exc:
+        _fail(str(exc), 1)
+
+
+def _run(
+    model: str,
+    engine: str,
+    output: Path,
+    data_dir: Path,
+    selected: list,
+    limit: int | None,
+    batch_size: int,
+    max_new_tokens: int,
+) -> list[DatasetRun]:
+    from guardreasoner.guard import GuardReasoner
+
+    _console.print(f"Running {model} ({engine}) over {len(selected)} dataset(s); predictions go to {output}")
+    with GuardReasoner(model, engine=engine, max_new_tokens=max_new_tokens, truncation="head_tail") as guard:
+        columns = (
+            TextColumn("{task.description:<22}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=_console) as progress, _quiet_guard_warnings():
+            bars: dict[str, int] = {}
+
+            def advance(dataset: str, done: int, total: int) -> None:
+                if dataset not in bars:
+                    bars[dataset] = progress.add_task(dataset, total=total)
+                progress.update(bars[dataset], completed=done)
+
+            runs = run_benchmarks(
+                guard,
+                output,
+                benchmark_dir=data_dir,
+                datasets=selected,
+                limit=limit,
+                batch_size=batch_size,
+                on_progress=advance,
+            )
+    _console.print(_table("Generation", *run_table(runs)))
+    return runs
+
+
+@contextmanager
+def _quiet_guard_warnings():
+    """Undecided verdicts are expected on benchmarks and counted in the tables; one log line each would bury the bar."""
+    logger = logging.getLogger("guardreasoner")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _print(result: EvalResult, runs: list[DatasetRun] | None) -> None:
+    _console.print(f"Predictions: {escape(result.source)}   mode: {result.mode.value}", highlight=False)
+    for task, task_score in result.tasks.items():
+        _console.print(_table(task.title, *task_table(task_score, result.mode)))
+    if result.ignored_folders:
+        _console.print(
+            f"[yellow]Ignored prediction folders with unknown names: {escape(', '.join(result.ignored_folders))}[/yellow]"
+        )
+
+
+def _table(title: str, headers: list[str], rows: list[list[str]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i == 0 or header == "Note" else "right", overflow="fold")
+    for row in rows:
+        average = row[0] == "Weighted average"
+        if average:
+            table.add_section()
+        table.add_row(*(escape(cell) for cell in row), style="bold" if average else None)
+    return table
+
+
+def _fail(message: str, code: int) -> None:
+    _console.print(f"[red]Error:[/red] {escape(message)}")
+    raise typer.Exit(code)
