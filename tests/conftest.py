@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# No test may reach the hub: loading goes through local directories only.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("GUARDREASONER_SHARED_DATA", REPO_ROOT.parent / "shared" / "data")) / "guardreasoner"
 

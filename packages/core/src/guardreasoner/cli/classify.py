@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -26,16 +26,16 @@ console = Console(stderr=True)
 
 
 def classify_command(
-    prompt: Annotated[Optional[str], typer.Option(help="The user's request.")] = None,
+    prompt: Annotated[str | None, typer.Option(help="The user's request.")] = None,
     response: Annotated[
-        Optional[str], typer.Option(help="The AI's response (omit to classify the request alone).")
+        str | None, typer.Option(help="The AI's response (omit to classify the request alone).")
     ] = None,
     input: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("--input", help="A JSONL file of records with 'prompt' and optional 'response'."),
     ] = None,
     output: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(help="With --input: where to write one verdict per line (default: stdout)."),
     ] = None,
     model: Annotated[str, typer.Option(help="Hub id or local directory of the guard model.")] = DEFAULT_MODEL,
@@ -46,10 +46,8 @@ def classify_command(
     ] = "fail_closed",
     max_new_tokens: Annotated[int, typer.Option(help="Token limit for the reasoning and answers.")] = 2048,
     batch_size: Annotated[int, typer.Option(help="With --input: conversations per engine call.")] = 32,
-    base_url: Annotated[
-        Optional[str], typer.Option(help="For --engine openai: the server's /v1 URL.")
-    ] = None,
-    device: Annotated[Optional[str], typer.Option(help="For --engine hf: cpu, cuda, cuda:1, ...")] = None,
+    base_url: Annotated[str | None, typer.Option(help="For --engine openai: the server's /v1 URL.")] = None,
+    device: Annotated[str | None, typer.Option(help="For --engine hf: cpu, cuda, cuda:1, ...")] = None,
 ) -> None:
     """Classify a conversation (--prompt/--response) or a JSONL file of them (--input)."""
     if (prompt is None) == (input is None):
