@@ -13,7 +13,8 @@ figures can be reproduced to the last digit:
   end of its benchmark file), the script's gold variable still holds the previous record's label, and that
   label is what the failure is counted against. On the first record there is no previous label (the script
   crashes there); such a record is dropped;
-- a record whose gold label is null is skipped;
+- a record whose gold label is null is skipped (as the script runs with pandas 2; pandas 3 reads a null as
+  NaN and the script then fails);
 - a dataset's weight in its task average is the number of records in its file, scored or not.
 
 Where the script would stop with an error (no scored record; a label written with capitals, which scikit-learn
