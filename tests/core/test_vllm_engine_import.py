@@ -1,0 +1,497 @@
+"""The vllm engine without vLLM: the error users see, and the engine's own logic over a stand-in for vLLM.
+
+CI never installs vLLM (no GPU). The real engine is checked on a GPU by ``tests/gpu/test_vllm_engine.py`` and
+``benchmarks/gpu/vllm_suite.py``. Here a small stand-in with vLLM's interface (``LLM``, its ``llm_engine``'s
+``add_request``/``step``/``abort_request``, ``AsyncLLM.generate`` bound to the loop it was built on) lets CI
+check what this package adds: token-id prompts without a double BOS, the options passed through, one
+backend per engine, continuous batching of concurrent async calls on either backend, cancellation,
+finish reasons and error wrapping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import subprocess
+import sys
+import threading
+import time
+import types
+from types import SimpleNamespace
+
+import pytest
+from guardreasoner import ContextLengthError, EngineError, MissingExtraError, ParseStatus, PromptFormat
+from guardreasoner.engines import GenerationConfig
+
+# -- no vLLM ------------------------------------------------------------------------------------------
+
+
+def test_importing_guardreasoner_does_not_import_vllm():
+    code = (
+        "import sys, guardreasoner, guardreasoner.engines, guardreasoner.engines.vllm, guardreasoner.guard\n"
+        "assert 'vllm' not in sys.modules, 'vllm was imported'\n"
+        "print('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_constructing_without_vllm_names_the_extra(monkeypatch, tiny_model_dir):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` fail even where it is installed
+    from guardreasoner.engines.vllm import VLLMEngine
+    from guardreasoner.guard import GuardReasoner
+
+    with pytest.raises(MissingExtraError) as direct:
+        VLLMEngine(str(tiny_model_dir))
+    assert 'pip install "guardreasoner[vllm]"' in str(direct.value)
+    assert direct.value.extra == "vllm" and isinstance(direct.value, ImportError)
+    with pytest.raises(MissingExtraError, match=r"guardreasoner\[vllm\]"):
+        GuardReasoner(str(tiny_model_dir), engine="vllm")
+
+
+# -- a stand-in for vLLM -------------------------------------------------------------------------------
+
+
+class RequestOutputKind(enum.Enum):
+    CUMULATIVE = 0
+    DELTA = 1
+    FINAL_ONLY = 2
+
+
+@dataclasses.dataclass
+class SamplingParams:
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int | None = 16
+    seed: int | None = None
+    ignore_eos: bool = False
+    stop_token_ids: list[int] | None = None
+    skip_special_tokens: bool = True
+    output_kind: RequestOutputKind = RequestOutputKind.CUMULATIVE
+
+    def clone(self):
+        return dataclasses.replace(self)
+
+
+class Core:
+    """Generates one token per running request per step. Request ``p`` stops (EOS) after
+    ``len(p) % 4 + 2`` tokens unless EOS is ignored; token ``k`` is ``(sum(p) + 7k) % 50 + 10``."""
+
+    def __init__(self, max_model_len: int):
+        self.max_model_len = max_model_len
+        self.running: dict[str, tuple[list[int], SamplingParams, list[int]]] = {}
+        self.batch_sizes: list[int] = []
+        self.aborted: list[str] = []
+        self.fail_next_step = False
+
+    def add(self, request_id, prompt, params):
+        ids = prompt["prompt_token_ids"]
+        if len(ids) >= self.max_model_len:
+            raise ValueError("prompt too long")
+        self.running[request_id] = (list(ids), params, [])
+
+    def abort(self, request_ids):
+        for request_id in request_ids:
+            if self.running.pop(request_id, None) is not None:
+                self.aborted.append(request_id)
+
+    def step(self):
+        if self.fail_next_step:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        self.batch_sizes.append(len(self.running))
+        finished = []
+        for request_id, (prompt, params, out) in list(self.running.items()):
+            out.append((sum(prompt) + 7 * len(out)) % 50 + 10)
+            reason = None
+            if not params.ignore_eos and len(out) >= len(prompt) % 4 + 2:
+                reason = "stop"
+            elif len(out) >= params.max_tokens:
+                reason = "length"
+            if reason:
+                del self.running[request_id]
+                text = " ".join(f"t{t}" for t in out)
+                completion = SimpleNamespace(
+                    text=text, token_ids=list(out), finish_reason=reason, stop_reason=None
+                )
+                completions = [completion] * params.n
+                finished.append(
+                    SimpleNamespace(
+                        request_id=request_id, finished=True, prompt_token_ids=prompt, outputs=completions
+                    )
+                )
+        return finished
+
+
+class LLMEngine:
+    def __init__(self, core):
+        self.core = core
+        self.model_config = SimpleNamespace(max_model_len=core.max_model_len)
+        self.engine_core = SimpleNamespace(shutdown=self.shutdown)
+        self.shut_down = False
+        self.stepping = threading.Lock()
+
+    def shutdown(self):
+        self.shut_down = True
+
+    def add_request(self, request_id, prompt, params):
+        assert params.output_kind is RequestOutputKind.FINAL_ONLY
+        self.core.add(request_id, prompt, params)
+
+    def abort_request(self, request_ids):
+        self.core.abort(request_ids)
+
+    def step(self):
+        assert self.stepping.acquire(blocking=False), "two threads stepped the engine at once"
+        try:
+            time.sleep(0.002)
+            return self.core.step()
+        finally:
+            self.stepping.release()
+
+
+class LLM:
+    instances: list[LLM] = []
+
+    def __init__(self, model, **options):
+        self.model = model
+        self.options = options
+        self.llm_engine = LLMEngine(Core(options.get("max_model_len") or 4096))
+        self.generate_calls = 0
+        LLM.instances.append(self)
+
+    def get_tokenizer(self):
+        raise AssertionError("the engine loads the tokenizer from the model directory")
+
+    def generate(self, prompts, params, use_tqdm=True):
+        self.generate_calls += 1
+        params = params.clone()
+        params.output_kind = RequestOutputKind.FINAL_ONLY
+        for index, prompt in enumerate(prompts):
+            self.llm_engine.add_request(str(index), prompt, params)
+        outputs = []
+        while self.llm_engine.core.running:
+            outputs += self.llm_engine.step()
+        return sorted(outputs, key=lambda o: int(o.request_id))
+
+
+class AsyncEngineArgs:
+    def __init__(self, model, **options):
+        self.model = model
+        self.options = options
+
+
+class AsyncLLM:
+    instances: list[AsyncLLM] = []
+
+    def __init__(self, args):
+        self.loop = asyncio.get_running_loop()  # vLLM binds to the loop it starts on
+        self.args = args
+        self.core = Core(args.options.get("max_model_len") or 4096)
+        self.model_config = SimpleNamespace(max_model_len=self.core.max_model_len)
+        self.waiters: dict[str, asyncio.Future] = {}
+        self.stepper: asyncio.Task | None = None
+        self.shut_down = False
+        AsyncLLM.instances.append(self)
+
+    @classmethod
+    def from_engine_args(cls, args):
+        return cls(args)
+
+    async def _run(self):
+        while self.core.running:
+            await asyncio.sleep(0.002)
+            for output in self.core.step():
+                self.waiters.pop(output.request_id).set_result(output)
+        self.stepper = None
+
+    async def generate(self, prompt, params, request_id):
+        assert asyncio.get_running_loop() is self.loop, "AsyncLLM used from another event loop"
+        assert params.output_kind is RequestOutputKind.FINAL_ONLY
+        self.core.add(request_id, prompt, params)
+        waiter = self.waiters[request_id] = self.loop.create_future()
+        if self.stepper is None:
+            self.stepper = asyncio.ensure_future(self._run())
+        try:
+            output = await waiter
+        except asyncio.CancelledError:
+            self.core.abort([request_id])
+            self.waiters.pop(request_id, None)
+            raise
+        yield output
+
+    def shutdown(self):
+        self.shut_down = True
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    """Install the stand-in as ``vllm`` (and the submodules the engine imports)."""
+    LLM.instances.clear()
+    AsyncLLM.instances.clear()
+    modules = {
+        "vllm": types.ModuleType("vllm"),
+        "vllm.sampling_params": types.ModuleType("vllm.sampling_params"),
+        "vllm.engine": types.ModuleType("vllm.engine"),
+        "vllm.engine.arg_utils": types.ModuleType("vllm.engine.arg_utils"),
+        "vllm.v1": types.ModuleType("vllm.v1"),
+        "vllm.v1.engine": types.ModuleType("vllm.v1.engine"),
+        "vllm.v1.engine.async_llm": types.ModuleType("vllm.v1.engine.async_llm"),
+    }
+    modules["vllm"].LLM = LLM
+    modules["vllm"].SamplingParams = SamplingParams
+    modules["vllm.sampling_params"].RequestOutputKind = RequestOutputKind
+    modules["vllm.engine.arg_utils"].AsyncEngineArgs = AsyncEngineArgs
+    modules["vllm.v1.engine.async_llm"].AsyncLLM = AsyncLLM
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.delenv("TRITON_F32_DEFAULT", raising=False)
+    return modules["vllm"]
+
+
+@pytest.fixture
+def make_engine(fake_vllm, tiny_model_dir):
+    from guardreasoner.engines.vllm import VLLMEngine
+
+    engines = []
+
+    def make(**options):
+        engine = VLLMEngine(str(tiny_model_dir), **options)
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.close()
+
+
+PROMPTS = [f"Human user:\nquestion {i}: " + "more words " * i for i in range(12)]
+CONFIG = GenerationConfig(max_new_tokens=4)
+
+
+def expected(prompt_ids, max_new_tokens=4):
+    """The stand-in's tokens and finish reason for a prompt."""
+    stops_after = len(prompt_ids) % 4 + 2
+    count = min(stops_after, max_new_tokens)
+    return [
+        (sum(prompt_ids) + 7 * k) % 50 + 10 for k in range(count)
+    ], "stop" if stops_after <= max_new_tokens else "length"
+
+
+# -- the engine over the stand-in ------------------------------------------------------------------------
+
+
+def test_batch_is_one_offline_generate_call_with_the_options_passed_through(make_engine):
+    engine = make_engine(
+        tensor_parallel_size=2,
+        gpu_memory_utilization=0.5,
+        max_model_len=1024,
+        max_num_seqs=64,
+        dtype="bfloat16",
+        quantization="fp8",
+        enforce_eager=True,
+    )
+    assert engine.backend is None and not LLM.instances  # nothing is loaded before the first call
+    generations = engine.generate(PROMPTS, CONFIG)
+    (llm,) = LLM.instances
+    assert llm.generate_calls == 1 and not AsyncLLM.instances and engine.backend == "offline"
+    assert llm.model == engine.path and llm.options["tokenizer"] == engine.path
+    assert {
+        k: llm.options[k] for k in ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len")
+    } == {
+        "tensor_parallel_size": 2,
+        "gpu_memory_utilization": 0.5,
+        "max_model_len": 1024,
+    }
+    assert llm.options["max_num_seqs"] == 64 and llm.options["dtype"] == "bfloat16"
+    assert llm.options["quantization"] == "fp8" and llm.options["enforce_eager"] is True
+    assert llm.options["enable_prefix_caching"] is True
+    assert engine.max_context_tokens == 1024
+    for prompt, generation in zip(PROMPTS, generations):
+        ids = engine.tokenizer(prompt).input_ids
+        assert ids[0] == engine.tokenizer.bos_token_id and ids[1] != engine.tokenizer.bos_token_id
+        tokens, reason = expected(ids)
+        assert generation.text == " ".join(f"t{t}" for t in tokens)
+        assert generation.num_generated_tokens == len(tokens)
+        assert generation.num_prompt_tokens == len(ids) == engine.count_tokens(prompt)
+        assert generation.finish_reason == reason
+    assert {g.finish_reason for g in generations} == {"stop", "length"}
+
+
+def test_context_comes_from_the_config_until_vllm_is_loaded(make_engine, tiny_model_dir):
+    engine = make_engine()
+    assert engine.max_context_tokens == 4096  # build_tiny_llama's max_position_embeddings
+    with pytest.raises(ContextLengthError, match="Prompt 1 is"):
+        engine.generate(["short", "word " * 5000], CONFIG)
+
+
+async def test_concurrent_async_calls_share_one_async_engine_from_any_loop(make_engine):
+    engine = make_engine()
+    results = await asyncio.gather(*(engine.agenerate([p], CONFIG) for p in PROMPTS))
+    (async_llm,) = AsyncLLM.instances
+    assert not LLM.instances and engine.backend == "async"
+    assert async_llm.loop is not asyncio.get_running_loop()  # the engine's private loop
+    assert max(async_llm.core.batch_sizes) >= 8, async_llm.core.batch_sizes  # continuously batched
+    assert (
+        async_llm.args.options["enable_prefix_caching"] is True
+        and async_llm.args.options["disable_log_stats"]
+    )
+    # A second event loop (another asyncio.run) and plain sync calls use the same AsyncLLM.
+    other = await asyncio.to_thread(asyncio.run, engine.agenerate(PROMPTS[:3], CONFIG))
+    sync = engine.generate(PROMPTS, CONFIG)
+    assert [g.text for g in other] == [r[0].text for r in results[:3]]
+    assert [g.text for g in sync] == [r[0].text for r in results]
+    assert len(AsyncLLM.instances) == 1 and not LLM.instances
+    engine.close()
+    assert async_llm.shut_down
+
+
+async def test_async_calls_on_an_offline_engine_are_batched_by_the_driver(make_engine):
+    engine = make_engine()
+    sync = engine.generate(PROMPTS, CONFIG)
+    (llm,) = LLM.instances
+    steps_before = len(llm.llm_engine.core.batch_sizes)
+    results = await asyncio.gather(*(engine.agenerate([p], CONFIG) for p in PROMPTS * 4))
+    assert not AsyncLLM.instances and len(LLM.instances) == 1
+    assert [r[0].text for r in results] == [g.text for g in sync] * 4
+    assert max(llm.llm_engine.core.batch_sizes[steps_before:]) >= 16  # not one request at a time
+    # Sync batches now go through the driver too (the stand-in asserts one stepper at a time).
+    both = await asyncio.gather(
+        asyncio.to_thread(engine.generate, PROMPTS, CONFIG), engine.agenerate(PROMPTS, CONFIG)
+    )
+    assert [g.text for g in both[0]] == [g.text for g in both[1]] == [g.text for g in sync]
+    assert llm.generate_calls == 1
+    engine.close()
+    assert llm.llm_engine.shut_down
+
+
+@pytest.mark.parametrize("backend", ["offline", "async"])
+async def test_cancelling_a_caller_aborts_its_request(make_engine, backend):
+    engine = make_engine(backend=backend, ignore_eos=True)  # built now, not on first use
+    assert engine.backend == backend
+    long = GenerationConfig(max_new_tokens=100_000)
+    if backend == "offline":
+        await engine.agenerate(PROMPTS[:1], CONFIG)  # start the driver
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(engine.agenerate(PROMPTS[:2], long), timeout=0.2)
+    core = (LLM.instances[0].llm_engine if backend == "offline" else AsyncLLM.instances[0]).core
+    for _ in range(200):
+        if len(core.aborted) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert len(core.aborted) == 2 and not core.running
+    # The engine still serves after the abort.
+    assert (await engine.agenerate(PROMPTS[:1], CONFIG))[0].finish_reason == "length"
+
+
+def test_chat_prompts_are_token_ids_with_one_bos_and_eot_stops(make_engine):
+    engine = make_engine(prompt_format="chat")
+    (prompt,) = engine.token_prompts(["Is this harmful?"])
+    ids = prompt["prompt_token_ids"]
+    bos = engine.tokenizer.bos_token_id
+    assert ids[0] == bos and ids.count(bos) == 1
+    assert engine.render("x").startswith("<|begin_of_text|><|start_header_id|>user")
+    eot = engine.tokenizer.convert_tokens_to_ids("<|eot_id|>")
+    assert engine._sampling_params(CONFIG).stop_token_ids == [eot]
+    assert make_engine()._sampling_params(CONFIG).stop_token_ids is None
+
+
+def test_ignore_eos_and_sampling_settings_reach_vllm(make_engine):
+    engine = make_engine(ignore_eos=True)
+    config = GenerationConfig(max_new_tokens=5, temperature=0.7, top_p=0.9, seed=3, n=2)
+    params = engine._sampling_params(config)
+    assert (params.n, params.temperature, params.top_p, params.max_tokens, params.seed) == (2, 0.7, 0.9, 5, 3)
+    generations = engine.generate(PROMPTS[:3], config)
+    assert all(g.finish_reason == "length" and g.num_generated_tokens == 5 for g in generations)
+    assert all(len(g.samples) == 2 and g.samples[0] == g.text for g in generations)
+
+
+def test_float32_makes_triton_attention_use_ieee_fp32(make_engine, monkeypatch):
+    import os
+
+    make_engine(dtype="float32").generate(PROMPTS[:1], CONFIG)
+    assert os.environ.get("TRITON_F32_DEFAULT") == "ieee"
+    monkeypatch.setenv("TRITON_F32_DEFAULT", "tf32")  # the user's own choice is kept
+    make_engine(dtype="float32").generate(PROMPTS[:1], CONFIG)
+    assert os.environ["TRITON_F32_DEFAULT"] == "tf32"
+
+
+def test_vllm_failures_become_engine_errors(make_engine, monkeypatch):
+    engine = make_engine()
+    engine.generate(PROMPTS[:1], CONFIG)
+    LLM.instances[0].llm_engine.core.fail_next_step = True
+    with pytest.raises(EngineError, match="illegal memory access"):
+        engine.generate(PROMPTS[:1], CONFIG)
+
+    from guardreasoner.engines.vllm import _to_generation
+
+    aborted = SimpleNamespace(
+        request_id="7",
+        outputs=[SimpleNamespace(text="", token_ids=[], finish_reason="abort", stop_reason=None)],
+    )
+    with pytest.raises(EngineError, match="'abort'"):
+        _to_generation(aborted)
+
+
+def test_a_failed_load_is_an_engine_error_and_is_retried(make_engine, monkeypatch):
+    calls = []
+
+    def out_of_memory(model, **options):
+        calls.append(model)
+        raise RuntimeError("CUDA out of memory")
+
+    engine = make_engine()
+    monkeypatch.setattr(sys.modules["vllm"], "LLM", out_of_memory)
+    for _ in range(2):
+        with pytest.raises(EngineError, match="could not load .*CUDA out of memory"):
+            engine.generate(PROMPTS[:1], CONFIG)
+    assert len(calls) == 2 and engine.backend is None
+    monkeypatch.setattr(sys.modules["vllm"], "LLM", LLM)
+    assert engine.generate(PROMPTS[:1], CONFIG)[0].finish_reason in ("stop", "length")
+
+
+def test_a_ready_llm_is_used_and_left_running(make_engine, fake_vllm, tiny_model_dir):
+    from guardreasoner.engines.vllm import VLLMEngine
+    from transformers import AutoTokenizer
+
+    llm = LLM(str(tiny_model_dir))
+    engine = VLLMEngine(llm=llm, tokenizer=AutoTokenizer.from_pretrained(tiny_model_dir))
+    assert engine.backend == "offline" and engine.max_context_tokens == 4096
+    assert engine.generate(PROMPTS[:2], CONFIG)[0].num_prompt_tokens > 3 and llm.generate_calls == 1
+    engine.close()
+    assert not llm.llm_engine.shut_down
+    with pytest.raises(EngineError, match="closed"):
+        engine.generate(PROMPTS[:1], CONFIG)
+    with pytest.raises(ValueError, match="backend must be"):
+        VLLMEngine(str(tiny_model_dir), backend="server")
+
+
+async def test_guard_on_the_vllm_engine(fake_vllm, tiny_model_dir, monkeypatch):
+    """GuardReasoner(engine="vllm") passes its options through and parses what vLLM returns."""
+    from guardreasoner.guard import GuardReasoner
+    from guardreasoner.testing import guard_output
+
+    answer = guard_output("harmful", "refusal", "unharmful")
+
+    step = Core.step
+
+    def answering_step(self):
+        outputs = step(self)
+        for output in outputs:
+            output.outputs = [
+                SimpleNamespace(text=answer, token_ids=[1] * 40, finish_reason="stop", stop_reason=None)
+            ]
+        return outputs
+
+    monkeypatch.setattr(Core, "step", answering_step)
+    guard = GuardReasoner(str(tiny_model_dir), engine="vllm", max_num_seqs=32, max_new_tokens=64)
+    verdicts = guard.classify_batch([("How do I pick a lock?", "I can't help with that.")] * 3)
+    assert LLM.instances[0].options["max_num_seqs"] == 32
+    assert all(v.parse_status is ParseStatus.OK and v.prompt_harmfulness == "harmful" for v in verdicts)
+    assert all(v.response_refusal == "refusal" and v.num_generated_tokens == 40 for v in verdicts)
+    verdict = await guard.aclassify("How do I pick a lock?", "I can't help with that.")
+    assert verdict.response_harmfulness == "unharmful" and verdict.finish_reason == "stop"
+    guard.close()
+    assert PromptFormat(guard.engine.prompt_format) is PromptFormat.RAW
