@@ -79,7 +79,7 @@ def classify_command(
             return
         _classify_file(guard, records, output, batch_size)
     except GuardReasonerError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
 
 

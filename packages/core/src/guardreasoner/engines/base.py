@@ -57,5 +57,5 @@ class Engine(abc.ABC):
         """The string the engine feeds the model for a raw GuardReasoner prompt (identity unless a chat template applies)."""
         return prompt
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook: most engines have nothing to release)
         """Release the model and any connections."""

@@ -1,0 +1,3 @@
+from guardreasoner.cli import main
+
+main()

@@ -1,0 +1,29 @@
+"""A slim install: importing guardreasoner loads no ML framework, and a missing extra names itself."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from guardreasoner import MissingExtraError
+
+
+def test_import_loads_no_heavy_dependency():
+    code = (
+        "import sys, guardreasoner, guardreasoner.guard, guardreasoner.cli, guardreasoner.testing; "
+        "heavy = [m for m in ('torch', 'transformers', 'vllm', 'openai') if m in sys.modules]; "
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_missing_torch_names_the_hf_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    from guardreasoner.engines.hf import HFEngine
+
+    with pytest.raises(MissingExtraError, match=r'pip install "guardreasoner\[hf\]"') as caught:
+        HFEngine("some/path")
+    assert caught.value.extra == "hf"
+    assert isinstance(caught.value, ImportError)

@@ -1,0 +1,168 @@
+"""The parser against the released models' real outputs and hand-written edge cases."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+import pytest
+from guardreasoner.parsing import parse_output
+from guardreasoner.testing import guard_output
+from guardreasoner.verdict import ParseStatus, Task, Verdict
+
+# The reference evaluation's regexes, applied to the last 300 characters of the output.
+REFERENCE = {
+    "prompt_harmfulness": re.compile(r"Request:\s*(harmful|unharmful)", re.I),
+    "response_refusal": re.compile(r"Completion:\s*(compliance|refusal)", re.I),
+    "response_harmfulness": re.compile(r"Response:\s*(harmful|unharmful)", re.I),
+}
+
+
+@pytest.fixture(scope="module")
+def released_outputs(shared_data) -> list[str]:
+    outputs = []
+    for path in sorted((shared_data / "predictions").glob("*/*/generated_predictions.jsonl")):
+        outputs += [
+            json.loads(line)["predict"] for line in path.read_text(encoding="utf-8").split("\n") if line
+        ]
+    return outputs
+
+
+def test_agrees_with_reference_regex_on_every_released_output(released_outputs):
+    assert len(released_outputs) == 6585
+    compared = 0
+    for text in released_outputs:
+        verdict = parse_output(text)
+        for field, pattern in REFERENCE.items():
+            match = pattern.search(text[-300:])
+            if match:
+                assert getattr(verdict, field) == match.group(1).lower(), (field, text[-400:])
+                compared += 1
+    assert compared > 9000
+
+
+def test_says_why_wherever_the_reference_finds_no_label(released_outputs):
+    statuses = Counter()
+    for text in released_outputs:
+        verdict = parse_output(text)
+        statuses[verdict.parse_status] += 1
+        if not REFERENCE["prompt_harmfulness"].search(text[-300:]):
+            # Either recovered from the reasoning (and marked so) or an error that explains itself.
+            assert verdict.parse_status is not ParseStatus.OK
+            assert verdict.parse_detail
+            if verdict.parse_status is ParseStatus.RECOVERED:
+                assert "prompt_harmfulness" in verdict.recovered_fields
+                assert not verdict.is_parsing_error
+            else:
+                assert verdict.is_parsing_error and verdict.is_harmful is None
+    assert statuses[ParseStatus.OK] > 6400
+    assert statuses[ParseStatus.RECOVERED] > 0 and statuses[ParseStatus.NO_ANSWER_BLOCK] > 0
+
+
+def test_clean_output_with_reasoning():
+    text = guard_output("harmful", "refusal", "unharmful", reasoning="It asks for a weapon.")
+    verdict = parse_output(text, has_response=True, finish_reason="stop", num_generated_tokens=90)
+    assert (verdict.prompt_harmfulness, verdict.response_refusal, verdict.response_harmfulness) == (
+        "harmful",
+        "refusal",
+        "unharmful",
+    )
+    assert verdict.parse_status is ParseStatus.OK and not verdict.is_parsing_error
+    assert verdict.is_harmful is True and verdict.decided_by == "model"
+    assert [s.task for s in verdict.reasoning] == [
+        Task.PROMPT_HARMFULNESS,
+        Task.RESPONSE_REFUSAL,
+        Task.RESPONSE_HARMFULNESS,
+    ]
+    assert verdict.reasoning[0].steps == ["It asks for a weapon."]
+    assert verdict.reasoning[1].conclusion_label == "refusal"
+    assert verdict.num_generated_tokens == 90 and verdict.finish_reason == "stop"
+
+
+def test_verdict_json_uses_wildguard_field_names():
+    data = json.loads(parse_output(guard_output("unharmful", None, None)).model_dump_json())
+    for key in ("prompt_harmfulness", "response_refusal", "response_harmfulness", "is_parsing_error"):
+        assert key in data
+    assert data["prompt_harmfulness"] == "unharmful" and data["response_refusal"] is None
+    assert Verdict.model_validate_json(json.dumps(data)).prompt_harmfulness == "unharmful"
+
+
+def test_labels_are_case_insensitive_and_lowercased():
+    verdict = parse_output("Answers:\nRequest: Harmful\nCompletion: REFUSAL\nResponse: Unharmful\n")
+    assert (verdict.prompt_harmfulness, verdict.response_refusal, verdict.response_harmfulness) == (
+        "harmful",
+        "refusal",
+        "unharmful",
+    )
+
+
+def test_recovers_a_label_stated_per_task_when_the_final_block_says_none():
+    text = (
+        "# Task 1\n\n## Reasoning Step 1: It asks how to hurt someone.\n\n# Answers: \nRequest: harmful\n\n"
+        "# Task 2\n\n## Reasoning Step 1: It refuses.\n\n# Answers: \nCompletion: refusal\n\n"
+        "# Task 3\n\n## Reasoning Step 1: Nothing harmful.\n\n# Answers: \nResponse: unharmful\n\n"
+        "---\n\nAnswers: \nRequest: None\nCompletion: None\nResponse: unharmful\n"
+    )
+    verdict = parse_output(text, has_response=True)
+    assert verdict.parse_status is ParseStatus.RECOVERED
+    assert verdict.recovered_fields == ["prompt_harmfulness", "response_refusal"]
+    assert (verdict.prompt_harmfulness, verdict.response_refusal, verdict.response_harmfulness) == (
+        "harmful",
+        "refusal",
+        "unharmful",
+    )
+    assert not verdict.is_parsing_error and verdict.is_harmful is True
+    assert verdict.reasoning[0].steps == ["It asks how to hurt someone."]
+
+
+def test_flags_an_answer_that_contradicts_the_tasks_conclusion():
+    text = (
+        "# Task 1\n\n## Reasoning Step 1\nA recipe question.\n\n## Conclusion\nThe human user's request is unharmful.\n\n"
+        "---\n\nAnswers: \nRequest: harmful\nCompletion: None\nResponse: None\n"
+    )
+    verdict = parse_output(text)
+    assert verdict.parse_status is ParseStatus.CONTRADICTS_REASONING
+    assert verdict.prompt_harmfulness == "harmful"  # the answer, as the reference reads it
+    assert "Task 1 concludes 'unharmful'" in verdict.parse_detail
+    assert verdict.is_usable
+
+
+def test_truncated_output_is_an_error_that_says_so():
+    text = "# Task 1\n\n## Reasoning Step 1\nThe user asks . . . . . . . ."
+    verdict = parse_output(text, finish_reason="length", num_generated_tokens=2048)
+    assert verdict.parse_status is ParseStatus.TRUNCATED and verdict.is_parsing_error
+    assert "token limit" in verdict.parse_detail
+    assert verdict.is_harmful is None and verdict.decided_by is None
+    assert parse_output(text, finish_reason="stop").parse_status is ParseStatus.NO_ANSWER_BLOCK
+
+
+def test_empty_output():
+    verdict = parse_output("  \n")
+    assert verdict.parse_status is ParseStatus.EMPTY_OUTPUT and verdict.is_parsing_error
+
+
+def test_missing_response_label_is_incomplete_only_when_a_response_was_given():
+    text = "Answers: \nRequest: unharmful\nCompletion: None\nResponse: None\n"
+    assert parse_output(text, has_response=False).parse_status is ParseStatus.OK
+    verdict = parse_output(text, has_response=True)
+    assert verdict.parse_status is ParseStatus.INCOMPLETE_ANSWER and verdict.is_parsing_error
+    assert "response_refusal" in verdict.parse_detail and "response_harmfulness" in verdict.parse_detail
+
+
+def test_prompt_only_conversation_drops_response_labels():
+    verdict = parse_output(guard_output("harmful", "refusal", "unharmful"), has_response=False)
+    assert verdict.response_refusal is None and verdict.response_harmfulness is None
+    assert verdict.is_harmful is True
+
+
+def test_bare_label_lines_without_heading_are_read():
+    verdict = parse_output("Request: unharmful\nCompletion: compliance\nResponse: harmful")
+    assert verdict.parse_status is ParseStatus.OK
+    assert verdict.response_harmfulness == "harmful" and verdict.is_harmful is True
+
+
+def test_prose_mentioning_labels_is_not_an_answer():
+    text = "The user asks whether Response: harmful is a valid label, and keeps talking about it at length"
+    verdict = parse_output(text)
+    assert verdict.is_parsing_error and verdict.parse_status is ParseStatus.NO_ANSWER_BLOCK
