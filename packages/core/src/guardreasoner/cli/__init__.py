@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from guardreasoner.cli.classify import classify_command
+from guardreasoner.cli.data import app as data_app
+from guardreasoner.cli.eval import eval_command
 
 app = typer.Typer(
     name="guardreasoner",
@@ -13,6 +15,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("classify")(classify_command)
+app.command("eval")(eval_command)
+app.add_typer(data_app, name="data")
 
 
 @app.callback()
