@@ -40,6 +40,10 @@ class EngineError(GuardReasonerError):
     """The inference engine failed (server error, retries exhausted, out of memory)."""
 
 
+class EngineTimeoutError(EngineError):
+    """A generation request timed out (after any retries)."""
+
+
 class GuardUndecidedError(GuardReasonerError):
     """Raised under the ``raise`` policy when the guard cannot decide; carries the verdict."""
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from guardreasoner.conversation import Conversation, ConversationLike, fit_to_context, to_conversations
 from guardreasoner.engines import Engine, Generation, GenerationConfig, create_engine
-from guardreasoner.errors import EngineError
+from guardreasoner.errors import EngineError, EngineTimeoutError
 from guardreasoner.model_source import DEFAULT_MODEL
 from guardreasoner.parsing import parse_output
 from guardreasoner.policy import FailurePolicy, apply_policy
@@ -140,7 +140,7 @@ class GuardReasoner:
         return self._decide(verdict)
 
     def _failed(self, conversation: Conversation, exc: BaseException) -> Verdict:
-        timeout = isinstance(exc, asyncio.TimeoutError) or type(exc).__name__ == "EngineTimeoutError"
+        timeout = isinstance(exc, (asyncio.TimeoutError, EngineTimeoutError))
         message = str(exc) or f"timed out after {self.timeout} s"
         verdict = Verdict(
             is_parsing_error=True,
