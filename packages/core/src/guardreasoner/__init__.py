@@ -3,15 +3,19 @@
 Importing this package loads no ML framework: each engine imports its dependency when it is used.
 """
 
+from guardreasoner.conversation import Conversation
+from guardreasoner.engines import Engine, Generation, GenerationConfig
 from guardreasoner.errors import (
     ContextLengthError,
     EngineError,
+    EngineTimeoutError,
     GuardReasonerError,
     GuardUndecidedError,
     InvalidInputError,
     MissingExtraError,
     ModelNotFoundError,
 )
+from guardreasoner.guard import GuardReasoner
 from guardreasoner.parsing import parse_output
 from guardreasoner.policy import FailurePolicy, apply_policy
 from guardreasoner.prompt import INSTRUCTION, PromptFormat, build_prompt
@@ -22,8 +26,14 @@ __version__ = "0.1.0"
 __all__ = [
     "INSTRUCTION",
     "ContextLengthError",
+    "Conversation",
+    "Engine",
     "EngineError",
+    "EngineTimeoutError",
     "FailurePolicy",
+    "Generation",
+    "GenerationConfig",
+    "GuardReasoner",
     "GuardReasonerError",
     "GuardUndecidedError",
     "InvalidInputError",
