@@ -1,9 +1,12 @@
 """Reading a GuardReasoner output into a :class:`~guardreasoner.verdict.Verdict`.
 
-The answer comes from the final ``Answers:`` block, as the reference evaluation reads it. Some outputs put a
-per-task ``# Answers:`` line inside the reasoning and end with a final block that says ``None`` for that
-task; the label is then recovered from the reasoning and the verdict says so. Parsing never raises:
-unreadable output comes back as a verdict with ``is_parsing_error`` and a status that says why.
+The answer comes from the final ``Answers:`` block: the trailing run of answer lines after the reasoning.
+Where that run states a field twice (a ``# Task 3 Conclusion`` label line just before the block, say), the
+first statement wins, as in the reference evaluation, which takes the first match in the last 300
+characters. Some outputs put a per-task ``# Answers:`` line inside the reasoning and end with a final block
+that says ``None`` for that task; the label is then recovered from the reasoning and the verdict says so.
+Parsing never raises: unreadable output comes back as a verdict with ``is_parsing_error`` and a status that
+says why.
 """
 
 from __future__ import annotations
@@ -109,11 +112,6 @@ def parse_output(
         status, detail = ParseStatus.OK, None
     harmful = labels["prompt_harmfulness"] == "harmful" or labels["response_harmfulness"] == "harmful"
     return Verdict(is_harmful=harmful, decided_by="model", parse_status=status, parse_detail=detail, **common)
-
-
-def _find_label(segment: str, pattern: re.Pattern[str]) -> str | None:
-    match = pattern.search(segment)
-    return match.group(1).lower() if match else None
 
 
 def _answer_zone_start(text: str) -> int | None:
