@@ -346,7 +346,8 @@ class _OfflineBackend:
                     return self.llm.generate(inputs, params, use_tqdm=False)
             driver = self._driver
         ids = [f"guardreasoner-{next(_ids)}" for _ in inputs]
-        futures = [driver.submit(i, p, _final_only(params)) for i, p in zip(ids, inputs)]
+        params = _final_only(params)
+        futures = [driver.submit(i, p, params) for i, p in zip(ids, inputs)]
         try:
             return [f.result() for f in futures]
         except BaseException:

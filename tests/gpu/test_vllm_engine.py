@@ -1,0 +1,131 @@
+"""The vllm engine on a real GPU. Skipped, with the reason, where vLLM or CUDA is missing (CI has neither).
+
+    pytest -m gpu tests/gpu -ra
+
+``benchmarks/gpu/vllm_suite.py`` runs the larger parity check and the timings; these tests are the quick
+version of its claims: float32 greedy tokens identical to transformers', concurrent async callers batched
+on one engine, no double BOS in the chat format, and the guard's verdicts on vLLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+vllm = pytest.importorskip(
+    "vllm", reason="vLLM is not installed (pip install 'guardreasoner[vllm]' on a CUDA machine)"
+)
+torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+if not torch.cuda.is_available():
+    pytest.skip("no CUDA device: the vllm engine needs a GPU", allow_module_level=True)
+
+from guardreasoner.engines import GenerationConfig  # noqa: E402
+from guardreasoner.engines.hf import HFEngine  # noqa: E402
+from guardreasoner.engines.vllm import VLLMEngine  # noqa: E402
+from guardreasoner.guard import GuardReasoner  # noqa: E402
+from guardreasoner.prompt import build_prompt  # noqa: E402
+from guardreasoner.testing import TINY_GUARD_CASES  # noqa: E402
+
+pytestmark = [pytest.mark.gpu, pytest.mark.slow]
+
+PROMPTS = [
+    build_prompt(f"Question {i}: how do I {verb} a {thing}?", None if i % 3 else f"Here is how to {verb} it.")
+    for i, (verb, thing) in enumerate(
+        (v, t)
+        for v in ("fix", "open", "paint", "build")
+        for t in ("door", "car", "boat", "fence", "lock", "bike")
+    )
+]
+CONFIG = GenerationConfig(max_new_tokens=32)
+
+
+def hf_greedy_ids(hf: HFEngine, prompts: list[str], max_new_tokens: int) -> list[list[int]]:
+    sequences = []
+    for prompt in prompts:
+        ids = hf._encode(prompt)
+        with torch.inference_mode():
+            out = hf.model.generate(
+                input_ids=torch.tensor([ids], device=hf.device),
+                attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=hf.device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                eos_token_id=sorted(hf._eos_ids),
+                pad_token_id=hf.tokenizer.pad_token_id,
+            )
+        sequences.append(out[0, len(ids) :].tolist())
+    return sequences
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir):
+    engine = VLLMEngine(str(tiny_model_dir), dtype="float32", gpu_memory_utilization=0.1, max_model_len=2048)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def hf(tiny_model_dir):
+    hf = HFEngine(
+        str(tiny_model_dir), device="cuda", dtype="float32", batch_size=1, attn_implementation="eager"
+    )
+    yield hf
+    hf.close()
+
+
+def test_float32_greedy_tokens_match_transformers(engine, hf):
+    outputs = engine.generate_outputs(PROMPTS, CONFIG)
+    assert engine.backend == "offline"
+    expected = hf_greedy_ids(hf, PROMPTS, CONFIG.max_new_tokens)
+    assert [list(o.outputs[0].token_ids) for o in outputs] == expected
+    assert [list(o.prompt_token_ids) for o in outputs] == [hf._encode(p) for p in PROMPTS]
+    generations = engine.generate(PROMPTS, CONFIG)
+    assert [(g.text, g.finish_reason, g.num_generated_tokens) for g in generations] == [
+        hf._finish(ids) for ids in expected
+    ]
+
+
+def test_concurrent_calls_on_the_offline_engine_give_the_batch_tokens(engine):
+    batch = engine.generate_outputs(PROMPTS, CONFIG)
+
+    async def one_call_each():
+        return await asyncio.gather(*(engine.agenerate_outputs([p], CONFIG) for p in PROMPTS))
+
+    single = asyncio.run(one_call_each())
+    assert [list(s[0].outputs[0].token_ids) for s in single] == [list(o.outputs[0].token_ids) for o in batch]
+
+
+def test_chat_prompts_have_one_bos(engine, hf, tiny_model_dir):
+    chat = VLLMEngine(llm=engine._backend.result().llm, prompt_format="chat")
+    outputs = chat.generate_outputs(PROMPTS[:4], CONFIG)
+    bos = hf.tokenizer.bos_token_id
+    hf_chat = HFEngine(prompt_format="chat", model=hf.model, tokenizer=hf.tokenizer)
+    assert [list(o.prompt_token_ids) for o in outputs] == [hf_chat._encode(p) for p in PROMPTS[:4]]
+    assert all(o.prompt_token_ids[0] == bos and list(o.prompt_token_ids).count(bos) == 1 for o in outputs)
+    assert [list(o.outputs[0].token_ids) for o in outputs] == hf_greedy_ids(hf_chat, PROMPTS[:4], 32)
+    chat.close()
+
+
+def test_guard_verdicts_on_vllm_async(trained_guard_dir):
+    guard = GuardReasoner(str(trained_guard_dir), engine="vllm", dtype="float32", gpu_memory_utilization=0.1)
+
+    async def classify_all():
+        return await asyncio.gather(*(guard.aclassify(c.prompt, c.response) for c in TINY_GUARD_CASES))
+
+    verdicts = asyncio.run(classify_all())
+    assert guard.engine.backend == "async"
+    for case, verdict in zip(TINY_GUARD_CASES, verdicts):
+        assert (verdict.prompt_harmfulness, verdict.response_refusal, verdict.response_harmfulness) == (
+            case.prompt_harmfulness,
+            case.response_refusal,
+            case.response_harmfulness,
+        ), verdict.raw_output
+        assert verdict.finish_reason == "stop" and verdict.decided_by == "model"
+    # The sync path on the same AsyncLLM.
+    assert [
+        v.raw_output for v in guard.classify_batch([(c.prompt, c.response) for c in TINY_GUARD_CASES])
+    ] == [v.raw_output for v in verdicts]
+    guard.close()
