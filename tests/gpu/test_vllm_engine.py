@@ -10,6 +10,7 @@ on one engine, no double BOS in the chat format, and the guard's verdicts on vLL
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
@@ -109,8 +110,10 @@ def test_chat_prompts_have_one_bos(engine, hf, tiny_model_dir):
     chat.close()
 
 
-def test_guard_verdicts_on_vllm_async(trained_guard_dir):
-    guard = GuardReasoner(str(trained_guard_dir), engine="vllm", dtype="float32", gpu_memory_utilization=0.1)
+def test_guard_verdicts_on_vllm_async(request):
+    # GUARDREASONER_TINY_GUARD: a train_tiny_guard() model made elsewhere (training takes minutes on few cores).
+    directory = os.environ.get("GUARDREASONER_TINY_GUARD") or request.getfixturevalue("trained_guard_dir")
+    guard = GuardReasoner(str(directory), engine="vllm", dtype="float32", gpu_memory_utilization=0.1)
 
     async def classify_all():
         return await asyncio.gather(*(guard.aclassify(c.prompt, c.response) for c in TINY_GUARD_CASES))
