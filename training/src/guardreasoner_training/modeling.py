@@ -1,0 +1,166 @@
+"""Loading the model to train, the speed options both trainers share, and saving a model the core can run."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from guardreasoner.model_source import write_model_card
+from guardreasoner.prompt import PromptFormat
+
+from guardreasoner_training.attention import VARLEN_ATTENTION, register_varlen_attention
+from guardreasoner_training.formats import end_of_turn_token_id
+
+
+@dataclass
+class ModelOptions:
+    """Fields both stage configs add to trl's: prompt format, LoRA, and the speed options."""
+
+    prompt_format: str = field(
+        default="raw",
+        metadata={
+            "help": "'raw' (plain text, as the released models are run) or 'chat' (the user turn of a chat template)."
+        },
+    )
+    chat_template: str | None = field(
+        default="llama3",
+        metadata={
+            "help": "For --prompt-format chat: 'llama3' (LLaMA-Factory's, the paper's), 'tokenizer', or a Jinja string."
+        },
+    )
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={
+            "help": "transformers attention: 'sdpa', 'flex_attention', 'eager', or 'guardreasoner_varlen' (padding-free, CUDA)."
+        },
+    )
+    master_dtype: str = field(
+        default="float32",
+        metadata={
+            "help": "dtype of the trained weights; float32 with --bf16 is mixed precision with fp32 master weights."
+        },
+    )
+    use_lora: bool = field(default=False, metadata={"help": "Train a LoRA adapter instead of all weights."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: list[str] | str = field(
+        default="all-linear", metadata={"help": "Modules LoRA adapts ('all-linear' or a list of names)."}
+    )
+    liger_kernels: bool = field(
+        default=False,
+        metadata={"help": "Replace RMSNorm, SwiGLU and RoPE with Liger's Triton kernels (CUDA)."},
+    )
+    compile_layers: bool = field(
+        default=False,
+        metadata={"help": "torch.compile each decoder layer (dynamic shapes), not the whole model."},
+    )
+
+    def check_model_options(self) -> None:
+        self.prompt_format = PromptFormat(self.prompt_format).value
+        if self.attn_implementation == VARLEN_ATTENTION and not getattr(self, "padding_free", True):
+            raise ValueError(f"attn_implementation='{VARLEN_ATTENTION}' needs padding_free=True.")
+        if self.master_dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"master_dtype must be float32, bfloat16 or float16, got '{self.master_dtype}'.")
+
+
+def model_init_kwargs(options: ModelOptions, given: dict[str, Any] | None) -> dict[str, Any]:
+    """``from_pretrained`` keyword arguments for a model trl loads from a path: master dtype and attention."""
+    kwargs: dict[str, Any] = {"dtype": options.master_dtype}
+    if options.attn_implementation:
+        kwargs["attn_implementation"] = options.attn_implementation
+    return {**kwargs, **(given or {})}
+
+
+def prepare_attention(model: Any, options: ModelOptions) -> None:
+    """Register the varlen attention when asked for, and switch an already loaded model to the asked attention."""
+    if options.attn_implementation == VARLEN_ATTENTION:
+        register_varlen_attention()
+    if (
+        model is not None
+        and not isinstance(model, (str, os.PathLike))
+        and options.attn_implementation
+        and model.config._attn_implementation != options.attn_implementation
+    ):
+        model.set_attn_implementation(options.attn_implementation)
+
+
+def apply_speedups(model: Any, options: ModelOptions) -> None:
+    """The options applied to the model the trainer holds: Liger kernels, then regional compilation."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if options.liger_kernels:
+        apply_liger(base)
+    if options.compile_layers:
+        compile_decoder_layers(base)
+
+
+def apply_liger(model: Any) -> None:
+    """Liger's fused RMSNorm, SwiGLU and RoPE kernels on a Llama model (the LM head stays trl's fused one)."""
+    from guardreasoner.errors import require
+
+    monkey = require("liger_kernel.transformers", extra="liger", feature="--liger-kernels")
+    if model.config.model_type != "llama":
+        raise ValueError(f"--liger-kernels supports Llama models here, not '{model.config.model_type}'.")
+    monkey.apply_liger_kernel_to_llama(
+        rope=True,
+        rms_norm=True,
+        swiglu=True,
+        cross_entropy=False,
+        fused_linear_cross_entropy=False,
+        model=model,
+    )
+
+
+def compile_decoder_layers(model: Any) -> None:
+    """Regional compilation: one compiled graph shared by the identical decoder layers, dynamic in length."""
+    backbone = getattr(model, model.base_model_prefix, model)
+    for layer in backbone.layers:
+        layer.compile(dynamic=True)
+
+
+def lora_config(options: ModelOptions) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=options.lora_r,
+        lora_alpha=options.lora_alpha,
+        lora_dropout=options.lora_dropout,
+        target_modules=options.lora_target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def finalize_saved_model(
+    output_dir: str | os.PathLike[str], tokenizer: Any, prompt_format: str, **info: Any
+) -> Path:
+    """Make a saved directory runnable by the core: model card, and for chat models the end-of-turn stop token."""
+    import transformers
+
+    output_dir = Path(output_dir)
+    if PromptFormat(prompt_format) is PromptFormat.CHAT and (output_dir / "config.json").is_file():
+        eot = end_of_turn_token_id(tokenizer)
+        if eot is not None:
+            try:
+                generation = transformers.GenerationConfig.from_pretrained(output_dir)
+            except OSError:
+                generation = transformers.GenerationConfig()
+            ids = generation.eos_token_id
+            ids = list(ids) if isinstance(ids, (list, tuple)) else ([ids] if ids is not None else [])
+            if eot not in ids:
+                generation.eos_token_id = [*ids, eot]
+                generation.save_pretrained(output_dir)
+    write_model_card(output_dir, prompt_format, trained_by="guardreasoner-training", **info)
+    return output_dir
+
+
+def merge_lora_and_save(trainer: Any, output_dir: str | os.PathLike[str]) -> None:
+    """Save the full model: LoRA adapters merged into the base weights, so the core loads it like any model."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if hasattr(model, "merge_and_unload"):
+        merged = model.merge_and_unload()
+        merged.save_pretrained(output_dir)
+        trainer.processing_class.save_pretrained(output_dir)
+    else:
+        trainer.save_model(output_dir)

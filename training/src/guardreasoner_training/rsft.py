@@ -1,0 +1,170 @@
+"""Stage 3, R-SFT: reasoning supervised fine-tuning, with the loss on the answer (the output) only.
+
+:class:`RSFTConfig` is trl's :class:`~trl.SFTConfig` with the paper's defaults and this package's model options;
+:class:`RSFTTrainer` is trl's :class:`~trl.SFTTrainer` that truncates to ``cutoff_len`` itself (so padding-free
+batches can be cut too), prepares the tokenizer for the prompt format, and leaves a model card in every saved
+directory so the core runs the model the way it was trained.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trl import SFTConfig, SFTTrainer
+
+from guardreasoner_training.errors import TrainingDataError
+from guardreasoner_training.formats import prepare_tokenizer, sft_example, tokenize_answer, tokenize_prompt
+from guardreasoner_training.modeling import (
+    ModelOptions,
+    apply_speedups,
+    finalize_saved_model,
+    lora_config,
+    merge_lora_and_save,
+    model_init_kwargs,
+    prepare_attention,
+)
+from guardreasoner_training.records import TrainRecord
+
+
+@dataclass
+class RSFTConfig(SFTConfig, ModelOptions):
+    """trl's SFTConfig with the paper's R-SFT settings as defaults.
+
+    The paper: learning rate 5e-5, 3 epochs, cosine schedule without warm-up, cutoff 2048 tokens, effective
+    batch 384 (4 GPUs × 6 × 16 accumulation), bf16. See :mod:`guardreasoner_training.presets` for the per-size
+    batch layouts. ``max_length`` is not used: ``cutoff_len`` truncates, also for padding-free batches.
+    """
+
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate (the paper's 5e-5)."})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs (the paper's 3)."})
+    lr_scheduler_type: str = field(
+        default="cosine", metadata={"help": "Learning-rate schedule (the paper's cosine)."}
+    )
+    warmup_steps: float = field(default=0, metadata={"help": "Warm-up steps (the paper uses none)."})
+    logging_steps: float = field(default=5, metadata={"help": "Log every N steps."})
+    completion_only_loss: bool | None = field(
+        default=True, metadata={"help": "Loss on the answer (completion) only, not on the prompt."}
+    )
+    cutoff_len: int | None = field(
+        default=2048, metadata={"help": "Truncate prompt+answer to this many tokens (the paper's 2048)."}
+    )
+    max_length: int | None = field(default=None, metadata={"help": "Unused: see cutoff_len."})
+
+    def __post_init__(self) -> None:
+        if self.max_length is not None:
+            self.cutoff_len, self.max_length = self.max_length, None
+        if self.packing and self.cutoff_len is not None:
+            self.max_length = self.cutoff_len  # packing rows are max_length long
+        super().__post_init__()
+        self.check_model_options()
+
+
+def build_sft_dataset(records: list[TrainRecord]) -> Any:
+    """A prompt-completion dataset (plain text) from GuardReasonerTrain records."""
+    from datasets import Dataset
+
+    return Dataset.from_list([sft_example(record) for record in records])
+
+
+def tokenize_sft_dataset(
+    dataset: Any, tokenizer: Any, prompt_format: str, *, num_proc: int | None = None
+) -> Any:
+    """``input_ids`` and ``completion_mask`` (1 on the answer) from ``prompt``/``completion`` text."""
+
+    def encode(example: dict[str, Any]) -> dict[str, Any]:
+        prompt_ids = tokenize_prompt(tokenizer, example["prompt"], prompt_format)
+        answer_ids = tokenize_answer(tokenizer, example["prompt"], example["completion"], prompt_format)
+        return {
+            "input_ids": prompt_ids + answer_ids,
+            "completion_mask": [0] * len(prompt_ids) + [1] * len(answer_ids),
+        }
+
+    kwargs = {"num_proc": num_proc} if num_proc else {}
+    return dataset.map(encode, remove_columns=list(dataset.column_names), **kwargs)
+
+
+class RSFTTrainer(SFTTrainer):
+    """trl's SFTTrainer for R-SFT (see the module docstring)."""
+
+    _tag_names = ["trl", "sft", "guardreasoner", "r-sft"]
+
+    def __init__(
+        self,
+        model: str | Any,
+        args: RSFTConfig,
+        train_dataset: Any = None,
+        eval_dataset: Any = None,
+        processing_class: Any = None,
+        peft_config: Any = None,
+        **kwargs: Any,
+    ):
+        import transformers
+
+        if not isinstance(args, RSFTConfig):
+            raise TypeError("RSFTTrainer needs an RSFTConfig.")
+        prepare_attention(model, args)
+        if isinstance(model, (str, os.PathLike)):
+            model = os.fspath(model)
+            args.model_init_kwargs = model_init_kwargs(args, args.model_init_kwargs)
+        if processing_class is None:
+            source = model if isinstance(model, str) else model.config._name_or_path
+            processing_class = transformers.AutoTokenizer.from_pretrained(source)
+        prepare_tokenizer(processing_class, args.prompt_format, args.chat_template)
+        if peft_config is None and args.use_lora:
+            peft_config = lora_config(args)
+        super().__init__(
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            peft_config=peft_config,
+            **kwargs,
+        )
+        apply_speedups(self.model, args)
+
+    def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):  # noqa: D401
+        """Tokenize as the core's engines do, let trl build the labels, then truncate to ``cutoff_len``."""
+        if "input_ids" not in (dataset.column_names or []):
+            if not {"prompt", "completion"} <= set(dataset.column_names or []):
+                raise TrainingDataError(
+                    f"The {dataset_name} dataset needs 'prompt' and 'completion' columns (see build_sft_dataset), "
+                    f"or 'input_ids' and 'completion_mask'; it has {dataset.column_names}."
+                )
+            dataset = tokenize_sft_dataset(
+                dataset, processing_class, args.prompt_format, num_proc=args.dataset_num_proc
+            )
+        dataset = super()._prepare_dataset(
+            dataset, processing_class, args, packing, formatting_func, dataset_name
+        )
+        cutoff = getattr(args, "cutoff_len", None)
+        if cutoff is None or packing:
+            return dataset
+        return truncate_dataset(dataset, cutoff, num_proc=args.dataset_num_proc)
+
+    def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
+        super()._save(output_dir, state_dict)
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        finalize_saved_model(output_dir, self.processing_class, self.args.prompt_format, stage="rsft")
+
+    def save_final_model(self, output_dir: str | os.PathLike[str] | None = None) -> Path:
+        """Save a directory the core can run: full weights (LoRA merged), tokenizer, model card."""
+        output_dir = Path(output_dir or self.args.output_dir)
+        merge_lora_and_save(self, output_dir)
+        return finalize_saved_model(
+            output_dir, self.processing_class, self.args.prompt_format, stage="rsft", lora=self.args.use_lora
+        )
+
+
+def truncate_dataset(dataset: Any, cutoff: int, *, num_proc: int | None = None) -> Any:
+    """Cut tokenized examples to ``cutoff`` tokens and drop those left with no answer token."""
+
+    def cut(example: dict[str, Any]) -> dict[str, Any]:
+        return {"input_ids": example["input_ids"][:cutoff], "labels": example["labels"][:cutoff]}
+
+    kwargs = {"num_proc": num_proc} if num_proc else {}
+    dataset = dataset.map(cut, **kwargs)
+    return dataset.filter(lambda example: any(label != -100 for label in example["labels"]), **kwargs)
