@@ -108,8 +108,8 @@ def eval_command(
         if model is not None:
             predictions = output or Path("guardreasoner-eval") / re.sub(r"[^\w.-]+", "_", model.strip("/"))
             runs = _run(model, engine, predictions, data_dir, selected, limit, batch_size, max_new_tokens)
-            names = [run.dataset for run in runs if run.reason is None]
-            if not names:
+            names = [dataset.name for dataset in selected]
+            if all(run.reason for run in runs):
                 raise EvaluationError(
                     f"No benchmark file was found in {data_dir}. Fetch them with 'guardreasoner data download' "
                     "or pass --benchmark-dir."
