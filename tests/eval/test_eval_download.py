@@ -100,6 +100,20 @@ def test_a_missing_file_is_an_error_naming_the_url(served, tmp_path):
         download_benchmarks(tmp_path / "cache", url=url, files=["0_8_toxic_chat.json"])
 
 
+def test_one_failure_does_not_stop_the_other_files(served, tmp_path):
+    _, url = served
+    with pytest.raises(DownloadError, match="1 of 2 benchmark files could not be fetched") as error:
+        download_benchmarks(tmp_path / "cache", url=url, files=["0_8_toxic_chat.json", SMALL[0]])
+    assert "0_8_toxic_chat.json" in str(error.value)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [SMALL[0]]
+
+
+def test_a_local_folder_can_serve_as_the_source(shared_data, tmp_path):
+    source = (shared_data / "benchmark").as_uri()
+    statuses = download_benchmarks(tmp_path / "cache", url=source, files=SMALL)
+    assert [s.action for s in statuses] == ["downloaded", "downloaded"]
+
+
 def test_base_url_and_directory_come_from_the_environment(served, tmp_path, monkeypatch):
     _, url = served
     monkeypatch.setenv(datasets.BASE_URL_ENV, url)
@@ -120,4 +134,5 @@ def test_cli_download_reports_each_file(served, tmp_path, cli, monkeypatch):
     (tmp_path / "cache" / SMALL[1]).unlink()
     result = cli("data", "download", "--dir", tmp_path / "cache", "--base-url", url)
     assert result.exit_code == 1
-    assert "Checksum mismatch" in result.output and result.output.count("present") == 1
+    assert "Checksum mismatch" in result.output
+    assert result.output.count("present") == 2 and result.output.count("failed") == 1

@@ -70,9 +70,10 @@ class FileStatus:
     name: str
     path: Path
     action: str
-    """``present`` (already there and verified) or ``downloaded``."""
-    sha256: str
+    """``present`` (already there and verified), ``downloaded`` or ``failed``."""
+    sha256: str | None
     warning: str | None = None
+    error: str | None = None
 
 
 def default_data_dir() -> Path:
@@ -97,8 +98,8 @@ def download_benchmarks(
 ) -> list[FileStatus]:
     """Fetch the benchmark files into ``directory``; files already there and verified are kept.
 
-    Raises :class:`DownloadError` on the first file that cannot be fetched or fails verification; the files
-    fetched before it stay, so a rerun continues.
+    A file that cannot be fetched or fails verification does not stop the others; at the end
+    :class:`DownloadError` lists every failure. The files fetched stay, so a rerun only fetches the rest.
     """
     target = Path(directory).expanduser() if directory is not None else default_data_dir()
     target.mkdir(parents=True, exist_ok=True)
@@ -111,10 +112,17 @@ def download_benchmarks(
         )
     results = []
     for name in names:
-        status = _fetch(name, target, root, timeout)
+        try:
+            status = _fetch(name, target, root, timeout)
+        except DownloadError as exc:
+            status = FileStatus(name, target / name, "failed", None, error=str(exc))
         results.append(status)
         if on_file is not None:
             on_file(status)
+    failed = [status for status in results if status.error]
+    if failed:
+        details = "\n".join(f"- {status.error}" for status in failed)
+        raise DownloadError(f"{len(failed)} of {len(names)} benchmark files could not be fetched:\n{details}")
     return results
 
 

@@ -53,7 +53,9 @@ def download(
     warnings = []
 
     def report(status: FileStatus) -> None:
-        table.add_row(status.name, status.action, status.sha256[:16] + "…")
+        digest = status.sha256[:16] + "…" if status.sha256 else ""
+        style = "red" if status.action == "failed" else None
+        table.add_row(status.name, status.action, digest, style=style)
         if status.warning:
             warnings.append(status.warning)
 
