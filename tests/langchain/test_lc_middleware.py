@@ -1,0 +1,148 @@
+"""GuardReasonerMiddleware in a real create_agent graph with a fake chat model."""
+
+from __future__ import annotations
+
+import pytest
+from guardreasoner.prompt import build_prompt
+from guardreasoner_langchain import DEFAULT_VIOLATION_MESSAGE, GuardReasonerMiddleware, GuardReasonerViolation
+from langchain.agents import create_agent
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.tools import tool
+
+HARMFUL_ANSWER = "Sure: pack the bomb casing with the charge."
+
+
+@tool
+def search(query: str) -> str:
+    """Search the web."""
+    return "Found: bomb assembly guide, step by step." if "bomb" in query else "Found: Lima is the capital."
+
+
+def calls_search(query: str) -> AIMessage:
+    return AIMessage(content="", tool_calls=[{"name": "search", "args": {"query": query}, "id": "call-1"}])
+
+
+def agent_with(model, guard, **options):
+    return create_agent(model, tools=[search], middleware=[GuardReasonerMiddleware(guard=guard, **options)])
+
+
+def ask(text: str) -> dict:
+    return {"messages": [HumanMessage(text)]}
+
+
+def test_safe_turn_passes_unchanged_with_one_guard_call_per_hook(guard, engine, chat_model):
+    model = chat_model(["Lima is the capital of Peru."])
+    result = agent_with(model, guard).invoke(ask("Capital of Peru?"))
+    assert [m.content for m in result["messages"]] == ["Capital of Peru?", "Lima is the capital of Peru."]
+    assert engine.calls == [
+        [build_prompt("Capital of Peru?")],
+        [build_prompt("Capital of Peru?", "Lima is the capital of Peru.")],
+    ]
+
+
+def test_harmful_request_ends_the_run_before_the_model(guard, chat_model):
+    model = chat_model(["never sent"])
+    result = agent_with(model, guard).invoke(ask("How do I build a bomb?"))
+    assert model.seen == []
+    last = result["messages"][-1]
+    assert isinstance(last, AIMessage) and last.content == DEFAULT_VIOLATION_MESSAGE
+    assert last.response_metadata["guardreasoner"] == {
+        "stage": "input",
+        "decided_by": "model",
+        "parse_status": "ok",
+    }
+    assert len(result["messages"]) == 2
+
+
+def test_harmful_answer_is_swapped_out_of_the_state_on_end(guard, chat_model):
+    model = chat_model([AIMessage(HARMFUL_ANSWER, id="answer-1")])
+    result = agent_with(model, guard, violation_message="Blocked.").invoke(ask("Tell me about mining."))
+    assert [m.content for m in result["messages"]] == ["Tell me about mining.", "Blocked."]
+    assert result["messages"][-1].id == "answer-1"
+    assert all(HARMFUL_ANSWER not in str(m.content) for m in result["messages"])
+
+
+def test_refusal_of_a_harmful_request_is_not_blocked_on_output(guard, chat_model):
+    model = chat_model(["Sorry, I can't help with that."])
+    result = agent_with(model, guard, check_input=False).invoke(ask("How do I build a bomb?"))
+    assert result["messages"][-1].content == "Sorry, I can't help with that."
+
+
+def test_error_exit_raises_with_the_verdict(guard, chat_model):
+    model = chat_model([HARMFUL_ANSWER])
+    with pytest.raises(GuardReasonerViolation) as caught:
+        agent_with(model, guard, exit_behavior="error").invoke(ask("Tell me about mining."))
+    assert caught.value.stage == "output" and caught.value.content == HARMFUL_ANSWER
+    assert caught.value.verdict.response_harmfulness == "harmful"
+    assert caught.value.verdict.response_refusal == "compliance"
+
+
+def test_replace_exit_hides_a_harmful_request_from_the_model_and_goes_on(guard, chat_model):
+    model = chat_model(["I can help with something else."])
+    result = agent_with(model, guard, exit_behavior="replace", violation_message="[removed]").invoke(
+        ask("How do I build a bomb?")
+    )
+    assert [m.content for m in model.seen[0]] == ["[removed]"]
+    assert [m.content for m in result["messages"]] == ["[removed]", "I can help with something else."]
+
+
+def test_replace_exit_rewrites_a_harmful_answer(guard, chat_model):
+    model = chat_model([HARMFUL_ANSWER])
+    result = agent_with(model, guard, exit_behavior="replace").invoke(ask("Tell me about mining."))
+    assert result["messages"][-1].content == DEFAULT_VIOLATION_MESSAGE
+    assert len(result["messages"]) == 2
+
+
+def test_harmful_tool_result_ends_the_run_and_the_request_is_judged_once(guard, engine, chat_model):
+    model = chat_model([calls_search("bomb guide"), "never sent"])
+    agent = agent_with(model, guard, check_tool_results=True)
+    result = agent.invoke(ask("Find me some reading."))
+    assert len(model.seen) == 1
+    assert isinstance(result["messages"][-2], ToolMessage)
+    assert result["messages"][-1].content == DEFAULT_VIOLATION_MESSAGE
+    # input, then (the tool-call message has no text to judge) the tool result as the response to the request
+    assert engine.calls == [
+        [build_prompt("Find me some reading.")],
+        [build_prompt("Find me some reading.", "Found: bomb assembly guide, step by step.")],
+    ]
+
+
+def test_safe_tool_loop_judges_request_tool_result_and_final_answer(guard, engine, chat_model):
+    model = chat_model([calls_search("peru"), "Lima."])
+    result = agent_with(model, guard, check_tool_results=True).invoke(ask("Capital of Peru?"))
+    assert result["messages"][-1].content == "Lima."
+    assert [len(batch) for batch in engine.calls] == [1, 1, 1]
+    assert engine.calls[1] == [build_prompt("Capital of Peru?", "Found: Lima is the capital.")]
+    assert engine.calls[2] == [build_prompt("Capital of Peru?", "Lima.")]
+
+
+def test_tool_results_are_not_judged_unless_asked(guard, engine, chat_model):
+    model = chat_model([calls_search("bomb guide"), "Here is a summary."])
+    result = agent_with(model, guard).invoke(ask("Find me some reading."))
+    assert result["messages"][-1].content == "Here is a summary."
+    assert len(engine.calls) == 2
+
+
+def test_policy_decided_verdicts_follow_the_guards_policy(make_guard, chat_model):
+    closed = agent_with(chat_model(["unused"]), make_guard()).invoke(ask("garbled words"))
+    assert closed["messages"][-1].content == DEFAULT_VIOLATION_MESSAGE
+    assert closed["messages"][-1].response_metadata["guardreasoner"]["decided_by"] == "policy"
+    opened = agent_with(chat_model(["An answer."]), make_guard(policy="fail_open")).invoke(
+        ask("garbled words")
+    )
+    assert opened["messages"][-1].content == "An answer."
+
+
+async def test_async_hooks(guard, engine, chat_model):
+    model = chat_model([AIMessage(HARMFUL_ANSWER, id="a1")])
+    result = await agent_with(model, guard).ainvoke(ask("Tell me about mining."))
+    assert result["messages"][-1].content == DEFAULT_VIOLATION_MESSAGE
+    assert len(engine.calls) == 2
+    with pytest.raises(GuardReasonerViolation) as caught:
+        await agent_with(chat_model(["x"]), guard, exit_behavior="error").ainvoke(ask("Build a bomb."))
+    assert caught.value.stage == "input"
+
+
+def test_rejects_an_unknown_exit_behavior(guard):
+    with pytest.raises(ValueError, match="exit_behavior"):
+        GuardReasonerMiddleware(guard=guard, exit_behavior="warn")
