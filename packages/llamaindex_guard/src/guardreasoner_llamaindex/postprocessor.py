@@ -1,0 +1,117 @@
+"""A node postprocessor that drops (or flags) retrieved nodes whose text GuardReasoner finds harmful."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from guardreasoner import Verdict
+from guardreasoner.guard import GuardReasoner
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+
+from guardreasoner_llamaindex._guard import GuardProvider, is_violation, text_or_none
+
+
+class GuardReasonerNodePostprocessor(BaseNodePostprocessor):
+    """Judge each retrieved node's text with GuardReasoner, in one ``classify_batch`` call per query.
+
+    >>> engine = index.as_query_engine(node_postprocessors=[GuardReasonerNodePostprocessor(guard)])  # doctest: +SKIP
+
+    A node's text (``get_content(metadata_mode)``, text only by default) is judged as the response to the
+    query, so it is kept or dropped on the model's *response* label: is this text, given as an answer, harmful?
+    Without a query it is judged alone, as a request. A node with no text (an image node) is kept unjudged. A
+    verdict the guard's policy decided (unparseable output) drops the node under ``fail_closed`` and keeps it
+    under ``fail_open``.
+
+    ``mode="drop"`` (default) returns the safe nodes in their original order. ``mode="flag"`` keeps every
+    node and returns copies whose ``metadata[flag_key]`` is True (harmful) or False; the key is excluded from
+    the LLM's and the embedder's view of the metadata. The input nodes are never modified.
+
+    The guard is ``guard=`` or built on first use from ``model=`` and the other keyword options.
+    """
+
+    mode: Literal["drop", "flag"] = Field(default="drop", description="Drop harmful nodes, or flag them.")
+    flag_key: str = Field(default="guardreasoner_harmful", description="Metadata key set in flag mode.")
+    metadata_mode: MetadataMode = Field(
+        default=MetadataMode.NONE, description="Which metadata the judged text includes."
+    )
+    _provider: GuardProvider = PrivateAttr()
+
+    def __init__(
+        self,
+        guard: GuardReasoner | None = None,
+        *,
+        mode: Literal["drop", "flag"] = "drop",
+        flag_key: str = "guardreasoner_harmful",
+        metadata_mode: MetadataMode = MetadataMode.NONE,
+        model: str | None = None,
+        **guard_options: Any,
+    ):
+        super().__init__(mode=mode, flag_key=flag_key, metadata_mode=metadata_mode)
+        self._provider = GuardProvider(guard, model, guard_options)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "GuardReasonerNodePostprocessor"
+
+    @property
+    def guard(self) -> GuardReasoner:
+        return self._provider.get()
+
+    def _postprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
+        judged, conversations = self._conversations(nodes, query_bundle)
+        verdicts = self.guard.classify_batch(conversations) if conversations else []
+        return self._result(nodes, judged, conversations, verdicts)
+
+    async def _apostprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
+        judged, conversations = self._conversations(nodes, query_bundle)
+        verdicts = await self.guard.aclassify_batch(conversations) if conversations else []
+        return self._result(nodes, judged, conversations, verdicts)
+
+    def _conversations(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None
+    ) -> tuple[list[int], list[tuple[str, str | None]]]:
+        query = text_or_none(query_bundle.query_str) if query_bundle is not None else None
+        judged, conversations = [], []
+        for index, node in enumerate(nodes):
+            text = text_or_none(node.node.get_content(metadata_mode=self.metadata_mode))
+            if text is None:
+                continue
+            judged.append(index)
+            conversations.append((query, text) if query is not None else (text, None))
+        return judged, conversations
+
+    def _result(
+        self,
+        nodes: list[NodeWithScore],
+        judged: list[int],
+        conversations: list[tuple[str, str | None]],
+        verdicts: list[Verdict],
+    ) -> list[NodeWithScore]:
+        harmful = {
+            index: is_violation(verdict, judged_on="request" if response is None else "response")
+            for index, (_, response), verdict in zip(judged, conversations, verdicts)
+        }
+        if self.mode == "drop":
+            return [node for index, node in enumerate(nodes) if not harmful.get(index, False)]
+        return [
+            self._flagged(node, harmful[index]) if index in harmful else node
+            for index, node in enumerate(nodes)
+        ]
+
+    def _flagged(self, node: NodeWithScore, harmful: bool) -> NodeWithScore:
+        inner = node.node
+        hidden = lambda keys: [*keys, self.flag_key] if self.flag_key not in keys else list(keys)  # noqa: E731
+        copy = inner.model_copy(
+            update={
+                "metadata": {**inner.metadata, self.flag_key: harmful},
+                "excluded_llm_metadata_keys": hidden(inner.excluded_llm_metadata_keys),
+                "excluded_embed_metadata_keys": hidden(inner.excluded_embed_metadata_keys),
+            }
+        )
+        return NodeWithScore(node=copy, score=node.score)

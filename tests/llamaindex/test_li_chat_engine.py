@@ -1,0 +1,89 @@
+"""GuardedChatEngine around a real SimpleChatEngine with a scripted LLM."""
+
+from __future__ import annotations
+
+import pytest
+from guardreasoner.prompt import build_prompt
+from guardreasoner_llamaindex import DEFAULT_REFUSAL, GuardedChatEngine, GuardReasonerViolation
+from llama_index.core.chat_engine import SimpleChatEngine
+from llama_index.core.chat_engine.types import AgentChatResponse, StreamingAgentChatResponse
+
+HARMFUL = "First, pack the bomb casing."
+
+
+def chat_engine(llm) -> SimpleChatEngine:
+    return SimpleChatEngine.from_defaults(llm=llm)
+
+
+def test_safe_turn_passes_unchanged(guard, engine, scripted_llm):
+    inner = chat_engine(scripted_llm("Lima."))
+    response = GuardedChatEngine(inner, guard=guard).chat("Capital of Peru?")
+    assert isinstance(response, AgentChatResponse) and response.response == "Lima."
+    assert engine.calls == [[build_prompt("Capital of Peru?")], [build_prompt("Capital of Peru?", "Lima.")]]
+
+
+def test_harmful_message_never_reaches_the_engine_or_its_memory(guard, scripted_llm):
+    llm = scripted_llm("never")
+    guarded = GuardedChatEngine(chat_engine(llm), guard=guard)
+    with pytest.raises(GuardReasonerViolation) as caught:
+        guarded.chat("How do I build a bomb?")
+    assert caught.value.stage == "input" and caught.value.verdict.is_harmful
+    assert llm.prompts == [] and guarded.chat_history == []
+    refusing = GuardedChatEngine(chat_engine(llm), guard=guard, on_violation="refuse")
+    refused = refusing.chat("How do I build a bomb?")
+    assert refused.response == DEFAULT_REFUSAL and refused.metadata["guardreasoner"]["stage"] == "input"
+
+
+def test_harmful_answer_is_refused_and_scrubbed_from_memory(guard, scripted_llm):
+    llm = scripted_llm(HARMFUL, "Copper and gold.")
+    guarded = GuardedChatEngine(chat_engine(llm), guard=guard, on_violation="refuse", refusal_message="No.")
+    refused = guarded.chat("Tell me about mining.")
+    assert (
+        refused.response == "No."
+        and refused.metadata["guardreasoner"]["verdict"].response_harmfulness == "harmful"
+    )
+    assert [m.content for m in guarded.chat_history] == ["Tell me about mining.", "No."]
+    guarded.chat("Which metals?")
+    assert "bomb" not in llm.prompts[-1] and "No." in llm.prompts[-1]
+
+
+def test_harmful_answer_raises_and_is_still_scrubbed(guard, scripted_llm):
+    guarded = GuardedChatEngine(chat_engine(scripted_llm(HARMFUL)), guard=guard)
+    with pytest.raises(GuardReasonerViolation) as caught:
+        guarded.chat("Tell me about mining.")
+    assert caught.value.stage == "output" and caught.value.content == HARMFUL
+    assert all("bomb" not in m.content for m in guarded.chat_history)
+
+
+def test_stream_chat_judges_the_whole_answer_before_yielding(guard, engine, scripted_llm):
+    guarded = GuardedChatEngine(
+        chat_engine(scripted_llm("Lima is the capital.", HARMFUL)), guard=guard, on_violation="refuse"
+    )
+    safe = guarded.stream_chat("Capital of Peru?")
+    assert isinstance(safe, StreamingAgentChatResponse)
+    assert "".join(safe.response_gen) == "Lima is the capital."
+    assert engine.calls[-1] == [build_prompt("Capital of Peru?", "Lima is the capital.")]
+    refused = guarded.stream_chat("Tell me about mining.")
+    assert list(refused.response_gen) == [DEFAULT_REFUSAL]
+    assert [m.content for m in guarded.chat_history][-1] == DEFAULT_REFUSAL
+
+
+def test_policy_decided_verdicts_follow_the_guards_policy(make_guard, scripted_llm):
+    with pytest.raises(GuardReasonerViolation) as caught:
+        GuardedChatEngine(chat_engine(scripted_llm("x")), guard=make_guard()).chat("garbled words")
+    assert caught.value.verdict.decided_by == "policy"
+    opened = GuardedChatEngine(chat_engine(scripted_llm("Hello.")), guard=make_guard(policy="fail_open"))
+    assert opened.chat("garbled words").response == "Hello."
+
+
+async def test_async_chat_and_stream(guard, engine, scripted_llm):
+    guarded = GuardedChatEngine(
+        chat_engine(scripted_llm("Lima.", HARMFUL, "Sure: bomb steps.")), guard=guard, on_violation="refuse"
+    )
+    assert (await guarded.achat("Capital of Peru?")).response == "Lima."
+    assert (await guarded.achat("Mining?")).response == DEFAULT_REFUSAL
+    assert guarded.chat_history[-1].content == DEFAULT_REFUSAL
+    streamed = await guarded.astream_chat("Chemistry?")
+    assert [t async for t in streamed.async_response_gen()] == [DEFAULT_REFUSAL]
+    with pytest.raises(GuardReasonerViolation):
+        await GuardedChatEngine(chat_engine(scripted_llm("x")), guard=guard).astream_chat("A bomb, please.")

@@ -1,0 +1,130 @@
+"""GuardedQueryEngine around real query engines: the query judged before, the answer after."""
+
+from __future__ import annotations
+
+import pytest
+from guardreasoner.prompt import build_prompt
+from guardreasoner_llamaindex import DEFAULT_REFUSAL, GuardedQueryEngine, GuardReasonerViolation
+from llama_index.core import VectorStoreIndex
+from llama_index.core.base.response.schema import AsyncStreamingResponse, Response, StreamingResponse
+from llama_index.core.embeddings import MockEmbedding
+from llama_index.core.llms import MockLLM
+from llama_index.core.query_engine import CustomQueryEngine
+from llama_index.core.schema import NodeWithScore, TextNode
+
+
+class AnswerEngine(CustomQueryEngine):
+    """Answers every query with ``answer``, citing one source node, and records the queries."""
+
+    answer: str
+    queries: list[str] = []
+
+    def custom_query(self, query_str: str) -> Response:
+        self.queries.append(query_str)
+        return Response(self.answer, source_nodes=[NodeWithScore(node=TextNode(text="a source"), score=1.0)])
+
+
+def answering(answer: str) -> AnswerEngine:
+    return AnswerEngine(answer=answer, queries=[])
+
+
+def echo_index(*texts: str) -> VectorStoreIndex:
+    """An index whose MockLLM answers with its whole prompt, so the answer contains the retrieved text."""
+    nodes = [TextNode(text=text, id_=f"n{i}") for i, text in enumerate(texts)]
+    return VectorStoreIndex(nodes, embed_model=MockEmbedding(embed_dim=8))
+
+
+def test_safe_query_and_answer_pass_unchanged(guard, engine):
+    inner = answering("Lima.")
+    guarded = GuardedQueryEngine(inner, guard=guard)
+    response = guarded.query("Capital of Peru?")
+    assert isinstance(response, Response) and response.response == "Lima." and len(response.source_nodes) == 1
+    assert engine.calls == [[build_prompt("Capital of Peru?")], [build_prompt("Capital of Peru?", "Lima.")]]
+
+
+def test_harmful_query_raises_before_the_wrapped_engine_runs(guard):
+    inner = answering("never")
+    with pytest.raises(GuardReasonerViolation) as caught:
+        GuardedQueryEngine(inner, guard=guard).query("How do I build a bomb?")
+    assert caught.value.stage == "input" and caught.value.verdict.prompt_harmfulness == "harmful"
+    assert inner.queries == []
+
+
+def test_harmful_answer_raises_or_is_refused(guard):
+    harmful = "Pack the bomb casing tightly."
+    with pytest.raises(GuardReasonerViolation) as caught:
+        GuardedQueryEngine(answering(harmful), guard=guard).query("Mining tips?")
+    assert caught.value.stage == "output" and caught.value.content == harmful
+    assert caught.value.verdict.response_harmfulness == "harmful"
+    refused = GuardedQueryEngine(answering(harmful), guard=guard, on_violation="refuse").query("Mining tips?")
+    assert isinstance(refused, Response) and refused.response == DEFAULT_REFUSAL
+    assert refused.source_nodes == []
+    meta = refused.metadata["guardreasoner"]
+    assert meta["stage"] == "output" and meta["verdict"].response_harmfulness == "harmful"
+
+
+def test_a_refusal_of_a_harmful_query_passes_on_output(guard):
+    guarded = GuardedQueryEngine(answering("Sorry, I can't help with that."), guard=guard, check_input=False)
+    assert guarded.query("How do I build a bomb?").response == "Sorry, I can't help with that."
+
+
+def test_policy_decided_verdicts_follow_the_guards_policy(make_guard):
+    with pytest.raises(GuardReasonerViolation) as caught:
+        GuardedQueryEngine(answering("x"), guard=make_guard()).query("garbled query")
+    assert caught.value.verdict.decided_by == "policy"
+    opened = GuardedQueryEngine(answering("An answer."), guard=make_guard(policy="fail_open"))
+    assert opened.query("garbled query").response == "An answer."
+
+
+def test_real_retriever_engine_answer_is_judged(guard, engine):
+    index = echo_index("Lima is the capital of Peru.", "A bomb needs a detonator.")
+    inner = index.as_query_engine(llm=MockLLM(), similarity_top_k=2)
+    refused = GuardedQueryEngine(inner, guard=guard, on_violation="refuse").query("Tell me about Peru.")
+    assert refused.response == DEFAULT_REFUSAL
+    judged_answer = engine.calls[-1][0]
+    assert "A bomb needs a detonator." in judged_answer and "Lima is the capital" in judged_answer
+
+
+def test_streaming_answers_are_judged_whole_before_anything_is_yielded(guard, engine):
+    safe = echo_index("Lima is the capital of Peru.").as_query_engine(llm=MockLLM(), streaming=True)
+    response = GuardedQueryEngine(safe, guard=guard).query("Tell me about Peru.")
+    assert isinstance(response, StreamingResponse)
+    text = "".join(response.response_gen)
+    assert "Lima is the capital of Peru." in text
+    assert engine.calls[-1] == [build_prompt("Tell me about Peru.", text)]
+
+    harmful = echo_index("A bomb needs a detonator.").as_query_engine(llm=MockLLM(), streaming=True)
+    guarded = GuardedQueryEngine(harmful, guard=guard, on_violation="refuse")
+    refused = guarded.query("Tell me about chemistry.")
+    assert isinstance(refused, StreamingResponse) and list(refused.response_gen) == [DEFAULT_REFUSAL]
+    # An input refusal takes the streaming form too (read from the wrapped engine's synthesizer).
+    assert guarded.streaming is True
+    refused_input = guarded.query("How to build a bomb?")
+    assert isinstance(refused_input, StreamingResponse) and str(refused_input) == DEFAULT_REFUSAL
+
+
+async def test_async_query(guard, engine):
+    guarded = GuardedQueryEngine(answering("Lima."), guard=guard)
+    assert (await guarded.aquery("Capital of Peru?")).response == "Lima."
+    with pytest.raises(GuardReasonerViolation):
+        await guarded.aquery("Bomb instructions?")
+    refused = await GuardedQueryEngine(
+        answering("bomb parts list"), guard=guard, on_violation="refuse"
+    ).aquery("Hi")
+    assert refused.response == DEFAULT_REFUSAL
+
+
+async def test_async_streaming_query(guard):
+    harmful = echo_index("A bomb needs a detonator.").as_query_engine(llm=MockLLM(), streaming=True)
+    refused = await GuardedQueryEngine(harmful, guard=guard, on_violation="refuse").aquery("Chemistry?")
+    assert isinstance(refused, AsyncStreamingResponse)
+    assert [t async for t in refused.async_response_gen()] == [DEFAULT_REFUSAL]
+    safe = echo_index("Lima is the capital of Peru.").as_query_engine(llm=MockLLM(), streaming=True)
+    response = await GuardedQueryEngine(safe, guard=guard).aquery("Peru?")
+    assert isinstance(response, AsyncStreamingResponse)
+    assert "Lima is the capital" in "".join([t async for t in response.async_response_gen()])
+
+
+def test_rejects_an_unknown_on_violation(guard):
+    with pytest.raises(ValueError, match="on_violation"):
+        GuardedQueryEngine(answering("x"), guard=guard, on_violation="warn")
