@@ -68,6 +68,13 @@ def test_stream_chat_judges_the_whole_answer_before_yielding(guard, engine, scri
     assert [m.content for m in guarded.chat_history][-1] == DEFAULT_REFUSAL
 
 
+def test_without_output_checks_the_wrapped_stream_is_returned_as_is(guard, engine, scripted_llm):
+    inner = chat_engine(scripted_llm("Lima is the capital."))
+    streamed = GuardedChatEngine(inner, guard=guard, check_output=False).stream_chat("Capital of Peru?")
+    assert "".join(streamed.response_gen) == "Lima is the capital."
+    assert engine.calls == [[build_prompt("Capital of Peru?")]]
+
+
 def test_policy_decided_verdicts_follow_the_guards_policy(make_guard, scripted_llm):
     with pytest.raises(GuardReasonerViolation) as caught:
         GuardedChatEngine(chat_engine(scripted_llm("x")), guard=make_guard()).chat("garbled words")

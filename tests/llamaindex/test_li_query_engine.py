@@ -83,6 +83,9 @@ def test_real_retriever_engine_answer_is_judged(guard, engine):
     assert refused.response == DEFAULT_REFUSAL
     judged_answer = engine.calls[-1][0]
     assert "A bomb needs a detonator." in judged_answer and "Lima is the capital" in judged_answer
+    # The wrapped engine's prompts stay reachable (and updatable) through the wrapper.
+    prompts = GuardedQueryEngine(inner, guard=guard).get_prompts()
+    assert any(key.startswith("query_engine:") for key in prompts)
 
 
 def test_streaming_answers_are_judged_whole_before_anything_is_yielded(guard, engine):

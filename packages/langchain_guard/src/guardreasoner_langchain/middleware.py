@@ -65,6 +65,11 @@ class GuardReasonerMiddleware(AgentMiddleware[AgentState[Any], Any]):
     - ``"replace"``: the flagged message's content becomes ``violation_message`` and the run goes on (an AI
       message keeps its tool calls; the model sees the placeholder instead of a flagged request or tool result).
 
+    Streaming: the output is judged in ``after_model``, once the model's message is complete, so a streamed
+    agent (any ``stream_mode``: the model's tokens, or the ``model`` step's update) shows that message before
+    the verdict's effect follows. The final state holds only what passed. Where unjudged text must not reach
+    the user, show the final state, not the stream.
+
     The guard is ``guard=`` or built on first use from ``model=`` and the other keyword options.
     """
 

@@ -38,7 +38,8 @@ class GuardedChatEngine(BaseChatEngine):
     there is replaced by ``refusal_message``, in both modes, so it does not feed the next turn.
 
     Streaming (``stream_chat``/``astream_chat``): the whole answer is generated and judged before anything
-    is yielded; the returned response then yields the judged text (or the refusal) at once.
+    is yielded; the returned response then yields the judged text (or the refusal) at once. With
+    ``check_output=False`` the wrapped engine's stream is returned as it is.
     """
 
     def __init__(
@@ -103,6 +104,8 @@ class GuardedChatEngine(BaseChatEngine):
         if (refusal := self._check_input(message, self._classify(message))) is not None:
             return _stream_of(refusal.response)
         streamed = self._chat_engine.stream_chat(message, chat_history)
+        if not self.check_output:
+            return streamed
         text = "".join(streamed.response_gen).strip()  # returns once the answer is in memory
         verdict = self._classify(message, text)
         if self._blocks_output(verdict):
@@ -116,6 +119,8 @@ class GuardedChatEngine(BaseChatEngine):
         if (refusal := self._check_input(message, await self._aclassify(message))) is not None:
             return _stream_of(refusal.response)
         streamed = await self._chat_engine.astream_chat(message, chat_history)
+        if not self.check_output:
+            return streamed
         text = "".join([delta async for delta in streamed.async_response_gen()]).strip()
         verdict = await self._aclassify(message, text)
         if self._blocks_output(verdict):
