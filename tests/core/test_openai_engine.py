@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from guardreasoner.engines.base import GenerationConfig
-from guardreasoner.errors import ContextLengthError, EngineError, MissingExtraError
+from guardreasoner.errors import ContextLengthError, EngineError, EngineTimeoutError, MissingExtraError
 from guardreasoner.prompt import PromptFormat, build_prompt
 
 try:  # tests/core may become a package
@@ -25,7 +25,7 @@ except ImportError:
 
 pytest.importorskip("openai", reason='the openai engine needs: pip install "guardreasoner[openai]"')
 
-from guardreasoner.engines.openai import EngineTimeoutError, OpenAIEngine  # noqa: E402
+from guardreasoner.engines.openai import OpenAIEngine  # noqa: E402
 
 OFF_DISTRIBUTION = build_prompt("Tell me about the history of the printing press.")
 
@@ -514,14 +514,19 @@ def test_options_and_environment_defaults(monkeypatch):
 def test_injected_client_is_used_without_its_own_retries():
     import openai
 
-    with _serve.StubServer(fail_then_succeed(1, 503)) as stub:
-        client = openai.OpenAI(
-            base_url=stub.base_url, api_key="sk-test", max_retries=5, default_headers={"X-T": "1"}
-        )
-        engine = OpenAIEngine(model="stub-model", client=client, max_retries=0, backoff_base=0.01)
+    with _serve.StubServer(lambda number, body: (503, {"detail": "busy"})) as stub:
+        client = openai.OpenAI(base_url=stub.base_url, api_key="sk-test", max_retries=5)
+        engine = OpenAIEngine(model="stub-model", client=client, max_retries=0)
         assert engine.base_url == stub.base_url
         with pytest.raises(EngineError, match="HTTP 503"):
             engine.generate(["p"], GenerationConfig(max_new_tokens=5))
         assert len(stub.requests) == 1  # neither the engine nor the client retried
+        # base_url given beside a client wins over the client's own.
+        elsewhere = openai.OpenAI(base_url=f"http://127.0.0.1:{_serve.free_port()}/v1", api_key="k")
+        engine = OpenAIEngine(model="stub-model", client=elsewhere, base_url=stub.base_url, max_retries=1)
+        with pytest.raises(EngineError, match="HTTP 503"):
+            engine.generate(["p"], GenerationConfig(max_new_tokens=5))
+        assert len(stub.requests) == 3
         engine.close()
         client.close()
+        elsewhere.close()

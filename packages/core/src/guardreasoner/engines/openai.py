@@ -30,18 +30,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from guardreasoner.engines.base import Engine, Generation, GenerationConfig
-from guardreasoner.errors import ContextLengthError, EngineError, require
+from guardreasoner.errors import ContextLengthError, EngineError, EngineTimeoutError, require
 from guardreasoner.prompt import PromptFormat
 
 if TYPE_CHECKING:
     import openai
-
-try:  # the lead may move it to guardreasoner.errors; then both names are the same class
-    from guardreasoner.errors import EngineTimeoutError  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - depends on errors.py
-
-    class EngineTimeoutError(EngineError):
-        """A request to the inference server timed out (after the retries)."""
 
 
 __all__ = ["DEFAULT_BASE_URL", "EngineTimeoutError", "OpenAIEngine"]
@@ -141,14 +134,23 @@ class OpenAIEngine(Engine):
         self._tokenizer: Any = None
 
         injected = client if client is not None else async_client
-        if base_url is None:
-            base_url = str(injected.base_url) if injected is not None else os.environ.get("OPENAI_BASE_URL")
+        # An injected client keeps its URL and key unless given here too; then these win.
+        overrides: dict[str, Any] = {"max_retries": 0}
+        if base_url is not None:
+            overrides["base_url"] = base_url
+        elif injected is not None:
+            base_url = str(injected.base_url)
+        else:
+            base_url = os.environ.get("OPENAI_BASE_URL")
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
-        if api_key is None:
-            api_key = injected.api_key if injected is not None else os.environ.get("OPENAI_API_KEY")
+        if api_key is not None:
+            overrides["api_key"] = api_key
+        elif injected is not None:
+            api_key = injected.api_key
+        else:
+            api_key = os.environ.get("OPENAI_API_KEY")
         self._api_key = api_key or "EMPTY"
 
-        overrides: dict[str, Any] = {"max_retries": 0}
         if timeout is not None:
             overrides["timeout"] = float(timeout)
         self._sync_client = client.with_options(**overrides) if client is not None else None
