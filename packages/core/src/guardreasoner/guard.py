@@ -35,7 +35,9 @@ class GuardReasoner:
     ``policy`` decides what an unusable verdict (unparseable output, timeout, engine failure) means:
     ``fail_closed`` (harmful; the default), ``fail_open`` (safe) or ``raise`` (:class:`GuardUndecidedError`).
     ``truncation`` is ``"error"`` (a conversation longer than the context raises) or ``"head_tail"``.
-    ``timeout`` (seconds) bounds each async call.
+    ``timeout`` (seconds) bounds each async call; the ``openai`` engine's own per-request limit is
+    ``request_timeout=``. An engine failure in a batch call fails every verdict of that call (under the
+    policy), since the engine returns no partial results.
     """
 
     def __init__(
