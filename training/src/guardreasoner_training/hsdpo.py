@@ -327,3 +327,36 @@ class HSDPOTrainer(DPOTrainer):
         return finalize_saved_model(
             output_dir, self.processing_class, self.args.prompt_format, stage="hsdpo", lora=self.args.use_lora
         )
+
+
+def train_hsdpo(
+    pairs: list[dict[str, Any]],
+    model: str,
+    config: HSDPOConfig,
+    *,
+    resume: bool | str | None = None,
+    callbacks: list[Any] | None = None,
+) -> Path:
+    """Run HS-DPO on mined pairs from the R-SFT model and save a model the core can run; returns its directory."""
+    from guardreasoner_training.rsft import _resume_point
+
+    for index, pair in enumerate(pairs):
+        missing = [
+            name
+            for name in ("instruction", "input", "chosen", "rejected")
+            if not isinstance(pair.get(name), str)
+        ]
+        if missing:
+            raise TrainingDataError(
+                f"Pair {index} lacks {', '.join(missing)}; hsdpo reads the pairs `guardreasoner-train mine` writes."
+            )
+        weight = pair.get(WEIGHT_COLUMN, 1.0)
+        if not isinstance(weight, (int, float)) or weight < 0:
+            raise TrainingDataError(
+                f"Pair {index} has sample_weight {weight!r}; weights must be non-negative numbers."
+            )
+    trainer = HSDPOTrainer(
+        model, args=config, train_dataset=build_preference_dataset(pairs), callbacks=callbacks
+    )
+    trainer.train(resume_from_checkpoint=_resume_point(config.output_dir, resume))
+    return trainer.save_final_model()

@@ -103,14 +103,23 @@ def apply_liger(model: Any) -> None:
     monkey = require("liger_kernel.transformers", extra="liger", feature="--liger-kernels")
     if model.config.model_type != "llama":
         raise ValueError(f"--liger-kernels supports Llama models here, not '{model.config.model_type}'.")
-    monkey.apply_liger_kernel_to_llama(
-        rope=True,
-        rms_norm=True,
-        swiglu=True,
-        cross_entropy=False,
-        fused_linear_cross_entropy=False,
-        model=model,
-    )
+    from transformers.models.llama import modeling_llama
+
+    # Liger swaps the module classes process-wide as well as this model's modules; put the classes back so that
+    # models built later (a reference model, another run in the same process) are untouched. Its RoPE replaces
+    # a module function and stays process-wide (the same arithmetic, fused).
+    classes = (modeling_llama.LlamaRMSNorm, modeling_llama.LlamaMLP)
+    try:
+        monkey.apply_liger_kernel_to_llama(
+            rope=True,
+            rms_norm=True,
+            swiglu=True,
+            cross_entropy=False,
+            fused_linear_cross_entropy=False,
+            model=model,
+        )
+    finally:
+        modeling_llama.LlamaRMSNorm, modeling_llama.LlamaMLP = classes
 
 
 def compile_decoder_layers(model: Any) -> None:

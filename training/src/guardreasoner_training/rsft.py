@@ -168,3 +168,33 @@ def truncate_dataset(dataset: Any, cutoff: int, *, num_proc: int | None = None) 
     kwargs = {"num_proc": num_proc} if num_proc else {}
     dataset = dataset.map(cut, **kwargs)
     return dataset.filter(lambda example: any(label != -100 for label in example["labels"]), **kwargs)
+
+
+def train_rsft(
+    records: list[TrainRecord],
+    model: str,
+    config: RSFTConfig,
+    *,
+    eval_records: list[TrainRecord] | None = None,
+    resume: bool | str | None = None,
+    callbacks: list[Any] | None = None,
+) -> Path:
+    """Run R-SFT on prepared records and save a model the core can run; returns its directory."""
+    trainer = RSFTTrainer(
+        model,
+        args=config,
+        train_dataset=build_sft_dataset(records),
+        eval_dataset=build_sft_dataset(eval_records) if eval_records else None,
+        callbacks=callbacks,
+    )
+    trainer.train(resume_from_checkpoint=_resume_point(config.output_dir, resume))
+    return trainer.save_final_model()
+
+
+def _resume_point(output_dir: str, resume: bool | str | None) -> bool | str | None:
+    """``True`` resumes from the last checkpoint when there is one (and starts afresh when there is none)."""
+    if resume is True:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        return get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+    return resume or None
