@@ -452,6 +452,20 @@ def test_a_failed_load_is_an_engine_error_and_is_retried(make_engine, monkeypatc
     assert engine.generate(PROMPTS[:1], CONFIG)[0].finish_reason in ("stop", "length")
 
 
+async def test_a_failed_async_load_is_an_engine_error_not_a_hang(make_engine, monkeypatch):
+    def out_of_memory(args):
+        raise RuntimeError("CUDA out of memory")
+
+    engine = make_engine()
+    monkeypatch.setattr(AsyncLLM, "from_engine_args", staticmethod(out_of_memory))
+    with pytest.raises(EngineError, match="could not load .*CUDA out of memory"):
+        await asyncio.wait_for(engine.agenerate(PROMPTS[:1], CONFIG), timeout=10)
+    assert engine.backend is None
+    monkeypatch.setattr(AsyncLLM, "from_engine_args", classmethod(lambda cls, args: cls(args)))
+    assert (await engine.agenerate(PROMPTS[:1], CONFIG))[0].finish_reason in ("stop", "length")
+    assert engine.backend == "async"
+
+
 def test_a_ready_llm_is_used_and_left_running(make_engine, fake_vllm, tiny_model_dir):
     from guardreasoner.engines.vllm import VLLMEngine
     from transformers import AutoTokenizer

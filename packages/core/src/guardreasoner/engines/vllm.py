@@ -127,7 +127,6 @@ class VLLMEngine(Engine):
                 transformers = require("transformers", extra="vllm", feature=_FEATURE)
                 tokenizer = transformers.AutoTokenizer.from_pretrained(self.path)
         self.tokenizer = tokenizer
-        self._bos = getattr(tokenizer, "bos_token", None)
         self._stop_ids = _chat_stop_ids(tokenizer) if self.prompt_format is PromptFormat.CHAT else []
         self._encoded: dict[str, list[int]] = {}
         self._lock = threading.Lock()
@@ -161,8 +160,7 @@ class VLLMEngine(Engine):
     def generate(self, prompts: list[str], config: GenerationConfig) -> list[Generation]:
         if not prompts:
             return []
-        inputs = self.token_prompts(prompts)
-        return [_to_generation(out) for out in self.generate_outputs(prompts, config, _inputs=inputs)]
+        return [_to_generation(out) for out in self.generate_outputs(prompts, config)]
 
     async def agenerate(self, prompts: list[str], config: GenerationConfig) -> list[Generation]:
         if not prompts:
@@ -176,8 +174,18 @@ class VLLMEngine(Engine):
                 return
             self._closed = True
             backend = self._backend
-        if backend is not None and backend.done() and backend.exception() is None:
-            backend.result().close()
+        if backend is None:
+            return
+        if backend.done():
+            if backend.exception() is None:
+                backend.result().close()
+            return
+
+        def close_when_built(built: concurrent.futures.Future) -> None:  # still loading: close it once loaded
+            if built.exception() is None:
+                threading.Thread(target=built.result().close, daemon=True).start()
+
+        backend.add_done_callback(close_when_built)
 
     # -- vLLM's own outputs (token ids, logprobs) -----------------------------------------------------
 
@@ -194,11 +202,9 @@ class VLLMEngine(Engine):
             inputs.append({"prompt_token_ids": ids})
         return inputs
 
-    def generate_outputs(
-        self, prompts: list[str], config: GenerationConfig, *, _inputs: list | None = None
-    ) -> list[Any]:
+    def generate_outputs(self, prompts: list[str], config: GenerationConfig) -> list[Any]:
         """Like :meth:`generate`, but vLLM's ``RequestOutput`` objects (with token ids), in order."""
-        inputs = _inputs if _inputs is not None else self.token_prompts(prompts)
+        inputs = self.token_prompts(prompts)
         backend = self._ensure_backend("offline").result()
         try:
             return backend.generate(inputs, self._sampling_params(config))
@@ -279,12 +285,12 @@ class VLLMEngine(Engine):
             backend = _AsyncBackend()
             started = backend.start(self._build_async_llm)
 
-            def done(started: concurrent.futures.Future) -> None:
+            def done(started: concurrent.futures.Future) -> None:  # runs on the backend's loop thread
                 if started.exception() is None:
                     future.set_result(backend)
                 else:
-                    backend.close()
                     self._build_failed(future, started.exception())
+                    backend.close()
 
             started.add_done_callback(done)
         return future
@@ -524,6 +530,8 @@ class _AsyncBackend:
             with contextlib.suppress(Exception):
                 asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=120)
         self._loop.call_soon_threadsafe(self._loop.stop)
+        if threading.current_thread() is self._thread:
+            return  # called from the loop itself (a failed build): it stops when this callback returns
         self._thread.join(timeout=30)
         if not self._thread.is_alive():
             self._loop.close()
