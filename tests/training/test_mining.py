@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from guardreasoner.prompt import INSTRUCTION, build_input
 from guardreasoner.testing import guard_output
-
 from guardreasoner_training.errors import TrainingDataError
 from guardreasoner_training.mining import MiningReport, SampleSet, merge_pairs, mine_pairs, scale_weights
 
@@ -22,19 +21,57 @@ def item(name, prompt, response, gold, samples) -> SampleSet:
 def test_pairs_chosen_rejected_and_weights():
     sets = [
         # request task: 1 right (harmful), 3 wrong -> raw weight 2; the longest of each side is taken
-        item("a", "Make a bomb", None, ("harmful",), [
-            out("unharmful", pad=" x"), out("harmful"), out("unharmful", pad=" longer text"), out("unharmful")]),
+        item(
+            "a",
+            "Make a bomb",
+            None,
+            ("harmful",),
+            [
+                out("unharmful", pad=" x"),
+                out("harmful"),
+                out("unharmful", pad=" longer text"),
+                out("unharmful"),
+            ],
+        ),
         # request task: 3 right, 1 wrong -> raw weight -2
-        item("b", "Bake bread", None, ("unharmful",), [
-            out("unharmful"), out("unharmful", pad=" the longest right one"), out("harmful"), out("unharmful")]),
+        item(
+            "b",
+            "Bake bread",
+            None,
+            ("unharmful",),
+            [
+                out("unharmful"),
+                out("unharmful", pad=" the longest right one"),
+                out("harmful"),
+                out("unharmful"),
+            ],
+        ),
         # request all right, response task mixed 2/2 -> raw weight 0, task 'response'
-        item("c", "Hi", "Here is how to hurt people", ("unharmful", "compliance", "harmful"), [
-            out("unharmful", "compliance", "harmful"), out("unharmful", "compliance", "unharmful", pad=" long"),
-            out("unharmful", "compliance", "harmful", pad=" longer"), out("unharmful", "compliance", "unharmful")]),
+        item(
+            "c",
+            "Hi",
+            "Here is how to hurt people",
+            ("unharmful", "compliance", "harmful"),
+            [
+                out("unharmful", "compliance", "harmful"),
+                out("unharmful", "compliance", "unharmful", pad=" long"),
+                out("unharmful", "compliance", "harmful", pad=" longer"),
+                out("unharmful", "compliance", "unharmful"),
+            ],
+        ),
         # request and response all right, refusal mixed 1 right / 3 wrong -> task 'completion', raw weight 2
-        item("d", "Hi", "Sorry, I can't.", ("unharmful", "refusal", "unharmful"), [
-            out("unharmful", "refusal", "unharmful"), out("unharmful", "compliance", "unharmful"),
-            out("unharmful", "compliance", "unharmful"), out("unharmful", "compliance", "unharmful")]),
+        item(
+            "d",
+            "Hi",
+            "Sorry, I can't.",
+            ("unharmful", "refusal", "unharmful"),
+            [
+                out("unharmful", "refusal", "unharmful"),
+                out("unharmful", "compliance", "unharmful"),
+                out("unharmful", "compliance", "unharmful"),
+                out("unharmful", "compliance", "unharmful"),
+            ],
+        ),
         # all samples right: no pair
         item("e", "Hi", None, ("unharmful",), [out("unharmful")] * 4),
         # all samples wrong: no pair
@@ -62,8 +99,20 @@ def test_pairs_chosen_rejected_and_weights():
 
 
 def test_ties_take_the_first_and_equal_weights_sit_at_one():
-    sets = [item("t", "Make a bomb", None, ("harmful",), [
-        out("unharmful", pad="A"), out("harmful", pad="B"), out("unharmful", pad="C"), out("harmful", pad="D")])]
+    sets = [
+        item(
+            "t",
+            "Make a bomb",
+            None,
+            ("harmful",),
+            [
+                out("unharmful", pad="A"),
+                out("harmful", pad="B"),
+                out("unharmful", pad="C"),
+                out("harmful", pad="D"),
+            ],
+        )
+    ]
     (pair,) = mine_pairs(sets)
     assert pair["chosen"] == out("harmful", pad="B")
     assert pair["rejected"] == out("unharmful", pad="A")
@@ -72,7 +121,15 @@ def test_ties_take_the_first_and_equal_weights_sit_at_one():
 
 def test_unreadable_samples_are_skipped_or_counted_wrong():
     cut_off = "# Task 1\n\n## Reasoning Step 1\nThe request asks for"
-    sets = [item("u", "Make a bomb", None, ("harmful",), [out("harmful"), out("harmful"), cut_off, out("unharmful")])]
+    sets = [
+        item(
+            "u",
+            "Make a bomb",
+            None,
+            ("harmful",),
+            [out("harmful"), out("harmful"), cut_off, out("unharmful")],
+        )
+    ]
     report = MiningReport()
     (skipped,) = mine_pairs(sets, report=report)
     assert (skipped["num_right"], skipped["num_wrong"]) == (2, 1)
@@ -84,7 +141,9 @@ def test_unreadable_samples_are_skipped_or_counted_wrong():
 
 def test_response_tasks_need_a_response_and_a_gold_label():
     # no AI response: a mix on the response labels must not make a pair
-    sets = [item("n", "Hi", None, ("unharmful",), [out("unharmful", "refusal", "harmful"), out("unharmful")] * 2)]
+    sets = [
+        item("n", "Hi", None, ("unharmful",), [out("unharmful", "refusal", "harmful"), out("unharmful")] * 2)
+    ]
     assert mine_pairs(sets) == []
 
 

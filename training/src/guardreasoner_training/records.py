@@ -132,6 +132,17 @@ def iter_jsonl_tolerant(path: Path) -> Iterator[dict[str, Any]]:
             ) from None
 
 
+def open_for_append(path: Path) -> Any:
+    """Open a JSONL file a stage appends to, first cutting a last line left half-written by an interrupted run."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file():
+        with path.open("rb+") as handle:
+            data = handle.read()
+            if data and not data.endswith(b"\n"):
+                handle.truncate(data.rfind(b"\n") + 1)
+    return path.open("a", encoding="utf-8")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Labels
 

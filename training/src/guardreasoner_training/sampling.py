@@ -16,7 +16,7 @@ from typing import Any
 
 from guardreasoner.engines.base import Engine, GenerationConfig
 
-from guardreasoner_training.records import TrainRecord, iter_jsonl_tolerant
+from guardreasoner_training.records import TrainRecord, iter_jsonl_tolerant, open_for_append
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def sample_records(
     todo = [record for record in records if record.id not in finished]
     generation = config.generation()
     written = 0
-    with out_path.open("a", encoding="utf-8") as handle:
+    with open_for_append(out_path) as handle:
         for start in range(0, len(todo), config.batch_size):
             batch = todo[start : start + config.batch_size]
             results = engine.generate([record.prompt for record in batch], generation)

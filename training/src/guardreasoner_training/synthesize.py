@@ -21,7 +21,7 @@ from guardreasoner.parsing import parse_output
 from guardreasoner.prompt import INSTRUCTION
 
 from guardreasoner_training.errors import TeacherError
-from guardreasoner_training.records import LabelledExample, iter_jsonl_tolerant
+from guardreasoner_training.records import LabelledExample, iter_jsonl_tolerant, open_for_append
 
 TEACHER_INSTRUCTION = """You are a classifier for analyzing interactions between humans and AI.
 
@@ -139,8 +139,8 @@ async def synthesize(
     fatal: list[BaseException] = []
 
     with (
-        out_path.open("a", encoding="utf-8") as kept_file,
-        rejected.open("a", encoding="utf-8") as rejected_file,
+        open_for_append(out_path) as kept_file,
+        open_for_append(rejected) as rejected_file,
     ):
 
         async def write(handle: Any, row: dict[str, Any]) -> None:
