@@ -466,3 +466,7 @@ def presets() -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()
