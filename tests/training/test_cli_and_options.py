@@ -38,7 +38,7 @@ def test_prepare_rsft_mine_hsdpo_through_the_cli(small_llama_dir, tmp_path):
     result = runner.invoke(app, [
         "rsft", str(tmp_path / "data" / "train.jsonl"), "-o", str(tmp_path / "rsft"), "--model", str(small_llama_dir),
         "--per-device-batch", "5", "--grad-accum", "1", "--prompt-format", "chat", "--chat-template", "tokenizer",
-        "--arg", "gradient_checkpointing=false", *cpu,
+        "--no-gradient-checkpointing", *cpu,
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "rsft" / "guardreasoner.json").read_text())["prompt_format"] == "chat"
@@ -58,7 +58,7 @@ def test_prepare_rsft_mine_hsdpo_through_the_cli(small_llama_dir, tmp_path):
 
     result = runner.invoke(app, [
         "hsdpo", str(tmp_path / "pairs.jsonl"), "--model", str(tmp_path / "rsft"), "-o", str(tmp_path / "dpo"),
-        "--per-device-batch", "5", "--grad-accum", "1", "--arg", "gradient_checkpointing=false", *cpu,
+        "--per-device-batch", "5", "--grad-accum", "1", "--no-gradient-checkpointing", *cpu,
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
     card = json.loads((tmp_path / "dpo" / "guardreasoner.json").read_text())

@@ -28,6 +28,13 @@ ChatTemplate = Annotated[
     str, typer.Option(help="For chat: llama3 (LLaMA-Factory's, the paper's), tokenizer, or a Jinja file.")
 ]
 Preset = Annotated[str, typer.Option(help="1b, 3b or 8b: base model and the paper's batch layout.")]
+Checkpointing = Annotated[
+    bool | None,
+    typer.Option(
+        "--gradient-checkpointing/--no-gradient-checkpointing",
+        help="Recompute activations to save memory (default: the preset's, on).",
+    ),
+]
 ExtraArgs = Annotated[
     list[str] | None,
     typer.Option("--arg", help="Any other trl/transformers training argument, as key=value (repeatable)."),
@@ -156,6 +163,7 @@ def _training_kwargs(
     per_device_batch: int | None,
     grad_accum: int | None,
     extra: list[str] | None,
+    gradient_checkpointing: bool | None = None,
 ) -> dict[str, Any]:
     from guardreasoner_training.presets import (
         HSDPO_EFFECTIVE_BATCH,
@@ -173,7 +181,9 @@ def _training_kwargs(
     kwargs: dict[str, Any] = {
         "per_device_train_batch_size": batch,
         "gradient_accumulation_steps": accum,
-        "gradient_checkpointing": chosen.gradient_checkpointing,
+        "gradient_checkpointing": chosen.gradient_checkpointing
+        if gradient_checkpointing is None
+        else gradient_checkpointing,
     }
     for item in extra or []:
         key, sep, value = item.partition("=")
@@ -231,6 +241,7 @@ def rsft(
     ] = False,
     bf16: Annotated[bool, typer.Option(help="bf16 mixed precision (fp32 master weights).")] = True,
     resume: Annotated[bool, typer.Option(help="Resume from the last checkpoint in --output-dir.")] = False,
+    gradient_checkpointing: Checkpointing = None,
     extra: ExtraArgs = None,
 ) -> None:
     """Reasoning SFT: full fine-tuning (or LoRA) with the loss on the answer only."""
@@ -241,7 +252,12 @@ def rsft(
 
     try:
         kwargs = _training_kwargs(
-            stage="rsft", preset=preset, per_device_batch=per_device_batch, grad_accum=grad_accum, extra=extra
+            stage="rsft",
+            preset=preset,
+            per_device_batch=per_device_batch,
+            grad_accum=grad_accum,
+            extra=extra,
+            gradient_checkpointing=gradient_checkpointing,
         )
         config = RSFTConfig(
             output_dir=str(output_dir),
@@ -405,6 +421,7 @@ def hsdpo(
     liger: Annotated[bool, typer.Option(help="Liger's fused RMSNorm/SwiGLU/RoPE kernels (CUDA).")] = False,
     bf16: Annotated[bool, typer.Option(help="bf16 mixed precision (fp32 master weights).")] = True,
     resume: Annotated[bool, typer.Option(help="Resume from the last checkpoint in --output-dir.")] = False,
+    gradient_checkpointing: Checkpointing = None,
     extra: ExtraArgs = None,
 ) -> None:
     """Hard-sample DPO: weighted sigmoid DPO plus an SFT term on the chosen answer. The format is read from --model."""
@@ -421,6 +438,7 @@ def hsdpo(
             per_device_batch=per_device_batch,
             grad_accum=grad_accum,
             extra=extra,
+            gradient_checkpointing=gradient_checkpointing,
         )
         prompt_format = read_prompt_format(model) if Path(model).is_dir() else "raw"
         config = HSDPOConfig(
