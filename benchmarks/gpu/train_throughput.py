@@ -6,8 +6,8 @@ token ids whose prompt and answer lengths are drawn from GuardReasoner's real di
 (``train_lengths.json``: the released models' prompts and outputs, ceil(chars / 4) tokens, cut at 2048).
 Weights and AdamW state are fp32 (master weights), compute is bf16 autocast: a faithful full fine-tune.
 
-Each variant runs ``warmup + steps`` optimizer steps (no gradient accumulation); only the steps after warm-up are
-timed (CUDA synchronised at each step end, so data loading and the optimizer are inside the time). Reported:
+Each variant runs ``warmup + steps`` optimizer steps (no gradient accumulation unless the variant says so); only the
+steps after warm-up are timed (CUDA synchronised at each step end, so data loading and the optimizer are inside the time). Reported:
 trained tokens/s (non-padding tokens of prompt + answer), answer tokens/s, MFU and peak memory. MFU counts the
 useful FLOPs only: 6 x (non-embedding parameters) per token + 6 x LM-head parameters per answer token (trl's fused
 head projects answer positions only) + 6 x layers x hidden x length^2 causal attention per sequence; for DPO 8
