@@ -18,5 +18,5 @@ echo "== full install"
 .venv/bin/pip install "${pip_quiet[@]}" torch==2.13.0
 .venv/bin/pip install "${pip_quiet[@]}" -c .ci/constraints.txt -r .ci/requirements-test.txt \
   -e "./packages/core[hf,openai,eval,langchain,llamaindex]" \
-  -e ./packages/langchain_guard -e ./packages/llamaindex_guard -r .ci/requirements-full.txt
+  -e ./packages/langchain_guard -e ./packages/llamaindex_guard -e ./training -r .ci/requirements-full.txt
 .venv/bin/python -m pytest "$@"
