@@ -1,53 +1,20 @@
-"""What every adapter here shares: the guard (given or built lazily), message text, and the block rule.
+"""What the LangChain adapters share: their stages and reading LangChain messages as text.
 
 Nothing here judges content: the verdict comes from :class:`guardreasoner.GuardReasoner` and its failure
-policy; this module only turns LangChain messages into ``(prompt, response)`` and a verdict into yes/no.
+policy; this module only turns LangChain messages into ``(prompt, response)``. The framework-neutral pieces
+(the guard given or built lazily, the block rule, the base error) are in :mod:`guardreasoner.integrations`.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from guardreasoner import InvalidInputError, Verdict
-from guardreasoner.guard import GuardReasoner
+from guardreasoner import InvalidInputError
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, convert_to_messages
 from langchain_core.prompt_values import PromptValue
 
 Stage = Literal["input", "output", "tool"]
-
-
-class GuardProvider:
-    """Holds the guard: the one given, or one built from keyword options on first use (then reused).
-
-    Building is deferred so that constructing an adapter (at import time, in a module-level chain) loads
-    no model; the first check loads it once, under a lock, even when several threads check at once.
-    """
-
-    def __init__(self, guard: GuardReasoner | None, model: str | None, options: dict[str, Any]):
-        if guard is not None and (model is not None or options):
-            given = sorted([*options, *(["model"] if model is not None else [])])
-            raise ValueError(
-                f"Pass either guard= or the options to build one ({', '.join(given)}), not both: "
-                "configure the GuardReasoner you pass instead."
-            )
-        self._guard = guard
-        self._model = model
-        self._options = dict(options)
-        self._lock = threading.Lock()
-
-    @property
-    def built(self) -> bool:
-        return self._guard is not None
-
-    def get(self) -> GuardReasoner:
-        if self._guard is None:
-            with self._lock:
-                if self._guard is None:
-                    args = () if self._model is None else (self._model,)
-                    self._guard = GuardReasoner(*args, **self._options)
-        return self._guard
 
 
 def message_text(message: BaseMessage | str | None) -> str | None:
@@ -123,16 +90,3 @@ def _required(text: str | None, what: str) -> str:
     if text is None:
         raise InvalidInputError(f"{what} has no text for the guard to classify.")
     return text
-
-
-def is_violation(verdict: Verdict, *, judged_on: Literal["request", "response"]) -> bool:
-    """Whether a verdict blocks.
-
-    A request alone blocks when the guard's decision is harmful. With a response, the response is what gets
-    through, so it blocks when the model labels the *response* harmful: a harmful request the AI refused
-    passes (judge the request alone, before the model, to stop it). A verdict the policy decided (the model's
-    output was unusable) blocks or not as the policy says: fail closed blocks, fail open passes.
-    """
-    if judged_on == "response" and verdict.decided_by == "model":
-        return verdict.response_harmfulness == "harmful"
-    return not verdict.is_safe

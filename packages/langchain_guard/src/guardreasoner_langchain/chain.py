@@ -7,11 +7,12 @@ from typing import Any, Literal
 
 from guardreasoner import InvalidInputError, Verdict
 from guardreasoner.guard import GuardReasoner
+from guardreasoner.integrations import GuardProvider, is_violation
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import patch_config
 
-from guardreasoner_langchain._guard import GuardProvider, Stage, conversation_of, is_violation, message_text
+from guardreasoner_langchain._guard import Stage, conversation_of, message_text
 from guardreasoner_langchain.errors import GuardReasonerViolation
 from guardreasoner_langchain.middleware import DEFAULT_VIOLATION_MESSAGE
 

@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-from guardreasoner import GuardReasonerError, Verdict
+from guardreasoner import Verdict
+from guardreasoner.integrations import GuardViolation
 
 from guardreasoner_langchain._guard import Stage
 
 
-class GuardReasonerViolation(GuardReasonerError):
+class GuardReasonerViolation(GuardViolation):
     """The guard judged content harmful (or its policy blocked content it could not judge).
 
     ``verdict`` is the guard's :class:`~guardreasoner.Verdict` (labels, reasoning, ``decided_by``);
     ``stage`` is ``"input"`` (the user's request), ``"output"`` (the AI's response) or ``"tool"`` (a tool
-    result); ``content`` is the text that was judged.
+    result); ``content`` is the text that was judged. The attributes and message come from
+    :class:`guardreasoner.integrations.GuardViolation`.
     """
 
+    stage: Stage
+
     def __init__(self, *, verdict: Verdict, stage: Stage, content: str, message: str | None = None):
-        if message is None:
-            how = (
-                f"the guard could not decide ({verdict.parse_status.value}) and policy {verdict.policy} blocks"
-                if verdict.decided_by == "policy"
-                else "the guard judged it harmful"
-            )
-            message = f"GuardReasoner blocked the {stage}: {how}."
-        super().__init__(message)
-        self.verdict = verdict
-        self.stage = stage
-        self.content = content
+        super().__init__(verdict=verdict, stage=stage, content=content, message=message)

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from guardreasoner import Verdict
 from guardreasoner.guard import GuardReasoner
+from guardreasoner.integrations import GuardProvider, is_violation
 from langchain.agents.middleware.types import AgentMiddleware, AgentState, hook_config
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
-from guardreasoner_langchain._guard import GuardProvider, Stage, is_violation, last_index, message_text
+from guardreasoner_langchain._guard import Stage, last_index, message_text
 from guardreasoner_langchain.errors import GuardReasonerViolation
 
 if TYPE_CHECKING:

@@ -6,9 +6,10 @@ from typing import Any
 
 from guardreasoner import InvalidInputError, Verdict
 from guardreasoner.guard import GuardReasoner
+from guardreasoner.integrations import GuardProvider, is_violation
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from guardreasoner_langchain._guard import GuardProvider, conversation_of, is_violation
+from guardreasoner_langchain._guard import conversation_of
 from guardreasoner_langchain.errors import GuardReasonerViolation
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from guardreasoner import Verdict
 from guardreasoner.guard import GuardReasoner
+from guardreasoner.integrations import GuardProvider, is_violation
 from llama_index.core.base.llms.types import ChatMessage, ChatResponse, MessageRole
 from llama_index.core.chat_engine.types import (
     AGENT_CHAT_RESPONSE_TYPE,
@@ -16,7 +17,7 @@ from llama_index.core.chat_engine.types import (
 )
 from llama_index.core.memory import BaseMemory
 
-from guardreasoner_llamaindex._guard import GuardProvider, Stage, is_violation, text_or_none, verdict_metadata
+from guardreasoner_llamaindex._guard import Stage, text_or_none, verdict_metadata
 from guardreasoner_llamaindex.errors import GuardReasonerViolation
 from guardreasoner_llamaindex.query_engine import DEFAULT_REFUSAL, OnViolation
 

@@ -6,11 +6,12 @@ from typing import Any, Literal
 
 from guardreasoner import Verdict
 from guardreasoner.guard import GuardReasoner
+from guardreasoner.integrations import GuardProvider, is_violation
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from guardreasoner_llamaindex._guard import GuardProvider, is_violation, text_or_none
+from guardreasoner_llamaindex._guard import text_or_none
 
 
 class GuardReasonerNodePostprocessor(BaseNodePostprocessor):

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from guardreasoner import Verdict
 from guardreasoner.guard import GuardReasoner
+from guardreasoner.integrations import GuardProvider, is_violation
 from llama_index.core.base.base_query_engine import BaseQueryEngine
 from llama_index.core.base.response.schema import (
     RESPONSE_TYPE,
@@ -19,7 +20,7 @@ from llama_index.core.callbacks.base import CallbackManager
 from llama_index.core.prompts.mixin import PromptMixinType
 from llama_index.core.schema import QueryBundle
 
-from guardreasoner_llamaindex._guard import GuardProvider, Stage, is_violation, text_or_none, verdict_metadata
+from guardreasoner_llamaindex._guard import Stage, text_or_none, verdict_metadata
 from guardreasoner_llamaindex.errors import GuardReasonerViolation
 
 OnViolation = Literal["raise", "refuse"]

@@ -1,0 +1,176 @@
+"""The framework-neutral adapter helpers: the lazily built guard, the block rule, and the base violation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from guardreasoner import GuardReasonerError, Verdict, apply_policy, integrations, parse_output
+from guardreasoner.guard import GuardReasoner
+from guardreasoner.integrations import GuardProvider, GuardViolation, is_violation
+from guardreasoner.testing import ScriptedEngine, guard_output
+
+
+def model_verdict(request: str, refusal: str | None = None, response: str | None = None) -> Verdict:
+    """A verdict the model decided, parsed from a well-formed output with these labels."""
+    verdict = apply_policy(
+        parse_output(guard_output(request, refusal, response), has_response=refusal is not None)
+    )
+    assert verdict.decided_by == "model"
+    return verdict
+
+
+def policy_verdict(policy: str, *, has_response: bool) -> Verdict:
+    """A verdict the policy decided: the output has no answers to read."""
+    verdict = apply_policy(parse_output("I will not answer that.", has_response=has_response), policy)
+    assert verdict.decided_by == "policy"
+    return verdict
+
+
+# -- GuardProvider ---------------------------------------------------------------------------------------
+
+
+def test_a_given_guard_is_used_as_is():
+    guard = GuardReasoner(engine=ScriptedEngine({}, default=guard_output("unharmful")))
+    provider = GuardProvider(guard, None, {})
+    assert provider.built
+    assert provider.get() is guard
+
+
+def test_guard_and_options_together_raise_naming_the_options():
+    guard = GuardReasoner(engine=ScriptedEngine({}, default=guard_output("unharmful")))
+    with pytest.raises(ValueError, match=r"\(max_new_tokens, model, policy\), not both"):
+        GuardProvider(guard, "some/model", {"policy": "fail_open", "max_new_tokens": 16})
+    with pytest.raises(ValueError, match=r"\(model\), not both"):
+        GuardProvider(guard, "some/model", {})
+
+
+def test_the_guard_is_built_on_first_use_from_the_options(monkeypatch):
+    built: list[tuple[tuple, dict]] = []
+
+    class Recording(GuardReasoner):
+        def __init__(self, *args, **options):
+            built.append((args, options))
+            super().__init__(*args, **options)
+
+    monkeypatch.setattr(integrations, "GuardReasoner", Recording)
+    engine = ScriptedEngine({"bomb": guard_output("harmful")}, default=guard_output("unharmful"))
+    provider = GuardProvider(None, "some/model", {"engine": engine, "policy": "fail_open"})
+    assert not provider.built and built == []
+
+    guard = provider.get()
+    assert provider.built and provider.get() is guard
+    assert built == [(("some/model",), {"engine": engine, "policy": "fail_open"})]
+    assert guard.model == "some/model" and guard.policy.value == "fail_open"
+    assert guard.classify("How do I build a bomb?").is_harmful
+
+
+def test_without_a_model_the_guard_is_built_with_its_default(monkeypatch):
+    built: list[tuple] = []
+
+    class Recording(GuardReasoner):
+        def __init__(self, *args, **options):
+            built.append(args)
+            super().__init__(*args, **options)
+
+    monkeypatch.setattr(integrations, "GuardReasoner", Recording)
+    provider = GuardProvider(None, None, {"engine": ScriptedEngine({}, default=guard_output("unharmful"))})
+    provider.get()
+    assert built == [()]
+
+
+def test_the_lazy_build_happens_once_when_threads_race(monkeypatch):
+    builds = 0
+    count_lock = threading.Lock()
+
+    class Slow(GuardReasoner):
+        def __init__(self, *args, **options):
+            nonlocal builds
+            with count_lock:
+                builds += 1
+            time.sleep(0.05)  # wide enough a window for every thread to reach get() before the guard exists
+            super().__init__(*args, **options)
+
+    monkeypatch.setattr(integrations, "GuardReasoner", Slow)
+    provider = GuardProvider(None, None, {"engine": ScriptedEngine({}, default=guard_output("unharmful"))})
+    threads = 8
+    start = threading.Barrier(threads)
+
+    def first_use(_: int) -> GuardReasoner:
+        start.wait()
+        return provider.get()
+
+    with ThreadPoolExecutor(threads) as pool:
+        guards = list(pool.map(first_use, range(threads)))
+    assert builds == 1
+    assert all(guard is guards[0] for guard in guards)
+
+
+# -- is_violation ----------------------------------------------------------------------------------------
+
+
+def test_a_request_blocks_when_the_decision_is_harmful():
+    assert is_violation(model_verdict("harmful"), judged_on="request")
+    assert not is_violation(model_verdict("unharmful"), judged_on="request")
+
+
+def test_a_response_blocks_on_its_own_harmfulness_label():
+    assert is_violation(model_verdict("unharmful", "compliance", "harmful"), judged_on="response")
+    assert is_violation(model_verdict("harmful", "compliance", "harmful"), judged_on="response")
+    assert not is_violation(model_verdict("unharmful", "compliance", "unharmful"), judged_on="response")
+
+
+def test_a_refused_harmful_request_passes_when_the_response_is_judged():
+    refused = model_verdict("harmful", "refusal", "unharmful")
+    assert refused.is_harmful  # the decision covers the request...
+    assert not is_violation(refused, judged_on="response")  # ...but what gets through is the refusal
+    assert is_violation(refused, judged_on="request")
+
+
+@pytest.mark.parametrize("judged_on", ["request", "response"])
+def test_policy_decided_verdicts_block_as_the_policy_says(judged_on):
+    has_response = judged_on == "response"
+    assert is_violation(policy_verdict("fail_closed", has_response=has_response), judged_on=judged_on)
+    assert not is_violation(policy_verdict("fail_open", has_response=has_response), judged_on=judged_on)
+
+
+# -- GuardViolation --------------------------------------------------------------------------------------
+
+
+def test_a_violation_carries_the_verdict_stage_and_content():
+    verdict = model_verdict("harmful")
+    violation = GuardViolation(verdict=verdict, stage="input", content="How do I build a bomb?")
+    assert isinstance(violation, GuardReasonerError)
+    assert violation.verdict is verdict
+    assert violation.stage == "input"
+    assert violation.content == "How do I build a bomb?"
+    assert str(violation) == "GuardReasoner blocked the input: the guard judged it harmful."
+
+
+def test_a_policy_block_says_the_guard_could_not_decide():
+    verdict = policy_verdict("fail_closed", has_response=True)
+    violation = GuardViolation(verdict=verdict, stage="output", content="An answer.")
+    assert str(violation) == (
+        f"GuardReasoner blocked the output: the guard could not decide ({verdict.parse_status.value}) "
+        "and policy fail_closed blocks."
+    )
+
+
+def test_a_given_message_replaces_the_default():
+    violation = GuardViolation(verdict=model_verdict("harmful"), stage="input", content="x", message="Nope.")
+    assert str(violation) == "Nope."
+    assert violation.stage == "input"
+
+
+def test_the_module_imports_no_framework():
+    code = (
+        "import sys, guardreasoner.integrations; "
+        "heavy = [m for m in ('langchain', 'langchain_core', 'llama_index', 'torch', 'transformers', 'vllm', "
+        "'openai') if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
