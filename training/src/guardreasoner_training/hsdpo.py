@@ -15,7 +15,6 @@ With all weights 1 the loss equals trl's own ``DPOTrainer`` loss on the same bat
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,21 +27,14 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import use_adapter
 
 from guardreasoner_training.errors import TrainingDataError
-from guardreasoner_training.formats import (
-    preference_example,
-    prepare_tokenizer,
-    tokenize_answer,
-    tokenize_prompt,
-)
+from guardreasoner_training.formats import preference_example, tokenize_answer, tokenize_prompt
 from guardreasoner_training.losses import SFT_NORMALIZATIONS, hsdpo_loss
 from guardreasoner_training.modeling import (
     ModelOptions,
+    RunnableModelSaving,
     apply_speedups,
-    finalize_saved_model,
-    lora_config,
-    merge_lora_and_save,
-    model_init_kwargs,
-    prepare_attention,
+    prepare_model_and_tokenizer,
+    resume_point,
 )
 
 WEIGHT_COLUMN = "sample_weight"
@@ -151,10 +143,11 @@ def _without_weight(inputs: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in inputs.items() if key != WEIGHT_COLUMN}
 
 
-class HSDPOTrainer(DPOTrainer):
+class HSDPOTrainer(RunnableModelSaving, DPOTrainer):
     """trl's DPOTrainer with per-sample weights and the paper's SFT term (see the module docstring)."""
 
     _tag_names = ["trl", "dpo", "guardreasoner", "hs-dpo"]
+    _stage = "hsdpo"
 
     def __init__(
         self,
@@ -168,18 +161,11 @@ class HSDPOTrainer(DPOTrainer):
         peft_config: Any = None,
         **kwargs: Any,
     ):
-        import transformers
-
         if not isinstance(args, HSDPOConfig):
             raise TypeError("HSDPOTrainer needs an HSDPOConfig.")
-        prepare_attention(model, args)
-        if isinstance(model, (str, os.PathLike)):
-            model = os.fspath(model)
-            args.model_init_kwargs = model_init_kwargs(args, args.model_init_kwargs)
-        if processing_class is None:
-            source = model if isinstance(model, str) else model.config._name_or_path
-            processing_class = transformers.AutoTokenizer.from_pretrained(source)
-        prepare_tokenizer(processing_class, args.prompt_format, args.chat_template)
+        model, processing_class, peft_config = prepare_model_and_tokenizer(
+            model, args, processing_class, peft_config
+        )
         if data_collator is None:
             data_collator = DataCollatorForWeightedPreference(
                 pad_token_id=processing_class.pad_token_id,
@@ -188,8 +174,6 @@ class HSDPOTrainer(DPOTrainer):
                 pad_to_multiple_of=args.pad_to_multiple_of,
                 weight_column=args.weight_column,
             )
-        if peft_config is None and args.use_lora:
-            peft_config = lora_config(args)
         super().__init__(
             model=model,
             ref_model=ref_model,
@@ -313,21 +297,6 @@ class HSDPOTrainer(DPOTrainer):
             self._total_train_tokens += gather(inputs["attention_mask"].sum()).sum().item() // self._tp_size
         metrics["num_tokens"] = [self._total_train_tokens]
 
-    # -- saving ----------------------------------------------------------------------------------------------
-
-    def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
-        super()._save(output_dir, state_dict)
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        finalize_saved_model(output_dir, self.processing_class, self.args.prompt_format, stage="hsdpo")
-
-    def save_final_model(self, output_dir: str | os.PathLike[str] | None = None) -> Path:
-        """Save a directory the core can run: full weights (LoRA merged), tokenizer, model card."""
-        output_dir = Path(output_dir or self.args.output_dir)
-        merge_lora_and_save(self, output_dir)
-        return finalize_saved_model(
-            output_dir, self.processing_class, self.args.prompt_format, stage="hsdpo", lora=self.args.use_lora
-        )
-
 
 def train_hsdpo(
     pairs: list[dict[str, Any]],
@@ -338,8 +307,6 @@ def train_hsdpo(
     callbacks: list[Any] | None = None,
 ) -> Path:
     """Run HS-DPO on mined pairs from the R-SFT model and save a model the core can run; returns its directory."""
-    from guardreasoner_training.rsft import _resume_point
-
     for index, pair in enumerate(pairs):
         missing = [
             name
@@ -358,5 +325,5 @@ def train_hsdpo(
     trainer = HSDPOTrainer(
         model, args=config, train_dataset=build_preference_dataset(pairs), callbacks=callbacks
     )
-    trainer.train(resume_from_checkpoint=_resume_point(config.output_dir, resume))
+    trainer.train(resume_from_checkpoint=resume_point(config.output_dir, resume))
     return trainer.save_final_model()

@@ -1,17 +1,22 @@
-"""Loading the model to train, the speed options both trainers share, and saving a model the core can run."""
+"""What both stage trainers share: loading the model to train, the speed options, and saving a model the core can run.
+
+:class:`ModelOptions` is the part of both stage configs that is not trl's; :func:`prepare_model_and_tokenizer`
+is what both trainers do before trl's ``__init__``; :class:`RunnableModelSaving` is mixed in ahead of trl's trainer
+so that every saved directory carries the model card.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from guardreasoner.model_source import write_model_card
 from guardreasoner.prompt import PromptFormat
 
 from guardreasoner_training.attention import VARLEN_ATTENTION, register_varlen_attention
-from guardreasoner_training.formats import end_of_turn_token_id
+from guardreasoner_training.formats import end_of_turn_token_id, prepare_tokenizer
 
 
 @dataclass
@@ -85,6 +90,33 @@ def prepare_attention(model: Any, options: ModelOptions) -> None:
         and model.config._attn_implementation != options.attn_implementation
     ):
         model.set_attn_implementation(options.attn_implementation)
+
+
+def prepare_model_and_tokenizer(
+    model: str | os.PathLike[str] | Any,
+    args: ModelOptions,
+    processing_class: Any = None,
+    peft_config: Any = None,
+) -> tuple[Any, Any, Any]:
+    """What both trainers do before trl's ``__init__``; returns ``(model, processing_class, peft_config)``.
+
+    Sets up the asked attention, has trl load a model given by path in the master dtype, loads the tokenizer
+    from the model when none is given and prepares it for the prompt format, and builds the LoRA config when
+    ``use_lora`` is set and none is given. ``args`` is a stage config (``model_init_kwargs`` is updated in place).
+    """
+    import transformers
+
+    prepare_attention(model, args)
+    if isinstance(model, (str, os.PathLike)):
+        model = os.fspath(model)
+        args.model_init_kwargs = model_init_kwargs(args, args.model_init_kwargs)
+    if processing_class is None:
+        source = model if isinstance(model, str) else model.config._name_or_path
+        processing_class = transformers.AutoTokenizer.from_pretrained(source)
+    prepare_tokenizer(processing_class, args.prompt_format, args.chat_template)
+    if peft_config is None and args.use_lora:
+        peft_config = lora_config(args)
+    return model, processing_class, peft_config
 
 
 def apply_speedups(model: Any, options: ModelOptions) -> None:
@@ -173,3 +205,40 @@ def merge_lora_and_save(trainer: Any, output_dir: str | os.PathLike[str]) -> Non
         trainer.processing_class.save_pretrained(output_dir)
     else:
         trainer.save_model(output_dir)
+
+
+def resume_point(output_dir: str, resume: bool | str | None) -> bool | str | None:
+    """``True`` resumes from the last checkpoint when there is one (and starts afresh when there is none)."""
+    if resume is True:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        return get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+    return resume or None
+
+
+class RunnableModelSaving:
+    """Mixed in ahead of trl's trainer (``class RSFTTrainer(RunnableModelSaving, SFTTrainer)``).
+
+    Every directory the trainer saves, checkpoints included, gets the model card for ``_stage``, and
+    :meth:`save_final_model` writes the full model the core runs. Needs ``args`` to be a stage config.
+    """
+
+    _stage: ClassVar[str]
+    """The stage recorded in the model card ('rsft', 'hsdpo')."""
+
+    def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
+        super()._save(output_dir, state_dict)
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        finalize_saved_model(output_dir, self.processing_class, self.args.prompt_format, stage=self._stage)
+
+    def save_final_model(self, output_dir: str | os.PathLike[str] | None = None) -> Path:
+        """Save a directory the core can run: full weights (LoRA merged), tokenizer, model card."""
+        output_dir = Path(output_dir or self.args.output_dir)
+        merge_lora_and_save(self, output_dir)
+        return finalize_saved_model(
+            output_dir,
+            self.processing_class,
+            self.args.prompt_format,
+            stage=self._stage,
+            lora=self.args.use_lora,
+        )

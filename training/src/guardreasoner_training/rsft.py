@@ -8,7 +8,6 @@ directory so the core runs the model the way it was trained.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,15 +15,13 @@ from typing import Any
 from trl import SFTConfig, SFTTrainer
 
 from guardreasoner_training.errors import TrainingDataError
-from guardreasoner_training.formats import prepare_tokenizer, sft_example, tokenize_answer, tokenize_prompt
+from guardreasoner_training.formats import sft_example, tokenize_answer, tokenize_prompt
 from guardreasoner_training.modeling import (
     ModelOptions,
+    RunnableModelSaving,
     apply_speedups,
-    finalize_saved_model,
-    lora_config,
-    merge_lora_and_save,
-    model_init_kwargs,
-    prepare_attention,
+    prepare_model_and_tokenizer,
+    resume_point,
 )
 from guardreasoner_training.records import TrainRecord
 
@@ -86,10 +83,11 @@ def tokenize_sft_dataset(
     return dataset.map(encode, remove_columns=list(dataset.column_names), **kwargs)
 
 
-class RSFTTrainer(SFTTrainer):
+class RSFTTrainer(RunnableModelSaving, SFTTrainer):
     """trl's SFTTrainer for R-SFT (see the module docstring)."""
 
     _tag_names = ["trl", "sft", "guardreasoner", "r-sft"]
+    _stage = "rsft"
 
     def __init__(
         self,
@@ -101,20 +99,11 @@ class RSFTTrainer(SFTTrainer):
         peft_config: Any = None,
         **kwargs: Any,
     ):
-        import transformers
-
         if not isinstance(args, RSFTConfig):
             raise TypeError("RSFTTrainer needs an RSFTConfig.")
-        prepare_attention(model, args)
-        if isinstance(model, (str, os.PathLike)):
-            model = os.fspath(model)
-            args.model_init_kwargs = model_init_kwargs(args, args.model_init_kwargs)
-        if processing_class is None:
-            source = model if isinstance(model, str) else model.config._name_or_path
-            processing_class = transformers.AutoTokenizer.from_pretrained(source)
-        prepare_tokenizer(processing_class, args.prompt_format, args.chat_template)
-        if peft_config is None and args.use_lora:
-            peft_config = lora_config(args)
+        model, processing_class, peft_config = prepare_model_and_tokenizer(
+            model, args, processing_class, peft_config
+        )
         super().__init__(
             model=model,
             args=args,
@@ -145,19 +134,6 @@ class RSFTTrainer(SFTTrainer):
             return dataset
         return truncate_dataset(dataset, cutoff, num_proc=args.dataset_num_proc)
 
-    def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
-        super()._save(output_dir, state_dict)
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        finalize_saved_model(output_dir, self.processing_class, self.args.prompt_format, stage="rsft")
-
-    def save_final_model(self, output_dir: str | os.PathLike[str] | None = None) -> Path:
-        """Save a directory the core can run: full weights (LoRA merged), tokenizer, model card."""
-        output_dir = Path(output_dir or self.args.output_dir)
-        merge_lora_and_save(self, output_dir)
-        return finalize_saved_model(
-            output_dir, self.processing_class, self.args.prompt_format, stage="rsft", lora=self.args.use_lora
-        )
-
 
 def truncate_dataset(dataset: Any, cutoff: int, *, num_proc: int | None = None) -> Any:
     """Cut tokenized examples to ``cutoff`` tokens and drop those left with no answer token."""
@@ -187,14 +163,5 @@ def train_rsft(
         eval_dataset=build_sft_dataset(eval_records) if eval_records else None,
         callbacks=callbacks,
     )
-    trainer.train(resume_from_checkpoint=_resume_point(config.output_dir, resume))
+    trainer.train(resume_from_checkpoint=resume_point(config.output_dir, resume))
     return trainer.save_final_model()
-
-
-def _resume_point(output_dir: str, resume: bool | str | None) -> bool | str | None:
-    """``True`` resumes from the last checkpoint when there is one (and starts afresh when there is none)."""
-    if resume is True:
-        from transformers.trainer_utils import get_last_checkpoint
-
-        return get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
-    return resume or None
