@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -39,6 +41,12 @@ ExtraArgs = Annotated[
     list[str] | None,
     typer.Option("--arg", help="Any other trl/transformers training argument, as key=value (repeatable)."),
 ]
+OutputDir = Annotated[Path, typer.Option("--output-dir", "-o", help="Where the model and checkpoints go.")]
+Lora = Annotated[bool, typer.Option(help="Train a LoRA adapter (merged into the saved model).")]
+LoraRank = Annotated[int, typer.Option(help="LoRA rank.")]
+Liger = Annotated[bool, typer.Option(help="Liger's fused RMSNorm/SwiGLU/RoPE kernels (CUDA).")]
+Bf16 = Annotated[bool, typer.Option(help="bf16 mixed precision (fp32 master weights).")]
+Resume = Annotated[bool, typer.Option(help="Resume from the last checkpoint in --output-dir.")]
 
 
 def _fail(exc: Exception) -> None:
@@ -50,6 +58,15 @@ def _errors() -> tuple[type[Exception], ...]:
     from guardreasoner.errors import GuardReasonerError
 
     return (GuardReasonerError, ValueError, OSError)
+
+
+@contextmanager
+def _reported_errors() -> Iterator[None]:
+    """What every stage does with a user-facing error: one red line and exit status 2, no traceback."""
+    try:
+        yield
+    except _errors() as exc:
+        _fail(exc)
 
 
 @app.callback()
@@ -82,7 +99,7 @@ def synthesize(
     from guardreasoner_training.synthesize import TeacherConfig, rejected_path
     from guardreasoner_training.synthesize import synthesize as run
 
-    try:
+    with _reported_errors():
         examples = to_labelled_examples(read_rows(input), where=str(input))
         config = TeacherConfig(
             model=teacher_model,
@@ -103,8 +120,6 @@ def synthesize(
                 progress.update(task, advance=1, info=" ".join(f"{k} {v}" for k, v in counts.items()))
 
             stats = asyncio.run(run(examples, output, config, on_done=done))
-    except _errors() as exc:
-        _fail(exc)
     console.print(
         f"kept {stats.kept}, rejected {stats.rejected} (answers differ from the labels; see "
         f"{rejected_path(output)}), failed {stats.failed}, already done {stats.skipped}, retries {stats.retries}"
@@ -134,7 +149,7 @@ def prepare(
     """Check GuardReasonerTrain-format records (instruction, input, output) and write a training set."""
     from guardreasoner_training.prepare import prepare as run
 
-    try:
+    with _reported_errors():
         report = run(
             inputs,
             output_dir,
@@ -144,8 +159,6 @@ def prepare(
             eval_fraction=eval_fraction,
             seed=seed,
         )
-    except _errors() as exc:
-        _fail(exc)
     console.print(
         f"train {report.train}, eval {report.eval}, duplicates {report.duplicates}, "
         f"dropped {report.dropped_unreadable} -> {output_dir / 'train.jsonl'}"
@@ -156,15 +169,19 @@ def prepare(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _training_kwargs(
+def _stage_config(
+    config_class: type,
     *,
     stage: str,
+    output_dir: Path,
     preset: str,
     per_device_batch: int | None,
     grad_accum: int | None,
     extra: list[str] | None,
-    gradient_checkpointing: bool | None = None,
-) -> dict[str, Any]:
+    gradient_checkpointing: bool | None,
+    **fields: Any,
+) -> Any:
+    """A training stage's config (rsft, hsdpo): its own ``fields``, the preset's batch layout, the ``--arg`` extras."""
     from guardreasoner_training.presets import (
         HSDPO_EFFECTIVE_BATCH,
         RSFT_EFFECTIVE_BATCH,
@@ -190,7 +207,7 @@ def _training_kwargs(
         if not sep:
             raise typer.BadParameter(f"--arg takes key=value, got '{item}'.")
         kwargs[key.strip()] = _parse_value(value)
-    return kwargs
+    return config_class(output_dir=str(output_dir), **fields, disable_tqdm=True, report_to=[], **kwargs)
 
 
 def _parse_value(value: str) -> Any:
@@ -210,9 +227,7 @@ def _chat_template(value: str) -> str:
 @app.command()
 def rsft(
     data: Annotated[Path, typer.Argument(help="The prepared training set (train.jsonl).")],
-    output_dir: Annotated[
-        Path, typer.Option("--output-dir", "-o", help="Where the model and checkpoints go.")
-    ],
+    output_dir: OutputDir,
     model: Annotated[
         str | None, typer.Option(help="Base model (hub id or directory; default: the preset's).")
     ] = None,
@@ -229,18 +244,18 @@ def rsft(
     grad_accum: Annotated[
         int | None, typer.Option(help="Accumulation (default: reach the paper's 384).")
     ] = None,
-    lora: Annotated[bool, typer.Option(help="Train a LoRA adapter (merged into the saved model).")] = False,
-    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
+    lora: Lora = False,
+    lora_r: LoraRank = 16,
     padding_free: Annotated[
         bool, typer.Option(help="Concatenate each batch into one row (no padding).")
     ] = False,
     attn: Annotated[str | None, typer.Option(help="sdpa, flex_attention or guardreasoner_varlen.")] = None,
-    liger: Annotated[bool, typer.Option(help="Liger's fused RMSNorm/SwiGLU/RoPE kernels (CUDA).")] = False,
+    liger: Liger = False,
     compile_layers: Annotated[
         bool, typer.Option("--compile", help="torch.compile each decoder layer.")
     ] = False,
-    bf16: Annotated[bool, typer.Option(help="bf16 mixed precision (fp32 master weights).")] = True,
-    resume: Annotated[bool, typer.Option(help="Resume from the last checkpoint in --output-dir.")] = False,
+    bf16: Bf16 = True,
+    resume: Resume = False,
     gradient_checkpointing: Checkpointing = None,
     extra: ExtraArgs = None,
 ) -> None:
@@ -250,17 +265,16 @@ def rsft(
     from guardreasoner_training.progress import RichProgressCallback
     from guardreasoner_training.rsft import RSFTConfig, train_rsft
 
-    try:
-        kwargs = _training_kwargs(
+    with _reported_errors():
+        config = _stage_config(
+            RSFTConfig,
             stage="rsft",
+            output_dir=output_dir,
             preset=preset,
             per_device_batch=per_device_batch,
             grad_accum=grad_accum,
             extra=extra,
             gradient_checkpointing=gradient_checkpointing,
-        )
-        config = RSFTConfig(
-            output_dir=str(output_dir),
             num_train_epochs=epochs,
             learning_rate=learning_rate,
             cutoff_len=cutoff_len,
@@ -273,9 +287,6 @@ def rsft(
             liger_kernels=liger,
             compile_layers=compile_layers,
             bf16=bf16,
-            disable_tqdm=True,
-            report_to=[],
-            **kwargs,
         )
         records = load_training_records(data)
         evaluation = load_training_records(eval_data) if eval_data else None
@@ -288,8 +299,6 @@ def rsft(
             resume=resume,
             callbacks=[RichProgressCallback("R-SFT")],
         )
-    except _errors() as exc:
-        _fail(exc)
     console.print(
         f"R-SFT model saved to {saved} (prompt format {prompt_format}, recorded in guardreasoner.json)"
     )
@@ -315,7 +324,7 @@ def sample(
     from guardreasoner_training.prepare import load_training_records
     from guardreasoner_training.sampling import SamplingConfig, done_ids, sample_records
 
-    try:
+    with _reported_errors():
         records = load_training_records(data)
         options: dict[str, Any] = {"base_url": base_url} if base_url else {}
         config = SamplingConfig(
@@ -342,8 +351,6 @@ def sample(
                 )
         finally:
             runner.close()
-    except _errors() as exc:
-        _fail(exc)
     console.print(f"sampled {count} prompts now ({already} from an earlier run) -> {output}")
 
 
@@ -365,7 +372,7 @@ def mine(
     from guardreasoner_training.mining import MiningReport, SampleSet, merge_pairs, mine_pairs
     from guardreasoner_training.records import read_rows, write_jsonl
 
-    try:
+    with _reported_errors():
         sets, reports = [], []
         for path in samples:
             report = MiningReport()
@@ -391,8 +398,6 @@ def mine(
         output.with_name(output.name + ".report.json").write_text(
             json.dumps(summary, indent=2) + "\n", encoding="utf-8"
         )
-    except _errors() as exc:
-        _fail(exc)
     console.print(f"{len(merged)} pairs -> {output}")
 
 
@@ -400,9 +405,7 @@ def mine(
 def hsdpo(
     pairs: Annotated[Path, typer.Argument(help="Hard pairs from `mine` (JSONL).")],
     model: Annotated[str, typer.Option(help="The R-SFT model directory (policy and reference).")],
-    output_dir: Annotated[
-        Path, typer.Option("--output-dir", "-o", help="Where the model and checkpoints go.")
-    ],
+    output_dir: OutputDir,
     preset: Preset = "1b",
     epochs: Annotated[float, typer.Option(help="Epochs (paper: 2).")] = 2.0,
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate (paper: 5e-6).")] = 5e-6,
@@ -416,11 +419,11 @@ def hsdpo(
     grad_accum: Annotated[
         int | None, typer.Option(help="Accumulation (default: reach the paper's 256).")
     ] = None,
-    lora: Annotated[bool, typer.Option(help="Train a LoRA adapter (merged into the saved model).")] = False,
-    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
-    liger: Annotated[bool, typer.Option(help="Liger's fused RMSNorm/SwiGLU/RoPE kernels (CUDA).")] = False,
-    bf16: Annotated[bool, typer.Option(help="bf16 mixed precision (fp32 master weights).")] = True,
-    resume: Annotated[bool, typer.Option(help="Resume from the last checkpoint in --output-dir.")] = False,
+    lora: Lora = False,
+    lora_r: LoraRank = 16,
+    liger: Liger = False,
+    bf16: Bf16 = True,
+    resume: Resume = False,
     gradient_checkpointing: Checkpointing = None,
     extra: ExtraArgs = None,
 ) -> None:
@@ -431,18 +434,17 @@ def hsdpo(
     from guardreasoner_training.progress import RichProgressCallback
     from guardreasoner_training.records import read_rows
 
-    try:
-        kwargs = _training_kwargs(
+    with _reported_errors():
+        prompt_format = read_prompt_format(model) if Path(model).is_dir() else "raw"
+        config = _stage_config(
+            HSDPOConfig,
             stage="hsdpo",
+            output_dir=output_dir,
             preset=preset,
             per_device_batch=per_device_batch,
             grad_accum=grad_accum,
             extra=extra,
             gradient_checkpointing=gradient_checkpointing,
-        )
-        prompt_format = read_prompt_format(model) if Path(model).is_dir() else "raw"
-        config = HSDPOConfig(
-            output_dir=str(output_dir),
             num_train_epochs=epochs,
             learning_rate=learning_rate,
             beta=beta,
@@ -455,15 +457,10 @@ def hsdpo(
             lora_r=lora_r,
             liger_kernels=liger,
             bf16=bf16,
-            disable_tqdm=True,
-            report_to=[],
-            **kwargs,
         )
         saved = train_hsdpo(
             read_rows(pairs), model, config, resume=resume, callbacks=[RichProgressCallback("HS-DPO")]
         )
-    except _errors() as exc:
-        _fail(exc)
     console.print(f"HS-DPO model saved to {saved}")
 
 
