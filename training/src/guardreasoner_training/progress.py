@@ -4,30 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from guardreasoner.cli.progress import progress_bar as _progress_bar
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress, TextColumn
 from transformers import TrainerCallback
 
 console = Console(stderr=True)
 
 
 def progress_bar() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
-        console=console,
-    )
+    """The core CLI's bar with one more column, ``info`` (a task field every task must set, "" for none)."""
+    return _progress_bar(TextColumn("{task.fields[info]}"), console=console)
 
 
 class RichProgressCallback(TrainerCallback):

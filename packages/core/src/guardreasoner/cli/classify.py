@@ -9,15 +9,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
+from guardreasoner.cli.progress import progress_bar
 from guardreasoner.errors import GuardReasonerError
 from guardreasoner.model_source import DEFAULT_MODEL
 from guardreasoner.verdict import Verdict
@@ -108,15 +101,8 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 def _classify_file(guard, records: list[dict], output: Path | None, batch_size: int) -> None:
     sink = output.open("w", encoding="utf-8") if output else sys.stdout
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
     try:
-        with Progress(*columns, console=console) as progress:
+        with progress_bar(console=console) as progress:
             task = progress.add_task("Classifying", total=len(records))
             for start in range(0, len(records), batch_size):
                 for verdict in guard.classify_batch(records[start : start + batch_size]):

@@ -12,16 +12,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
+from guardreasoner.cli.progress import progress_bar
 from guardreasoner.datasets import default_data_dir
 from guardreasoner.errors import GuardReasonerError
 from guardreasoner.eval.benchmarks import select_datasets
@@ -141,14 +134,8 @@ def _run(
 
     _console.print(f"Running {model} ({engine}) over {len(selected)} dataset(s); predictions go to {output}")
     with GuardReasoner(model, engine=engine, max_new_tokens=max_new_tokens, truncation="head_tail") as guard:
-        columns = (
-            TextColumn("{task.description:<22}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=_console) as progress, _quiet_guard_warnings():
+        bar = progress_bar(description="{task.description:<22}", console=_console)
+        with bar as progress, _quiet_guard_warnings():
             bars: dict[str, int] = {}
 
             def advance(dataset: str, done: int, total: int) -> None:
