@@ -1,4 +1,4 @@
-"""A slim install: importing guardreasoner loads no ML framework, and a missing extra names itself."""
+"""A slim install: importing guardreasoner loads no ML or agent framework, and a missing extra names itself."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from guardreasoner import MissingExtraError
 
 def test_import_loads_no_heavy_dependency():
     code = (
-        "import sys, guardreasoner, guardreasoner.guard, guardreasoner.cli, guardreasoner.testing; "
-        "heavy = [m for m in ('torch', 'transformers', 'vllm', 'openai') if m in sys.modules]; "
+        "import sys, guardreasoner, guardreasoner.guard, guardreasoner.cli, guardreasoner.testing, "
+        "guardreasoner.integrations; "
+        "heavy = [m for m in ('torch', 'transformers', 'vllm', 'openai', 'langchain', 'langchain_core', "
+        "'llama_index') if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
