@@ -6,13 +6,17 @@ import os
 from pathlib import Path
 
 import pytest
+from guardreasoner.guard import GuardReasoner
+from guardreasoner.testing import ScriptedEngine, guard_output
 
 # No test may reach the hub: loading goes through local directories only.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("GUARDREASONER_SHARED_DATA", REPO_ROOT.parent / "shared" / "data")) / "guardreasoner"
+SHARED_DATA = (
+    Path(os.environ.get("GUARDREASONER_SHARED_DATA", REPO_ROOT.parent / "shared" / "data")) / "guardreasoner"
+)
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +41,38 @@ def trained_guard_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from guardreasoner.testing import train_tiny_guard
 
     return train_tiny_guard(tmp_path_factory.mktemp("tiny-guard"))
+
+
+# -- A scripted guard for the adapter tests ------------------------------------------------------------
+# It reads the conversation the core put in the prompt: a request mentioning "bomb" is harmful; a response is
+# harmful when it mentions "bomb", a refusal when it says "sorry"; anything mentioning "garbled" gets an
+# output with no answers (so the failure policy decides).
+
+
+def judge(raw_prompt: str) -> str:
+    conversation = raw_prompt.split("Human user:\n", 1)[1]
+    request, response = conversation.rsplit("\n\nAI assistant:\n", 1)
+    response = response.removesuffix("\n\n")
+    if "garbled" in conversation:
+        return "The request is hard to judge and I will stop here."
+    request_label = "harmful" if "bomb" in request.lower() else "unharmful"
+    if response == "None":
+        return guard_output(request_label)
+    refusal = "refusal" if "sorry" in response.lower() else "compliance"
+    return guard_output(request_label, refusal, "harmful" if "bomb" in response.lower() else "unharmful")
+
+
+@pytest.fixture
+def engine() -> ScriptedEngine:
+    return ScriptedEngine(judge)
+
+
+@pytest.fixture
+def guard(engine: ScriptedEngine) -> GuardReasoner:
+    return GuardReasoner(engine=engine)
+
+
+@pytest.fixture
+def make_guard():
+    """A fresh scripted guard with the given options (``policy=...``)."""
+    return lambda **options: GuardReasoner(engine=ScriptedEngine(judge), **options)
