@@ -185,3 +185,16 @@ def test_options_for_a_ready_engine_are_refused():
         GuardReasoner(engine=ScriptedEngine(TABLE), device="cuda")
     with pytest.raises(ValueError, match="Unknown engine"):
         GuardReasoner("x/y", engine="tensorrt")
+
+
+def test_policy_decisions_are_logged_once_per_call(caplog):
+    guard, _ = make_guard()
+    with caplog.at_level("WARNING", logger="guardreasoner"):
+        verdicts = guard.classify_batch(["garbled one", "bomb", "garbled two"])
+    assert [v.decided_by for v in verdicts] == ["policy", "model", "policy"]
+    records = [r for r in caplog.records if r.name == "guardreasoner"]
+    assert len(records) == 1
+    assert (
+        "2 of 3 conversation(s) (no_answer_block: 2); policy fail_closed treats them as harmful"
+        in records[0].message
+    )

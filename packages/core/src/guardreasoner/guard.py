@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -84,8 +85,8 @@ class GuardReasoner:
         try:
             generations = self.engine.generate(prompts, self.generation)
         except EngineError as exc:
-            return [self._failed(c, exc) for c in conversations]
-        return [self._verdict(c, g, t) for c, g, t in zip(conversations, generations, cut)]
+            return self._decide([self._failure(exc)] * len(prompts))
+        return self._decide([self._parse(c, g, t) for c, g, t in zip(conversations, generations, cut)])
 
     # -- async ----------------------------------------------------------------------------------------
 
@@ -104,8 +105,8 @@ class GuardReasoner:
                 self.engine.agenerate(prompts, self.generation), self.timeout
             )
         except (EngineError, asyncio.TimeoutError) as exc:
-            return [self._failed(c, exc) for c in conversations]
-        return [self._verdict(c, g, t) for c, g, t in zip(conversations, generations, cut)]
+            return self._decide([self._failure(exc)] * len(prompts))
+        return self._decide([self._parse(c, g, t) for c, g, t in zip(conversations, generations, cut)])
 
     # -- internals ------------------------------------------------------------------------------------
 
@@ -130,8 +131,8 @@ class GuardReasoner:
             cut.append(was_cut)
         return fitted, [build_prompt(c.prompt, c.response) for c in fitted], cut
 
-    def _verdict(self, conversation: Conversation, generation: Generation, truncated: bool) -> Verdict:
-        verdict = parse_output(
+    def _parse(self, conversation: Conversation, generation: Generation, truncated: bool) -> Verdict:
+        return parse_output(
             generation.text,
             has_response=conversation.response is not None,
             finish_reason=generation.finish_reason,
@@ -139,27 +140,29 @@ class GuardReasoner:
             num_prompt_tokens=generation.num_prompt_tokens,
             input_truncated=truncated,
         )
-        return self._decide(verdict)
 
-    def _failed(self, conversation: Conversation, exc: BaseException) -> Verdict:
+    def _failure(self, exc: BaseException) -> Verdict:
         timeout = isinstance(exc, (asyncio.TimeoutError, EngineTimeoutError))
         message = str(exc) or f"timed out after {self.timeout} s"
-        verdict = Verdict(
+        return Verdict(
             is_parsing_error=True,
             parse_status=ParseStatus.TIMEOUT if timeout else ParseStatus.ENGINE_ERROR,
             parse_detail=f"The {self.engine.name} engine failed: {message}",
             error=message,
         )
-        return self._decide(verdict)
 
-    def _decide(self, verdict: Verdict) -> Verdict:
-        decided = apply_policy(verdict, self.policy)
-        if decided.decided_by == "policy":
+    def _decide(self, verdicts: list[Verdict]) -> list[Verdict]:
+        """Apply the policy to each verdict; log once per call how many the policy decided, and why."""
+        decided = [apply_policy(verdict, self.policy) for verdict in verdicts]
+        undecided = Counter(v.parse_status.value for v in decided if v.decided_by == "policy")
+        if undecided:
             logger.warning(
-                "GuardReasoner could not decide (%s); policy %s treats it as %s.",
-                verdict.parse_status.value,
+                "GuardReasoner could not decide %d of %d conversation(s) (%s); policy %s treats them as %s.",
+                sum(undecided.values()),
+                len(decided),
+                ", ".join(f"{status}: {count}" for status, count in undecided.most_common()),
                 self.policy.value,
-                "harmful" if decided.is_harmful else "safe",
+                "harmful" if self.policy is FailurePolicy.FAIL_CLOSED else "safe",
             )
         return decided
 
