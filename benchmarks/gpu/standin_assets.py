@@ -1,0 +1,211 @@
+"""Inputs for the stand-in guard (``standin_guard.py``) and ``vllm_perf.py``, built on a CPU machine that has the
+paper's data (the GPU machine has no network and no shared data: these travel as the carried ``.vllm/assets``).
+
+    python benchmarks/gpu/standin_assets.py --out .vllm/assets/standin
+
+Writes to ``--out`` (about 15 MiB):
+
+- ``train.jsonl``: GuardReasonerTrain records (``instruction``, ``input``, ``output``) from the released
+  GuardReasoner-1B/3B/8B outputs (``predict``) on the training benchmarks (HarmBenchPrompt, AegisSafetyTest,
+  HarmBenchResponse, XSTestResponseRefusal): what ``guardreasoner-train rsft`` reads.
+- ``heldout.jsonl``: the conversations of the held-out benchmarks (SimpleSafetyTests, XSTestReponseHarmful) with
+  the three released outputs for each, to compare the stand-in's outputs with.
+- ``tokenizer.json``: a byte-level BPE of ``--vocab`` ids trained on the training outputs and all benchmark
+  prompts, plus Llama 3's 256 special tokens after it (``<|begin_of_text|>`` = vocab, ``<|end_of_text|>`` =
+  vocab + 1, ``<|eot_id|>`` = vocab + 9). Llama 3's own 128,256-id tokenizer cannot be downloaded; a small
+  vocabulary also lets a model trained from scratch in minutes learn it (the stand-in is the Llama-3.2-1B
+  architecture with this smaller embedding).
+- ``meta.json``: the split, the counts, and the released outputs' length distribution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+TRAIN = ("HarmBenchPrompt", "AegisSafetyTest", "HarmBenchResponse", "XSTestResponseRefusal")
+HELDOUT = ("SimpleSafetyTests", "XSTestReponseHarmful")
+MODELS = ("1B", "3B", "8B")
+SPECIAL = {
+    0: "<|begin_of_text|>",
+    1: "<|end_of_text|>",
+    2: "<|reserved_special_token_0|>",
+    3: "<|reserved_special_token_1|>",
+    4: "<|finetune_right_pad_id|>",
+    5: "<|reserved_special_token_2|>",
+    6: "<|start_header_id|>",
+    7: "<|end_header_id|>",
+    8: "<|eom_id|>",
+    9: "<|eot_id|>",
+    10: "<|python_tag|>",
+}
+
+
+def predictions_dir() -> Path:
+    shared = os.environ.get("GUARDREASONER_SHARED_DATA")
+    if not shared:
+        raise SystemExit("Set GUARDREASONER_SHARED_DATA to the paper's data (source /work/wt/env.sh).")
+    return Path(shared) / "guardreasoner" / "predictions"
+
+
+def read_predictions(model: str, dataset: str) -> list[dict]:
+    path = predictions_dir() / model / dataset / "generated_predictions.jsonl"
+    return [
+        json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()
+    ]  # not splitlines: U+2028 is text
+
+
+def split_prompt(prompt: str) -> tuple[str, str]:
+    """A released prompt as GuardReasonerTrain's (instruction, input): ``instruction + "\\n" + input``."""
+    from guardreasoner.prompt import INSTRUCTION
+
+    head = INSTRUCTION + "\n"
+    if not prompt.startswith(head):
+        raise ValueError(
+            f"A released prompt does not start with the GuardReasoner instruction: {prompt[:80]!r}"
+        )
+    return INSTRUCTION, prompt[len(head) :]
+
+
+def conversation(input_text: str) -> tuple[str, str | None]:
+    """The user's prompt and the response (None when the prompt says ``None``) back from the input field."""
+    from guardreasoner.prompt import NO_RESPONSE
+
+    body = input_text.removeprefix("Human user:\n")
+    prompt, _, response = body.partition("\n\nAI assistant:\n")
+    response = response.removesuffix("\n\n")
+    return prompt, None if response == NO_RESPONSE else response
+
+
+def tokenizer_json(texts: list[str], vocab: int) -> tuple[str, int]:
+    import tokenizers
+    from guardreasoner.prompt import INSTRUCTION
+
+    bpe = tokenizers.Tokenizer(tokenizers.models.BPE())
+    bpe.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = tokenizers.decoders.ByteLevel()
+    trainer = tokenizers.trainers.BpeTrainer(
+        vocab_size=vocab,
+        min_frequency=2,
+        initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator([INSTRUCTION] * 10 + texts, trainer=trainer)
+    trained = bpe.get_vocab_size()
+    spec = json.loads(bpe.to_str())
+    ids = spec["model"]["vocab"]
+    for index in range(len(ids), vocab):  # ids no text encodes to, so that the specials sit at `vocab`
+        ids[f"<|filler_{index}|>"] = index
+    specials = [SPECIAL.get(i, f"<|reserved_special_token_{i - 8}|>") for i in range(256)]
+    spec["added_tokens"] = [
+        {
+            "id": vocab + i,
+            "content": token,
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "special": True,
+        }
+        for i, token in enumerate(specials)
+    ]
+    bos = SPECIAL[0]
+    spec["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [
+            {"SpecialToken": {"id": bos, "type_id": 0}},
+            {"Sequence": {"id": "A", "type_id": 0}},
+            {"SpecialToken": {"id": bos, "type_id": 1}},
+            {"Sequence": {"id": "B", "type_id": 1}},
+        ],
+        "special_tokens": {bos: {"id": bos, "ids": [vocab], "tokens": [bos]}},
+    }
+    text = json.dumps(spec, ensure_ascii=False)
+    check = tokenizers.Tokenizer.from_str(text)
+    assert check.get_vocab_size() == vocab + 256, check.get_vocab_size()
+    assert check.token_to_id(SPECIAL[9]) == vocab + 9 and check.encode("hi").ids[0] == vocab
+    return text, trained
+
+
+def percentiles(values: list[int]) -> dict:
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"n": len(ordered), "mean": round(sum(ordered) / len(ordered), 1)} | {
+        f"p{int(q * 100)}": pick(q) for q in (0.1, 0.5, 0.9, 0.99)
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--vocab", type=int, default=32_000, help="BPE ids before the 256 special tokens")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    train = []
+    for dataset in TRAIN:
+        for model in MODELS:
+            for row in read_predictions(model, dataset):
+                instruction, input_text = split_prompt(row["prompt"])
+                train.append(
+                    {
+                        "instruction": instruction,
+                        "input": input_text,
+                        "output": row["predict"],
+                        "source": dataset,
+                    }
+                )
+    heldout = []
+    for dataset in HELDOUT:
+        by_model = {model: read_predictions(model, dataset) for model in MODELS}
+        for index, row in enumerate(by_model["1B"]):
+            _, input_text = split_prompt(row["prompt"])
+            released = {}
+            for model in MODELS:
+                other = by_model[model][index]
+                if other["prompt"] != row["prompt"]:
+                    raise ValueError(f"{dataset}: the released files list prompts in different orders")
+                released[model] = other["predict"]
+            prompt, response = conversation(input_text)
+            heldout.append({"prompt": prompt, "response": response, "source": dataset, "released": released})
+    for name, rows in (("train.jsonl", train), ("heldout.jsonl", heldout)):
+        with (args.out / name).open("w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    texts = [r["input"] + r["output"] for r in train] + [r["prompt"] + (r["response"] or "") for r in heldout]
+    text, trained = tokenizer_json(texts, args.vocab)
+    (args.out / "tokenizer.json").write_text(text, encoding="utf-8")
+
+    import tokenizers
+
+    tok = tokenizers.Tokenizer.from_str(text)
+    released_lengths = {
+        model: percentiles(
+            [len(tok.encode(r["released"][model], add_special_tokens=False).ids) for r in heldout]
+        )
+        for model in MODELS
+    }
+    meta = {
+        "train_benchmarks": TRAIN,
+        "heldout_benchmarks": HELDOUT,
+        "train_records": len(train),
+        "heldout_conversations": len(heldout),
+        "vocab": {"bpe_trained": trained, "bpe_ids": args.vocab, "special": 256, "total": args.vocab + 256},
+        "released_output_tokens_heldout": released_lengths,
+        "train_output_tokens": percentiles(
+            [len(tok.encode(r["output"], add_special_tokens=False).ids) for r in train]
+        ),
+        "build_s": round(time.perf_counter() - started, 1),
+    }
+    (args.out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    print(json.dumps(meta, indent=2))
+
+
+if __name__ == "__main__":
+    main()
