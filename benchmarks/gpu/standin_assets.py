@@ -10,6 +10,8 @@ Writes to ``--out`` (about 15 MiB):
   HarmBenchResponse, XSTestResponseRefusal): what ``guardreasoner-train rsft`` reads.
 - ``heldout.jsonl``: the conversations of the held-out benchmarks (SimpleSafetyTests, XSTestReponseHarmful) with
   the three released outputs for each, to compare the stand-in's outputs with.
+- ``workload.jsonl``: 1,024 conversations from the benchmark sets the stand-in never saw (the held-out two and
+  OpenAIModeration, ToxicChat, SafeRLHF, BeaverTails), shuffled with a fixed seed: ``vllm_perf.py``'s traffic.
 - ``tokenizer.json``: a byte-level BPE of ``--vocab`` ids trained on the training outputs and all benchmark
   prompts, plus Llama 3's 256 special tokens after it (``<|begin_of_text|>`` = vocab, ``<|end_of_text|>`` =
   vocab + 1, ``<|eot_id|>`` = vocab + 9). Llama 3's own 128,256-id tokenizer cannot be downloaded; a small
@@ -23,11 +25,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import time
+from collections import Counter
 from pathlib import Path
 
 TRAIN = ("HarmBenchPrompt", "AegisSafetyTest", "HarmBenchResponse", "XSTestResponseRefusal")
 HELDOUT = ("SimpleSafetyTests", "XSTestReponseHarmful")
+# The benchmark files (benchmark/*.json) the training benchmarks come from; every other one is unseen traffic.
+TRAIN_FILES = (
+    "0_1_AegisSafetyTest",
+    "0_3_harmbench_prompt",
+    "0_5_harmbench_response",
+    "0_7_xstest_response_refusal",
+)
 MODELS = ("1B", "3B", "8B")
 SPECIAL = {
     0: "<|begin_of_text|>",
@@ -142,6 +153,7 @@ def percentiles(values: list[int]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--workload", type=int, default=1024, help="unseen conversations for vllm_perf.py")
     parser.add_argument("--vocab", type=int, default=32_000, help="BPE ids before the 256 special tokens")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -173,7 +185,16 @@ def main() -> None:
                 released[model] = other["predict"]
             prompt, response = conversation(input_text)
             heldout.append({"prompt": prompt, "response": response, "source": dataset, "released": released})
-    for name, rows in (("train.jsonl", train), ("heldout.jsonl", heldout)):
+    unseen = []
+    for path in sorted((predictions_dir().parent / "benchmark").glob("*.json")):
+        if path.stem in TRAIN_FILES:
+            continue
+        for item in json.loads(path.read_text(encoding="utf-8")):
+            prompt, response = conversation(item["input"])
+            unseen.append({"prompt": prompt, "response": response, "source": path.stem})
+    random.Random(0).shuffle(unseen)
+    workload = unseen[: args.workload]
+    for name, rows in (("train.jsonl", train), ("heldout.jsonl", heldout), ("workload.jsonl", workload)):
         with (args.out / name).open("w", encoding="utf-8") as handle:
             for row in rows:
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -196,6 +217,8 @@ def main() -> None:
         "heldout_benchmarks": HELDOUT,
         "train_records": len(train),
         "heldout_conversations": len(heldout),
+        "workload_conversations": len(workload),
+        "workload_sources": dict(Counter(r["source"] for r in workload)),
         "vocab": {"bpe_trained": trained, "bpe_ids": args.vocab, "special": 256, "total": args.vocab + 256},
         "released_output_tokens_heldout": released_lengths,
         "train_output_tokens": percentiles(

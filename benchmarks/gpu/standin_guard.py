@@ -88,7 +88,13 @@ def tokenizer(assets: Path):
 
 
 def build_model_dir(
-    assets: Path, directory: Path, architecture: dict, *, weights: bool, seed: int = 0
+    assets: Path,
+    directory: Path,
+    architecture: dict,
+    *,
+    weights: bool,
+    vocab_size: int | None = None,
+    seed: int = 0,
 ) -> dict:
     """A Llama directory with the stand-in's tokenizer: random weights (``weights``) or the config only (for
     vLLM's ``load_format="dummy"``, which fills random weights itself)."""
@@ -98,12 +104,15 @@ def build_model_dir(
     tok = tokenizer(assets)
     tok.save_pretrained(directory)
     config = transformers.LlamaConfig(
-        **architecture, vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id
+        **architecture,
+        vocab_size=vocab_size or len(tok),
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
     )
     if not weights:
         config.dtype = torch.bfloat16
         config.save_pretrained(directory)
-        return {"vocab_size": len(tok), "weights": "none (vLLM load_format=dummy)"}
+        return {"vocab_size": config.vocab_size, "weights": "none (vLLM load_format=dummy)"}
     torch.manual_seed(seed)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
         model = transformers.LlamaForCausalLM(config)

@@ -169,6 +169,10 @@ class LLM:
         results, self.suffix_cache = collective_rpc(self.options, method, args)
         return results
 
+    def get_metrics(self):
+        steps = sum(self.llm_engine.core.batch_sizes)
+        return [SimpleNamespace(name="vllm:generation_tokens", value=steps)]
+
     def get_tokenizer(self):
         raise AssertionError("the engine loads the tokenizer from the model directory")
 
@@ -665,3 +669,18 @@ def test_batch_invariant_sets_vllms_switch_before_it_starts(make_engine, monkeyp
     monkeypatch.setenv("VLLM_BATCH_INVARIANT", "0")
     with pytest.raises(ValueError, match="VLLM_BATCH_INVARIANT='0'"):
         make_engine(batch_invariant=True)
+
+
+async def test_vllm_metrics_come_from_the_offline_llm_and_need_it(make_engine):
+    engine = make_engine(disable_log_stats=False)
+    engine.generate(PROMPTS[:3], CONFIG)
+    assert (
+        LLM.instances[0].options["disable_log_stats"] is False
+    )  # the user's choice beats the engine's default
+    (metric,) = engine.vllm_metrics()
+    assert metric.name == "vllm:generation_tokens" and metric.value == sum(
+        LLM.instances[0].llm_engine.core.batch_sizes
+    )
+    served = make_engine(backend="async")
+    with pytest.raises(EngineError, match="AsyncLLM"):
+        served.vllm_metrics()

@@ -204,6 +204,17 @@ class VLLMEngine(Engine):
         except Exception as exc:
             raise EngineError(f"vLLM could not warm the suffix cache: {type(exc).__name__}: {exc}") from exc
 
+    def vllm_metrics(self) -> list[Any]:
+        """vLLM's own metrics (``LLM.get_metrics()``: counters such as ``vllm:spec_decode_num_accepted_tokens``)
+        of the offline backend. vLLM collects them only when the engine is built with ``disable_log_stats=False``.
+        """
+        backend = self._ensure_backend("offline").result()
+        if backend.kind != "offline":
+            raise EngineError(
+                "vllm_metrics reads the offline backend's vllm.LLM; this engine runs an AsyncLLM."
+            )
+        return backend.llm.get_metrics()
+
     # -- vLLM's own outputs (token ids), for guardreasoner.engines.vllm.raw ---------------------------
 
     def _token_prompts(self, prompts: list[str]) -> list[dict[str, list[int]]]:
