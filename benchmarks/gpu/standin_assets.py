@@ -26,9 +26,13 @@ import argparse
 import json
 import os
 import random
+import sys
 import time
 from collections import Counter
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vllm_assets import llama3_layout_tokenizer  # noqa: E402
 
 TRAIN = ("HarmBenchPrompt", "AegisSafetyTest", "HarmBenchResponse", "XSTestResponseRefusal")
 HELDOUT = ("SimpleSafetyTests", "XSTestReponseHarmful")
@@ -40,19 +44,6 @@ TRAIN_FILES = (
     "0_7_xstest_response_refusal",
 )
 MODELS = ("1B", "3B", "8B")
-SPECIAL = {
-    0: "<|begin_of_text|>",
-    1: "<|end_of_text|>",
-    2: "<|reserved_special_token_0|>",
-    3: "<|reserved_special_token_1|>",
-    4: "<|finetune_right_pad_id|>",
-    5: "<|reserved_special_token_2|>",
-    6: "<|start_header_id|>",
-    7: "<|end_header_id|>",
-    8: "<|eom_id|>",
-    9: "<|eot_id|>",
-    10: "<|python_tag|>",
-}
 
 
 def predictions_dir() -> Path:
@@ -89,57 +80,6 @@ def conversation(input_text: str) -> tuple[str, str | None]:
     prompt, _, response = body.partition("\n\nAI assistant:\n")
     response = response.removesuffix("\n\n")
     return prompt, None if response == NO_RESPONSE else response
-
-
-def tokenizer_json(texts: list[str], vocab: int) -> tuple[str, int]:
-    import tokenizers
-    from guardreasoner.prompt import INSTRUCTION
-
-    bpe = tokenizers.Tokenizer(tokenizers.models.BPE())
-    bpe.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = tokenizers.decoders.ByteLevel()
-    trainer = tokenizers.trainers.BpeTrainer(
-        vocab_size=vocab,
-        min_frequency=2,
-        initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    bpe.train_from_iterator([INSTRUCTION] * 10 + texts, trainer=trainer)
-    trained = bpe.get_vocab_size()
-    spec = json.loads(bpe.to_str())
-    ids = spec["model"]["vocab"]
-    for index in range(len(ids), vocab):  # ids no text encodes to, so that the specials sit at `vocab`
-        ids[f"<|filler_{index}|>"] = index
-    specials = [SPECIAL.get(i, f"<|reserved_special_token_{i - 8}|>") for i in range(256)]
-    spec["added_tokens"] = [
-        {
-            "id": vocab + i,
-            "content": token,
-            "single_word": False,
-            "lstrip": False,
-            "rstrip": False,
-            "normalized": False,
-            "special": True,
-        }
-        for i, token in enumerate(specials)
-    ]
-    bos = SPECIAL[0]
-    spec["post_processor"] = {
-        "type": "TemplateProcessing",
-        "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
-        "pair": [
-            {"SpecialToken": {"id": bos, "type_id": 0}},
-            {"Sequence": {"id": "A", "type_id": 0}},
-            {"SpecialToken": {"id": bos, "type_id": 1}},
-            {"Sequence": {"id": "B", "type_id": 1}},
-        ],
-        "special_tokens": {bos: {"id": bos, "ids": [vocab], "tokens": [bos]}},
-    }
-    text = json.dumps(spec, ensure_ascii=False)
-    check = tokenizers.Tokenizer.from_str(text)
-    assert check.get_vocab_size() == vocab + 256, check.get_vocab_size()
-    assert check.token_to_id(SPECIAL[9]) == vocab + 9 and check.encode("hi").ids[0] == vocab
-    return text, trained
 
 
 def percentiles(values: list[int]) -> dict:
@@ -200,7 +140,7 @@ def main() -> None:
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
     texts = [r["input"] + r["output"] for r in train] + [r["prompt"] + (r["response"] or "") for r in heldout]
-    text, trained = tokenizer_json(texts, args.vocab)
+    text, trained = llama3_layout_tokenizer(texts, args.vocab)
     (args.out / "tokenizer.json").write_text(text, encoding="utf-8")
 
     import tokenizers

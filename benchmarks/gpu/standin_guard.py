@@ -25,39 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-LLAMA_1B = dict(
-    hidden_size=2048,
-    intermediate_size=8192,
-    num_hidden_layers=16,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    head_dim=64,
-    max_position_embeddings=131072,
-    rms_norm_eps=1e-5,
-    tie_word_embeddings=True,
-    rope_parameters={
-        "rope_type": "llama3",
-        "rope_theta": 500000.0,
-        "factor": 32.0,
-        "low_freq_factor": 1.0,
-        "high_freq_factor": 4.0,
-        "original_max_position_embeddings": 8192,
-    },
-)
-LLAMA_8B = dict(
-    LLAMA_1B,
-    hidden_size=4096,
-    intermediate_size=14336,
-    num_hidden_layers=32,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    head_dim=128,
-    tie_word_embeddings=False,
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from llama_configs import LLAMA_1B, LLAMA_8B  # noqa: E402
 
 # A 2-layer model of the same family, for checking the training path on a CPU.
 TINY = dict(
@@ -103,12 +77,12 @@ def build_model_dir(
 
     tok = tokenizer(assets)
     tok.save_pretrained(directory)
-    config = transformers.LlamaConfig(
-        **architecture,
-        vocab_size=vocab_size or len(tok),
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
+    own = {
+        "vocab_size": vocab_size or len(tok),
+        "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+    }
+    config = transformers.LlamaConfig(**{**architecture, **own})
     if not weights:
         config.dtype = torch.bfloat16
         config.save_pretrained(directory)
