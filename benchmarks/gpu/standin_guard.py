@@ -132,11 +132,12 @@ def train(args: argparse.Namespace) -> dict:
             print(json.dumps(log[-1]), flush=True)
 
     stopper = TimeBudget()
+    steps = int(args.epochs * -(-len(records) // args.batch))  # optimizer steps (no accumulation)
     config = RSFTConfig(
         output_dir=str(args.out / "model"),
         num_train_epochs=args.epochs,
         learning_rate=args.lr,
-        warmup_steps=0.05,
+        warmup_steps=max(1, int(0.05 * steps)),
         lr_scheduler_type="cosine",
         per_device_train_batch_size=args.batch,
         gradient_accumulation_steps=1,
