@@ -4,7 +4,7 @@
 # parts 1 and 2 staged and gpu_setup.sh run earlier on the same warm machine.
 set -uo pipefail
 BUDGET_TRAIN=${BUDGET_TRAIN:-220}
-BUDGET_PERF=${BUDGET_PERF:-270}
+BUDGET_PERF=${BUDGET_PERF:-240}
 source .vllm/part3/install.sh || exit 3
 export PYTHONPATH=/tmp/site-packages:$PWD/packages/core/src:$PWD/training/src:$PYTHONPATH
 export PYTHONUNBUFFERED=1 HF_DATASETS_DISABLE_PROGRESS_BARS=1 TQDM_DISABLE=1 TOKENIZERS_PARALLELISM=false
