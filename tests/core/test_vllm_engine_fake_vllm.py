@@ -540,6 +540,8 @@ def test_a_ready_llm_is_used_and_left_running(make_engine, fake_vllm, tiny_model
         engine.generate(PROMPTS[:1], CONFIG)
     with pytest.raises(ValueError, match="backend must be"):
         VLLMEngine(str(tiny_model_dir), backend="server")
+    with pytest.raises(ValueError, match="ready llm="):
+        VLLMEngine(llm=llm, tokenizer=engine.tokenizer, speculative="suffix")
 
 
 async def test_guard_on_the_vllm_engine(fake_vllm, tiny_model_dir, monkeypatch):
@@ -637,6 +639,7 @@ def test_speculative_options_reach_vllm_as_its_speculative_config(make_engine, o
         ({"speculative": "ngram", "num_speculative_tokens": 0}, "at least 1"),
         ({"speculative": "ngram", "speculate_up_to_batch": 0}, "at least 1"),
         ({"speculative": ""}, "draft model path"),
+        ({"speculative": "ngram", "speculative_config": {"method": "ngram"}}, "not both"),
     ],
 )
 def test_bad_speculative_options_say_what_to_do(make_engine, options, message):

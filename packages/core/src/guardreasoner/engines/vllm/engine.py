@@ -15,6 +15,7 @@ from guardreasoner.engines.base import Engine, Generation, GenerationConfig
 from guardreasoner.engines.vllm.async_llm import AsyncBackend
 from guardreasoner.engines.vllm.offline import OfflineBackend
 from guardreasoner.engines.vllm.outputs import to_generation
+from guardreasoner.engines.vllm.speculative import OFF as SPECULATION_OFF
 from guardreasoner.engines.vllm.speculative import speculative_config
 from guardreasoner.engines.vllm.suffix_cache import RPC_METHOD, WORKER_EXTENSION
 from guardreasoner.errors import ContextLengthError, EngineError, GuardReasonerError, require
@@ -77,6 +78,13 @@ class VLLMEngine(Engine):
             raise ValueError("VLLMEngine needs a model path, or a ready vllm.LLM as llm=.")
         if llm is not None and backend == "async":
             raise ValueError("backend='async' builds its own AsyncLLM; it cannot use a ready vllm.LLM.")
+        if speculative not in SPECULATION_OFF and "speculative_config" in vllm_options:
+            raise ValueError("Pass speculative= or vLLM's own speculative_config=, not both.")
+        if llm is not None and (speculative not in SPECULATION_OFF or batch_invariant):
+            raise ValueError(
+                "speculative= and batch_invariant= configure the vllm.LLM this engine builds; with a ready llm=, "
+                "set them when you build it (speculative_config=..., VLLM_BATCH_INVARIANT=1)."
+            )
         self.path = os.fspath(path) if path is not None else None
         self.prompt_format = PromptFormat(prompt_format)
         self.ignore_eos = ignore_eos
@@ -96,7 +104,7 @@ class VLLMEngine(Engine):
                 speculate_up_to_batch=speculate_up_to_batch,
                 options=speculative_options,
             ),
-            **vllm_options,
+            **vllm_options,  # vLLM's own speculative_config=, if given, passes through as it is
         }
         spec = self._engine_args["speculative_config"]
         self.speculative: str | None = spec["method"] if spec else None
