@@ -295,6 +295,10 @@ def fake_vllm(monkeypatch):
         "vllm.v1.engine.async_llm": types.ModuleType("vllm.v1.engine.async_llm"),
         "vllm.usage": types.ModuleType("vllm.usage"),
         "vllm.usage.usage_lib": types.ModuleType("vllm.usage.usage_lib"),
+        "arctic_inference": types.ModuleType(
+            "arctic_inference"
+        ),  # suffix decoding's package, imported by vLLM
+        "arctic_inference.suffix_decoding": types.ModuleType("arctic_inference.suffix_decoding"),
     }
     modules["vllm"].LLM = LLM
     modules["vllm"].SamplingParams = SamplingParams
@@ -628,6 +632,13 @@ def test_speculative_options_reach_vllm_as_its_speculative_config(make_engine, o
     assert (built.get("worker_extension_cls") == WORKER_EXTENSION) is suffix
     assert built.get("async_scheduling") is options.get("async_scheduling")
     assert [g.finish_reason for g in engine.generate(PROMPTS[:2], CONFIG)]  # still serves
+
+
+def test_suffix_decoding_without_arctic_inference_names_the_extra(make_engine, monkeypatch):
+    monkeypatch.setitem(sys.modules, "arctic_inference.suffix_decoding", None)
+    with pytest.raises(MissingExtraError, match=r"guardreasoner\[vllm-suffix\]"):
+        make_engine(speculative="suffix")
+    assert make_engine(speculative="ngram").speculative == "ngram"  # the other methods need nothing more
 
 
 @pytest.mark.parametrize(

@@ -109,6 +109,7 @@ class VLLMEngine(Engine):
         spec = self._engine_args["speculative_config"]
         self.speculative: str | None = spec["method"] if spec else None
         if self.speculative == "suffix":
+            require("arctic_inference.suffix_decoding", extra="vllm-suffix", feature="Suffix decoding")
             self._engine_args.setdefault("worker_extension_cls", WORKER_EXTENSION)
         if batch_invariant:
             if os.environ.get("VLLM_BATCH_INVARIANT", "1") != "1":
