@@ -73,7 +73,9 @@ def corpus() -> list[str]:
     return texts
 
 
-def llama3_layout_tokenizer() -> tuple[str, int]:
+def llama3_layout_tokenizer(texts: list[str] | None = None, size: int = VOCAB) -> tuple[str, int]:
+    """A byte-level BPE of ``size`` ids trained on ``texts`` (default: the benchmarks and released outputs),
+    then Llama 3's 256 special tokens at ``size``...``size + 255``; returns the JSON and the trained size."""
     import tokenizers
     from guardreasoner.prompt import INSTRUCTION
 
@@ -81,21 +83,21 @@ def llama3_layout_tokenizer() -> tuple[str, int]:
     bpe.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = tokenizers.decoders.ByteLevel()
     trainer = tokenizers.trainers.BpeTrainer(
-        vocab_size=VOCAB,
+        vocab_size=size,
         min_frequency=2,
         initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator([INSTRUCTION] * 10 + corpus(), trainer=trainer)
+    bpe.train_from_iterator([INSTRUCTION] * 10 + (corpus() if texts is None else texts), trainer=trainer)
     trained = bpe.get_vocab_size()
     spec = json.loads(bpe.to_str())
     vocab = spec["model"]["vocab"]
-    for index in range(len(vocab), VOCAB):  # ids no text encodes to: the model's rows exist, as in Llama 3
+    for index in range(len(vocab), size):  # ids no text encodes to: the model's rows exist, as in Llama 3
         vocab[f"<|filler_{index}|>"] = index
     specials = [SPECIAL.get(i, f"<|reserved_special_token_{i - 8}|>") for i in range(256)]
     spec["added_tokens"] = [
         {
-            "id": VOCAB + i,
+            "id": size + i,
             "content": token,
             "single_word": False,
             "lstrip": False,
@@ -117,13 +119,13 @@ def llama3_layout_tokenizer() -> tuple[str, int]:
             {"SpecialToken": {"id": SPECIAL[0], "type_id": 1}},
             {"Sequence": {"id": "B", "type_id": 1}},
         ],
-        "special_tokens": {SPECIAL[0]: {"id": SPECIAL[0], "ids": [VOCAB], "tokens": [SPECIAL[0]]}},
+        "special_tokens": {SPECIAL[0]: {"id": SPECIAL[0], "ids": [size], "tokens": [SPECIAL[0]]}},
     }
     text = json.dumps(spec, ensure_ascii=False)
     check = tokenizers.Tokenizer.from_str(text)
-    assert check.get_vocab_size() == VOCAB + 256, check.get_vocab_size()
-    assert check.token_to_id(SPECIAL[9]) == VOCAB + 9
-    assert check.encode("hi").ids[0] == VOCAB
+    assert check.get_vocab_size() == size + 256, check.get_vocab_size()
+    assert check.token_to_id(SPECIAL[9]) == size + 9
+    assert check.encode("hi").ids[0] == size
     return text, trained
 
 

@@ -44,28 +44,9 @@ import traceback
 from collections import Counter
 from pathlib import Path
 
-LLAMA_1B = dict(
-    vocab_size=128256,
-    hidden_size=2048,
-    intermediate_size=8192,
-    num_hidden_layers=16,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    head_dim=64,
-    max_position_embeddings=131072,
-    rms_norm_eps=1e-5,
-    tie_word_embeddings=True,
-    bos_token_id=128000,
-    eos_token_id=128001,
-    rope_parameters={
-        "rope_type": "llama3",
-        "rope_theta": 500000.0,
-        "factor": 32.0,
-        "low_freq_factor": 1.0,
-        "high_freq_factor": 4.0,
-        "original_max_position_embeddings": 8192,
-    },
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from llama_configs import LLAMA_1B  # noqa: E402
+
 PARITY_MODEL = dict(
     hidden_size=256, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4, intermediate_size=512
 )
@@ -226,7 +207,8 @@ def parity(assets: Path, work: Path, dtype: str, count: int, max_new_tokens: int
     import torch
     from guardreasoner.engines import GenerationConfig
     from guardreasoner.engines.hf import HFEngine
-    from guardreasoner.engines.vllm import VLLMEngine, _to_generation
+    from guardreasoner.engines.vllm import VLLMEngine
+    from guardreasoner.engines.vllm.raw import arequest_outputs, request_outputs, to_generation
     from guardreasoner.prompt import build_prompt
     from guardreasoner.testing import build_tiny_llama
 
@@ -256,13 +238,13 @@ def parity(assets: Path, work: Path, dtype: str, count: int, max_new_tokens: int
 
     started = now()
     engine = VLLMEngine(str(directory), dtype=dtype, gpu_memory_utilization=0.1, max_model_len=4096)
-    outputs = engine.generate_outputs(prompts, config)  # builds the offline LLM on first use
+    outputs = request_outputs(engine, prompts, config)  # builds the offline LLM on first use
     load_and_run_s = now() - started
     vllm_ids = [list(o.outputs[0].token_ids) for o in outputs]
     started = now()
-    repeat = engine.generate_outputs(prompts, config)  # every prompt now in the prefix cache
+    repeat = request_outputs(engine, prompts, config)  # every prompt now in the prefix cache
     vllm_s = now() - started
-    generations = [_to_generation(o) for o in outputs]
+    generations = [to_generation(o) for o in outputs]
 
     identical = sum(a == b for a, b in zip(hf_ids, vllm_ids))
     prefixes = [common_prefix(a, b) for a, b in zip(hf_ids, vllm_ids)]
@@ -299,7 +281,7 @@ def parity(assets: Path, work: Path, dtype: str, count: int, max_new_tokens: int
     if extras:
         # The offline engine serving concurrent async callers (driver thread): same tokens?
         async def concurrent() -> list:
-            return await asyncio.gather(*(engine.agenerate_outputs([p], config) for p in prompts))
+            return await asyncio.gather(*(arequest_outputs(engine, [p], config) for p in prompts))
 
         started = now()
         async_outputs = [o[0] for o in asyncio.run(concurrent())]
@@ -313,7 +295,7 @@ def parity(assets: Path, work: Path, dtype: str, count: int, max_new_tokens: int
         chat = VLLMEngine(llm=llm, prompt_format="chat")
         hf_chat = HFEngine(prompt_format="chat", model=hf.model, tokenizer=hf.tokenizer)
         chat_prompts = prompts[:8]
-        chat_outputs = chat.generate_outputs(chat_prompts, config)
+        chat_outputs = request_outputs(chat, chat_prompts, config)
         chat_hf = hf_greedy(hf_chat, chat_prompts, max_new_tokens)
         bos = hf.tokenizer.bos_token_id
         result["chat"] = {

@@ -24,6 +24,7 @@ if not torch.cuda.is_available():
 from guardreasoner.engines import GenerationConfig  # noqa: E402
 from guardreasoner.engines.hf import HFEngine  # noqa: E402
 from guardreasoner.engines.vllm import VLLMEngine  # noqa: E402
+from guardreasoner.engines.vllm.raw import arequest_outputs, request_outputs  # noqa: E402
 from guardreasoner.guard import GuardReasoner  # noqa: E402
 from guardreasoner.prompt import build_prompt  # noqa: E402
 from guardreasoner.testing import TINY_GUARD_CASES  # noqa: E402
@@ -78,7 +79,7 @@ def hf(tiny_model_dir):
 
 
 def test_float32_greedy_tokens_match_transformers(engine, hf):
-    outputs = engine.generate_outputs(PROMPTS, CONFIG)
+    outputs = request_outputs(engine, PROMPTS, CONFIG)
     assert engine.backend == "offline"
     expected = hf_greedy_ids(hf, PROMPTS, CONFIG.max_new_tokens)
     assert [list(o.outputs[0].token_ids) for o in outputs] == expected
@@ -90,10 +91,10 @@ def test_float32_greedy_tokens_match_transformers(engine, hf):
 
 
 def test_concurrent_calls_on_the_offline_engine_give_the_batch_tokens(engine):
-    batch = engine.generate_outputs(PROMPTS, CONFIG)
+    batch = request_outputs(engine, PROMPTS, CONFIG)
 
     async def one_call_each():
-        return await asyncio.gather(*(engine.agenerate_outputs([p], CONFIG) for p in PROMPTS))
+        return await asyncio.gather(*(arequest_outputs(engine, [p], CONFIG) for p in PROMPTS))
 
     single = asyncio.run(one_call_each())
     assert [list(s[0].outputs[0].token_ids) for s in single] == [list(o.outputs[0].token_ids) for o in batch]
@@ -101,7 +102,7 @@ def test_concurrent_calls_on_the_offline_engine_give_the_batch_tokens(engine):
 
 def test_chat_prompts_have_one_bos(engine, hf, tiny_model_dir):
     chat = VLLMEngine(llm=engine._backend.result().llm, prompt_format="chat")
-    outputs = chat.generate_outputs(PROMPTS[:4], CONFIG)
+    outputs = request_outputs(chat, PROMPTS[:4], CONFIG)
     bos = hf.tokenizer.bos_token_id
     hf_chat = HFEngine(prompt_format="chat", model=hf.model, tokenizer=hf.tokenizer)
     assert [list(o.prompt_token_ids) for o in outputs] == [hf_chat._encode(p) for p in PROMPTS[:4]]

@@ -1,11 +1,13 @@
-"""The vllm engine without vLLM: the error users see, and the engine's own logic over a stand-in for vLLM.
+"""The vllm engine against a fake vLLM: the error users see without vLLM, and the engine's own logic over a
+stand-in with vLLM's interface.
 
 CI never installs vLLM (no GPU). The real engine is checked on a GPU by ``tests/gpu/test_vllm_engine.py`` and
 ``benchmarks/gpu/vllm_suite.py``. Here a small stand-in with vLLM's interface (``LLM``, its ``llm_engine``'s
 ``add_request``/``step``/``abort_request``, ``AsyncLLM.generate`` bound to the loop it was built on) lets CI
 check what this package adds: token-id prompts without a double BOS, the options passed through, one
 backend per engine, continuous batching of concurrent async calls on either backend, cancellation,
-finish reasons and error wrapping.
+finish reasons and error wrapping, and which options (speculative decoding, batch invariance, vLLM's
+defaults left alone) reach ``vllm.LLM`` / ``AsyncEngineArgs``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from types import SimpleNamespace
 import pytest
 from guardreasoner import ContextLengthError, EngineError, MissingExtraError, ParseStatus, PromptFormat
 from guardreasoner.engines import GenerationConfig
+from guardreasoner.engines.vllm.suffix_cache import WORKER_EXTENSION
 
 # -- no vLLM ------------------------------------------------------------------------------------------
 
@@ -162,6 +165,14 @@ class LLM:
         self.generate_calls = 0
         LLM.instances.append(self)
 
+    def collective_rpc(self, method, args=()):
+        results, self.suffix_cache = collective_rpc(self.options, method, args)
+        return results
+
+    def get_metrics(self):
+        steps = sum(self.llm_engine.core.batch_sizes)
+        return [SimpleNamespace(name="vllm:generation_tokens", value=steps)]
+
     def get_tokenizer(self):
         raise AssertionError("the engine loads the tokenizer from the model directory")
 
@@ -175,6 +186,42 @@ class LLM:
         while self.llm_engine.core.running:
             outputs += self.llm_engine.step()
         return sorted(outputs, key=lambda o: int(o.request_id))
+
+
+class UsageContext(enum.Enum):
+    ENGINE_CONTEXT = "ENGINE_CONTEXT"
+    OPENAI_API_SERVER = "OPENAI_API_SERVER"
+
+
+class SuffixCache:
+    """Records what the engine's worker extension feeds to arctic-inference's ``SuffixDecodingCache``."""
+
+    def __init__(self):
+        self.active: dict[str, list[int]] = {}
+        self.responses: dict[str, list[int]] = {}
+
+    def start_request(self, key, prompt_ids):
+        assert key not in self.active
+        self.active[key] = list(prompt_ids)
+        self.responses[key] = []
+
+    def add_active_response(self, key, token_ids):
+        assert key in self.active
+        self.responses[key] += list(token_ids)
+
+    def stop_request(self, key):
+        del self.active[key]
+
+
+def collective_rpc(options, method, args):
+    """vLLM's ``collective_rpc`` by name on a worker built with ``worker_extension_cls`` mixed in."""
+    import importlib
+
+    module, _, name = options["worker_extension_cls"].rpartition(".")
+    extension = getattr(importlib.import_module(module), name)
+    worker = type("Worker", (extension,), {})()
+    worker.model_runner = SimpleNamespace(drafter=SimpleNamespace(suffix_cache=SuffixCache()))
+    return [getattr(worker, method)(*args)], worker.model_runner.drafter.suffix_cache
 
 
 class AsyncEngineArgs:
@@ -197,8 +244,15 @@ class AsyncLLM:
         AsyncLLM.instances.append(self)
 
     @classmethod
-    def from_engine_args(cls, args):
-        return cls(args)
+    def from_engine_args(cls, args, usage_context=UsageContext.ENGINE_CONTEXT):
+        engine = cls(args)
+        engine.usage_context = usage_context
+        return engine
+
+    async def collective_rpc(self, method, args=()):
+        assert asyncio.get_running_loop() is self.loop
+        results, self.suffix_cache = collective_rpc(self.args.options, method, args)
+        return results
 
     async def _run(self):
         while self.core.running:
@@ -239,15 +293,23 @@ def fake_vllm(monkeypatch):
         "vllm.v1": types.ModuleType("vllm.v1"),
         "vllm.v1.engine": types.ModuleType("vllm.v1.engine"),
         "vllm.v1.engine.async_llm": types.ModuleType("vllm.v1.engine.async_llm"),
+        "vllm.usage": types.ModuleType("vllm.usage"),
+        "vllm.usage.usage_lib": types.ModuleType("vllm.usage.usage_lib"),
+        "arctic_inference": types.ModuleType(
+            "arctic_inference"
+        ),  # suffix decoding's package, imported by vLLM
+        "arctic_inference.suffix_decoding": types.ModuleType("arctic_inference.suffix_decoding"),
     }
     modules["vllm"].LLM = LLM
     modules["vllm"].SamplingParams = SamplingParams
     modules["vllm.sampling_params"].RequestOutputKind = RequestOutputKind
     modules["vllm.engine.arg_utils"].AsyncEngineArgs = AsyncEngineArgs
     modules["vllm.v1.engine.async_llm"].AsyncLLM = AsyncLLM
+    modules["vllm.usage.usage_lib"].UsageContext = UsageContext
     for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.delenv("TRITON_F32_DEFAULT", raising=False)
+    monkeypatch.delenv("VLLM_BATCH_INVARIANT", raising=False)
     return modules["vllm"]
 
 
@@ -388,7 +450,9 @@ async def test_cancelling_a_caller_aborts_its_request(make_engine, backend):
 
 def test_chat_prompts_are_token_ids_with_one_bos_and_eot_stops(make_engine):
     engine = make_engine(prompt_format="chat")
-    (prompt,) = engine.token_prompts(["Is this harmful?"])
+    from guardreasoner.engines.vllm.raw import token_prompts
+
+    (prompt,) = token_prompts(engine, ["Is this harmful?"])
     ids = prompt["prompt_token_ids"]
     bos = engine.tokenizer.bos_token_id
     assert ids[0] == bos and ids.count(bos) == 1
@@ -425,14 +489,14 @@ def test_vllm_failures_become_engine_errors(make_engine, monkeypatch):
     with pytest.raises(EngineError, match="illegal memory access"):
         engine.generate(PROMPTS[:1], CONFIG)
 
-    from guardreasoner.engines.vllm import _to_generation
+    from guardreasoner.engines.vllm.outputs import to_generation
 
     aborted = SimpleNamespace(
         request_id="7",
         outputs=[SimpleNamespace(text="", token_ids=[], finish_reason="abort", stop_reason=None)],
     )
     with pytest.raises(EngineError, match="'abort'"):
-        _to_generation(aborted)
+        to_generation(aborted)
 
 
 def test_a_failed_load_is_an_engine_error_and_is_retried(make_engine, monkeypatch):
@@ -453,7 +517,7 @@ def test_a_failed_load_is_an_engine_error_and_is_retried(make_engine, monkeypatc
 
 
 async def test_a_failed_async_load_is_an_engine_error_not_a_hang(make_engine, monkeypatch):
-    def out_of_memory(args):
+    def out_of_memory(args, usage_context):
         raise RuntimeError("CUDA out of memory")
 
     engine = make_engine()
@@ -461,7 +525,7 @@ async def test_a_failed_async_load_is_an_engine_error_not_a_hang(make_engine, mo
     with pytest.raises(EngineError, match="could not load .*CUDA out of memory"):
         await asyncio.wait_for(engine.agenerate(PROMPTS[:1], CONFIG), timeout=10)
     assert engine.backend is None
-    monkeypatch.setattr(AsyncLLM, "from_engine_args", classmethod(lambda cls, args: cls(args)))
+    monkeypatch.setattr(AsyncLLM, "from_engine_args", classmethod(lambda cls, args, usage_context: cls(args)))
     assert (await engine.agenerate(PROMPTS[:1], CONFIG))[0].finish_reason in ("stop", "length")
     assert engine.backend == "async"
 
@@ -480,6 +544,8 @@ def test_a_ready_llm_is_used_and_left_running(make_engine, fake_vllm, tiny_model
         engine.generate(PROMPTS[:1], CONFIG)
     with pytest.raises(ValueError, match="backend must be"):
         VLLMEngine(str(tiny_model_dir), backend="server")
+    with pytest.raises(ValueError, match="ready llm="):
+        VLLMEngine(llm=llm, tokenizer=engine.tokenizer, speculative="suffix")
 
 
 async def test_guard_on_the_vllm_engine(fake_vllm, tiny_model_dir, monkeypatch):
@@ -509,3 +575,126 @@ async def test_guard_on_the_vllm_engine(fake_vllm, tiny_model_dir, monkeypatch):
     assert verdict.response_harmfulness == "unharmful" and verdict.finish_reason == "stop"
     guard.close()
     assert PromptFormat(guard.engine.prompt_format) is PromptFormat.RAW
+
+
+# -- options: vLLM's defaults left alone, speculative decoding, batch invariance ---------------------------
+
+
+async def test_defaults_leave_batch_limits_and_speculation_to_vllm(make_engine):
+    offline = make_engine()
+    offline.generate(PROMPTS[:2], CONFIG)
+    (llm,) = LLM.instances
+    # No max_num_seqs pin (vLLM's own default is 1024 on an H200; the reference's 256 cost the 8B 12%).
+    assert "max_num_seqs" not in llm.options and "speculative_config" not in llm.options
+    assert "worker_extension_cls" not in llm.options and offline.speculative is None
+    await make_engine().agenerate(PROMPTS[:2], CONFIG)
+    (async_llm,) = AsyncLLM.instances
+    assert "max_num_seqs" not in async_llm.args.options
+    # The async engine gets a server's batch defaults, not the bare engine context's 128 sequences.
+    assert async_llm.usage_context is UsageContext.OPENAI_API_SERVER
+
+
+@pytest.mark.parametrize(
+    ("options", "config"),
+    [
+        ({"speculative": "suffix"}, {"method": "suffix"}),
+        (
+            {"speculative": "suffix", "speculative_options": {"suffix_decoding_max_spec_factor": 2.0}},
+            {"method": "suffix", "suffix_decoding_max_spec_factor": 2.0},
+        ),
+        (
+            {"speculative": "ngram"},
+            {"method": "ngram", "num_speculative_tokens": 8, "prompt_lookup_min": 1, "prompt_lookup_max": 3},
+        ),
+        (
+            {"speculative": "ngram_gpu", "num_speculative_tokens": 4, "speculate_up_to_batch": 32},
+            {
+                "method": "ngram_gpu",
+                "num_speculative_tokens": 4,
+                "prompt_lookup_min": 1,
+                "prompt_lookup_max": 3,
+                "num_speculative_tokens_per_batch_size": [(1, 32, 4), (33, 1 << 20, 0)],
+            },
+        ),
+        (
+            {"speculative": "/models/guard-1b", "async_scheduling": True},
+            {"method": "draft_model", "model": "/models/guard-1b", "num_speculative_tokens": 4},
+        ),
+    ],
+)
+@pytest.mark.parametrize("backend", ["offline", "async"])
+def test_speculative_options_reach_vllm_as_its_speculative_config(make_engine, options, config, backend):
+    engine = make_engine(backend=backend, **options)
+    built = LLM.instances[0].options if backend == "offline" else AsyncLLM.instances[0].args.options
+    assert built["speculative_config"] == config
+    assert engine.speculative == config["method"]
+    suffix = config["method"] == "suffix"
+    assert (built.get("worker_extension_cls") == WORKER_EXTENSION) is suffix
+    assert built.get("async_scheduling") is options.get("async_scheduling")
+    assert [g.finish_reason for g in engine.generate(PROMPTS[:2], CONFIG)]  # still serves
+
+
+def test_suffix_decoding_without_arctic_inference_names_the_extra(make_engine, monkeypatch):
+    monkeypatch.setitem(sys.modules, "arctic_inference.suffix_decoding", None)
+    with pytest.raises(MissingExtraError, match=r"guardreasoner\[vllm-suffix\]"):
+        make_engine(speculative="suffix")
+    assert make_engine(speculative="ngram").speculative == "ngram"  # the other methods need nothing more
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"speculative": "suffix", "speculate_up_to_batch": 16}, "fixed number of draft tokens"),
+        ({"num_speculative_tokens": 4}, "need speculation"),
+        ({"speculative": "off", "speculate_up_to_batch": 8}, "need speculation"),
+        ({"speculative": "ngram", "num_speculative_tokens": 0}, "at least 1"),
+        ({"speculative": "ngram", "speculate_up_to_batch": 0}, "at least 1"),
+        ({"speculative": ""}, "draft model path"),
+        ({"speculative": "ngram", "speculative_config": {"method": "ngram"}}, "not both"),
+    ],
+)
+def test_bad_speculative_options_say_what_to_do(make_engine, options, message):
+    with pytest.raises(ValueError, match=message):
+        make_engine(**options)
+    assert not LLM.instances
+
+
+@pytest.mark.parametrize("backend", ["offline", "async"])
+def test_warm_suffix_cache_feeds_token_ids_to_vllms_suffix_tree(make_engine, backend):
+    engine = make_engine(speculative="suffix", backend=backend)
+    pairs = [(PROMPTS[0], "# Task 1\n\n## Reasoning Step 1: the request"), (PROMPTS[1], "Answers: \nRequest")]
+    assert engine.warm_suffix_cache(pairs) == 2
+    cache = (LLM.instances or AsyncLLM.instances)[0].suffix_cache
+    assert not cache.active  # every warm-up request stopped: only the responses stay, in the global tree
+    assert sorted(cache.responses.values()) == sorted(
+        engine.tokenizer(text, add_special_tokens=False).input_ids for _, text in pairs
+    )
+    with pytest.raises(ValueError, match="speculative='suffix'"):
+        make_engine(speculative="ngram").warm_suffix_cache(pairs)
+
+
+def test_batch_invariant_sets_vllms_switch_before_it_starts(make_engine, monkeypatch):
+    import os
+
+    monkeypatch.setenv("VLLM_BATCH_INVARIANT", "1")  # so that monkeypatch restores the variable afterwards
+    monkeypatch.delenv("VLLM_BATCH_INVARIANT")
+    make_engine(batch_invariant=True)
+    assert os.environ["VLLM_BATCH_INVARIANT"] == "1"
+    monkeypatch.setenv("VLLM_BATCH_INVARIANT", "0")
+    with pytest.raises(ValueError, match="VLLM_BATCH_INVARIANT='0'"):
+        make_engine(batch_invariant=True)
+
+
+async def test_vllm_metrics_come_from_the_offline_llm_and_need_it(make_engine):
+    engine = make_engine(disable_log_stats=False)
+    engine.generate(PROMPTS[:3], CONFIG)
+    assert (
+        LLM.instances[0].options["disable_log_stats"] is False
+    )  # the user's choice beats the engine's default
+    (metric,) = engine.vllm_metrics()
+    assert metric.name == "vllm:generation_tokens" and metric.value == sum(
+        LLM.instances[0].llm_engine.core.batch_sizes
+    )
+    served = make_engine(backend="async")
+    with pytest.raises(EngineError, match="AsyncLLM"):
+        served.vllm_metrics()

@@ -1,0 +1,52 @@
+"""The vLLM engine: the reference implementation's engine, for batches and for concurrent async callers.
+
+Design: one engine object, one set of weights, two ways in.
+
+* ``generate`` (``classify_batch``) is vLLM's offline path: the whole batch goes to one ``LLM.generate``
+  call, as the reference implementation runs GuardReasoner. ``agenerate`` (``aclassify``) is vLLM's async
+  engine (``AsyncLLM``): each call is a request that joins the running batch at the next step (continuous
+  batching), so 256 concurrent callers share decode steps instead of queueing behind each other.
+* An ``LLM`` and an ``AsyncLLM`` each load the weights and size a KV cache to ``gpu_memory_utilization``; two
+  on one GPU would not fit at the reference's 0.95 (and would halve the cache below it). So an engine builds
+  exactly one of them, chosen by ``backend``:
+
+  - ``"auto"`` (the default) builds lazily, by first use: the first ``generate`` builds an ``LLM``, the first
+    ``agenerate`` an ``AsyncLLM``. A batch job never starts an async engine and a server never runs the
+    offline one, and constructing the engine (and so ``GuardReasoner``) costs only a tokenizer load.
+  - ``"offline"`` or ``"async"`` builds that one now, for a server that wants the model loaded before its
+    first request.
+
+  The other way in then uses the backend that exists, keeping both of its properties:
+
+  - ``generate`` on an ``AsyncLLM`` submits every prompt at once and waits for all: one batch, scheduled
+    together with any concurrent async traffic.
+  - ``agenerate`` on an ``LLM`` (built by an earlier ``generate``, or passed in as ``llm=``) starts a driver
+    thread that owns the ``LLM``'s engine: it adds each request as it arrives and steps the engine, so
+    concurrent callers are continuously batched there too. From then on ``generate`` goes through the
+    driver as well, so two threads never step one engine.
+
+* The ``AsyncLLM`` lives on a private event loop in a daemon thread. vLLM binds its output handler and its
+  ZMQ sockets to the loop it first runs on; a private loop makes the engine usable from any loop (each
+  ``asyncio.run``, per-test loops, a framework's worker loop) and from sync code, and keeps vLLM's output
+  processing off the application's loop. Callers await a future wrapped for their own loop; cancelling the
+  caller (a guard timeout) aborts its requests in vLLM.
+* Prompts go in as token ids (``TokensPrompt``) encoded here with the model's tokenizer, exactly as the
+  ``hf`` engine encodes them: raw prompts get BOS from the tokenizer (the reference's behaviour); a chat
+  template's rendered text already starts with BOS, so it is encoded without special tokens (no double BOS),
+  and ``<|eot_id|>`` stops generation. ``count_tokens`` therefore counts what the model is fed.
+* ``dtype="float32"`` means float32: vLLM's Triton attention kernel (the one that takes fp32 on CUDA) feeds
+  fp32 operands to TF32 tensor cores unless ``TRITON_F32_DEFAULT=ieee``, so the engine sets that variable
+  (unless the user did) before vLLM starts. With it, greedy decoding matches transformers token for token
+  (``benchmarks/gpu/vllm_suite.py``).
+* Prefix caching is on: every GuardReasoner prompt starts with the same instruction.
+* Speculative decoding (``speculative.py``, off by default) and the suffix cache's warm-up
+  (``suffix_cache.py``) are options of the same engine.
+
+Files: ``engine.py`` (``VLLMEngine``: options, token-id prompts, the choice of backend), ``offline.py`` (the
+``vllm.LLM`` backend and its driver thread), ``async_llm.py`` (the ``AsyncLLM`` backend on its private loop),
+``outputs.py`` (what both share), ``raw.py`` (vLLM's own outputs, for parity checks and benchmarks).
+"""
+
+from guardreasoner.engines.vllm.engine import BACKENDS, Backend, VLLMEngine
+
+__all__ = ["BACKENDS", "Backend", "VLLMEngine"]

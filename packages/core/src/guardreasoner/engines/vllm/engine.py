@@ -1,0 +1,383 @@
+"""``VLLMEngine``: the options, the prompts as token ids, and the choice of one backend (``offline.py`` or
+``async_llm.py``). The package docstring says how batches and async callers are served."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+from guardreasoner.engines.base import Engine, Generation, GenerationConfig
+from guardreasoner.engines.vllm.async_llm import AsyncBackend
+from guardreasoner.engines.vllm.offline import OfflineBackend
+from guardreasoner.engines.vllm.outputs import to_generation
+from guardreasoner.engines.vllm.speculative import OFF as SPECULATION_OFF
+from guardreasoner.engines.vllm.speculative import speculative_config
+from guardreasoner.engines.vllm.suffix_cache import RPC_METHOD, WORKER_EXTENSION
+from guardreasoner.errors import ContextLengthError, EngineError, GuardReasonerError, require
+from guardreasoner.prompt import PromptFormat
+
+Backend = Literal["auto", "offline", "async"]
+BACKENDS = ("auto", "offline", "async")
+_FEATURE = "The vllm engine"
+
+
+class VLLMEngine(Engine):
+    """Generation with vLLM (CUDA). See the package docstring for how batches and async calls are served.
+
+    The tuning options go to vLLM as they are: ``tensor_parallel_size``, ``gpu_memory_utilization`` (0.95,
+    as the reference), ``max_model_len``, ``max_num_seqs`` (unset: vLLM's own default, 1024 on an H200;
+    the reference pinned 256), ``dtype``, ``quantization`` (``"fp8"``: FP8 weights, measured against bf16
+    in ``benchmarks/gpu/vllm_perf.py``), ``enable_prefix_caching``, ``seed``; any other keyword
+    (``enforce_eager``, ``async_scheduling``, ``compilation_config``, ...) goes to ``vllm.LLM`` /
+    ``AsyncEngineArgs`` unchanged. Pass ``llm=`` to use a ``vllm.LLM`` you built yourself (the engine then
+    never shuts it down). ``ignore_eos`` is for benchmarks: every generation runs to ``max_new_tokens``.
+
+    Speculative decoding (``speculative.py``): ``speculative`` is ``"suffix"``, ``"ngram"``, ``"ngram_gpu"``
+    or a draft model's path; ``num_speculative_tokens`` the draft length; ``speculate_up_to_batch`` drafts
+    only while at most that many requests run; ``speculative_options`` are vLLM's own speculative fields.
+    With ``"suffix"``, :meth:`warm_suffix_cache` seeds the cache with earlier outputs.
+    ``batch_invariant=True`` sets vLLM's ``VLLM_BATCH_INVARIANT`` (before vLLM starts): a prompt's tokens
+    then do not depend on what it is batched with, at a cost in speed.
+    """
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        prompt_format: PromptFormat | str = PromptFormat.RAW,
+        backend: Backend = "auto",
+        llm: Any = None,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.95,
+        max_model_len: int | None = None,
+        max_num_seqs: int | None = None,
+        dtype: Any = "auto",
+        quantization: str | None = None,
+        enable_prefix_caching: bool = True,
+        seed: int = 0,
+        ignore_eos: bool = False,
+        tokenizer: Any = None,
+        speculative: str | None = None,
+        num_speculative_tokens: int | None = None,
+        speculate_up_to_batch: int | None = None,
+        speculative_options: dict[str, Any] | None = None,
+        batch_invariant: bool = False,
+        **vllm_options: Any,
+    ):
+        self._vllm = require("vllm", extra="vllm", feature=_FEATURE)
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}.")
+        if path is None and llm is None:
+            raise ValueError("VLLMEngine needs a model path, or a ready vllm.LLM as llm=.")
+        if llm is not None and backend == "async":
+            raise ValueError("backend='async' builds its own AsyncLLM; it cannot use a ready vllm.LLM.")
+        if speculative not in SPECULATION_OFF and "speculative_config" in vllm_options:
+            raise ValueError("Pass speculative= or vLLM's own speculative_config=, not both.")
+        if llm is not None and (speculative not in SPECULATION_OFF or batch_invariant):
+            raise ValueError(
+                "speculative= and batch_invariant= configure the vllm.LLM this engine builds; with a ready llm=, "
+                "set them when you build it (speculative_config=..., VLLM_BATCH_INVARIANT=1)."
+            )
+        self.path = os.fspath(path) if path is not None else None
+        self.prompt_format = PromptFormat(prompt_format)
+        self.ignore_eos = ignore_eos
+        self._backend_kind: str = "offline" if llm is not None else backend
+        self._engine_args: dict[str, Any] = {
+            "tensor_parallel_size": tensor_parallel_size,
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "max_model_len": max_model_len,
+            "max_num_seqs": max_num_seqs,
+            "dtype": dtype,
+            "quantization": quantization,
+            "enable_prefix_caching": enable_prefix_caching,
+            "seed": seed,
+            "speculative_config": speculative_config(
+                speculative,
+                num_speculative_tokens=num_speculative_tokens,
+                speculate_up_to_batch=speculate_up_to_batch,
+                options=speculative_options,
+            ),
+            **vllm_options,  # vLLM's own speculative_config=, if given, passes through as it is
+        }
+        spec = self._engine_args["speculative_config"]
+        self.speculative: str | None = spec["method"] if spec else None
+        if self.speculative == "suffix":
+            require("arctic_inference.suffix_decoding", extra="vllm-suffix", feature="Suffix decoding")
+            self._engine_args.setdefault("worker_extension_cls", WORKER_EXTENSION)
+        if batch_invariant:
+            if os.environ.get("VLLM_BATCH_INVARIANT", "1") != "1":
+                raise ValueError(
+                    "batch_invariant=True, but the environment sets VLLM_BATCH_INVARIANT="
+                    f"{os.environ['VLLM_BATCH_INVARIANT']!r}; unset it or pass batch_invariant=False."
+                )
+            os.environ["VLLM_BATCH_INVARIANT"] = "1"
+        self._max_model_len = max_model_len
+        self._config_max_len = _config_max_len(self.path)
+        if tokenizer is None:
+            if llm is not None:
+                tokenizer = llm.get_tokenizer()
+            else:
+                transformers = require("transformers", extra="vllm", feature=_FEATURE)
+                tokenizer = transformers.AutoTokenizer.from_pretrained(self.path)
+        self.tokenizer = tokenizer
+        self._stop_ids = _chat_stop_ids(tokenizer) if self.prompt_format is PromptFormat.CHAT else []
+        self._encoded: dict[str, list[int]] = {}
+        self._lock = threading.Lock()
+        self._backend: concurrent.futures.Future | None = None
+        self._closed = False
+        if llm is not None:
+            self._backend = concurrent.futures.Future()
+            self._backend.set_result(OfflineBackend(llm, owned=False))
+        elif backend != "auto":
+            self._ensure_backend(backend).result()
+
+    # -- the interface --------------------------------------------------------------------------------
+
+    @property
+    def max_context_tokens(self) -> int | None:  # type: ignore[override]
+        backend = self._backend
+        if backend is not None and backend.done() and backend.exception() is None:
+            return backend.result().max_model_len
+        return self._max_model_len or self._config_max_len
+
+    def render(self, prompt: str) -> str:
+        if self.prompt_format is PromptFormat.RAW:
+            return prompt
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._encode([text])[0])
+
+    def generate(self, prompts: list[str], config: GenerationConfig) -> list[Generation]:
+        if not prompts:
+            return []
+        return [to_generation(out) for out in self._outputs(prompts, config)]
+
+    async def agenerate(self, prompts: list[str], config: GenerationConfig) -> list[Generation]:
+        if not prompts:
+            return []
+        outputs = await self._aoutputs(prompts, config)
+        return [to_generation(out) for out in outputs]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            backend = self._backend
+        if backend is None:
+            return
+        if backend.done():
+            if backend.exception() is None:
+                backend.result().close()
+            return
+
+        def close_when_built(built: concurrent.futures.Future) -> None:  # still loading: close it once loaded
+            if built.exception() is None:
+                threading.Thread(target=built.result().close, daemon=True).start()
+
+        backend.add_done_callback(close_when_built)
+
+    @property
+    def backend(self) -> str | None:
+        """``"offline"`` or ``"async"`` once the vLLM engine is built, else None."""
+        backend = self._backend
+        if backend is None or not backend.done() or backend.exception() is not None:
+            return None
+        return backend.result().kind
+
+    def warm_suffix_cache(self, pairs: list[tuple[str, str]]) -> int:
+        """Seed suffix decoding's cache with earlier (prompt, output) texts, e.g. the guard's own verdicts.
+
+        Builds the backend if needed; returns how many outputs were added. Needs ``speculative="suffix"``.
+        """
+        if self.speculative != "suffix":
+            raise ValueError("warm_suffix_cache needs an engine built with speculative='suffix'.")
+        if not pairs:
+            return 0
+        prompts = self._encode([p for p, _ in pairs])
+        outputs = self.tokenizer([o for _, o in pairs], add_special_tokens=False)["input_ids"]
+        args = ([(list(p), list(o)) for p, o in zip(prompts, outputs)],)
+        backend = self._ensure_backend("offline").result()
+        try:
+            return sum(backend.collective_rpc(RPC_METHOD, args))
+        except Exception as exc:
+            raise EngineError(f"vLLM could not warm the suffix cache: {type(exc).__name__}: {exc}") from exc
+
+    def vllm_metrics(self) -> list[Any]:
+        """vLLM's own metrics (``LLM.get_metrics()``: counters such as ``vllm:spec_decode_num_accepted_tokens``)
+        of the offline backend. vLLM collects them only when the engine is built with ``disable_log_stats=False``.
+        """
+        backend = self._ensure_backend("offline").result()
+        if backend.kind != "offline":
+            raise EngineError(
+                "vllm_metrics reads the offline backend's vllm.LLM; this engine runs an AsyncLLM."
+            )
+        return backend.llm.get_metrics()
+
+    # -- vLLM's own outputs (token ids), for guardreasoner.engines.vllm.raw ---------------------------
+
+    def _token_prompts(self, prompts: list[str]) -> list[dict[str, list[int]]]:
+        """The ``TokensPrompt`` each prompt is fed as; raises :class:`ContextLengthError` if one cannot fit."""
+        limit = self.max_context_tokens
+        inputs = []
+        for index, ids in enumerate(self._encode(prompts)):
+            if limit is not None and len(ids) >= limit:
+                raise ContextLengthError(
+                    f"Prompt {index} is {len(ids)} tokens; the model's context is {limit} tokens and at least "
+                    "one must be left to generate. Shorten the conversation or raise max_model_len."
+                )
+            inputs.append({"prompt_token_ids": ids})
+        return inputs
+
+    def _outputs(self, prompts: list[str], config: GenerationConfig) -> list[Any]:
+        """Like :meth:`generate`, but vLLM's ``RequestOutput`` objects (with token ids), in order."""
+        inputs = self._token_prompts(prompts)
+        backend = self._ensure_backend("offline").result()
+        try:
+            return backend.generate(inputs, self._sampling_params(config))
+        except GuardReasonerError:
+            raise
+        except Exception as exc:
+            raise EngineError(f"vLLM generation failed: {type(exc).__name__}: {exc}") from exc
+
+    async def _aoutputs(self, prompts: list[str], config: GenerationConfig) -> list[Any]:
+        """Async :meth:`_outputs`: the requests join whatever the engine is running."""
+        inputs = self._token_prompts(prompts)
+        backend = await asyncio.wrap_future(self._ensure_backend("async"))
+        try:
+            return await backend.agenerate(inputs, self._sampling_params(config))
+        except GuardReasonerError:
+            raise
+        except Exception as exc:
+            raise EngineError(f"vLLM generation failed: {type(exc).__name__}: {exc}") from exc
+
+    # -- internals ------------------------------------------------------------------------------------
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        """Token ids for each prompt, as the hf engine encodes them; memoised (the guard counts, then runs)."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._encoded]
+        if missing:
+            rendered = [self.render(t) for t in missing]
+            add_special = self.prompt_format is PromptFormat.RAW
+            encoded = self.tokenizer(rendered, add_special_tokens=add_special)["input_ids"]
+            with self._lock:
+                if len(self._encoded) > 16384:
+                    self._encoded.clear()
+                self._encoded.update(zip(missing, encoded))
+        cache = self._encoded
+        return [list(cache[t]) if t in cache else self._encode_one(t) for t in texts]
+
+    def _encode_one(self, text: str) -> list[int]:
+        add_special = self.prompt_format is PromptFormat.RAW
+        return list(self.tokenizer(self.render(text), add_special_tokens=add_special)["input_ids"])
+
+    def _sampling_params(self, config: GenerationConfig) -> Any:
+        from vllm import SamplingParams
+
+        return SamplingParams(
+            n=config.n,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            max_tokens=config.max_new_tokens,
+            seed=config.seed,
+            ignore_eos=self.ignore_eos,
+            stop_token_ids=list(self._stop_ids) or None,
+            skip_special_tokens=True,
+        )
+
+    def _ensure_backend(self, want: str) -> concurrent.futures.Future:
+        """The future of the one vLLM backend; builds it (``want``, unless ``backend`` fixed it) on first use."""
+        with self._lock:
+            if self._closed:
+                raise EngineError("This vllm engine is closed.")
+            if self._backend is not None:
+                return self._backend
+            kind = want if self._backend_kind == "auto" else self._backend_kind
+            future: concurrent.futures.Future = concurrent.futures.Future()
+            self._backend = future
+        if kind == "offline":
+            try:
+                future.set_result(OfflineBackend(self._build_llm(), owned=True))
+            except BaseException as exc:
+                self._build_failed(future, exc)
+        else:
+            backend = AsyncBackend()
+            started = backend.start(self._build_async_llm)
+
+            def done(started: concurrent.futures.Future) -> None:  # runs on the backend's loop thread
+                if started.exception() is None:
+                    future.set_result(backend)
+                else:
+                    self._build_failed(future, started.exception())
+                    backend.close()
+
+            started.add_done_callback(done)
+        return future
+
+    def _build_failed(self, future: concurrent.futures.Future, exc: BaseException) -> None:
+        with self._lock:
+            if self._backend is future:
+                self._backend = None  # a later call may retry (after freeing GPU memory, say)
+        if isinstance(exc, GuardReasonerError):
+            future.set_exception(exc)
+            return
+        error = EngineError(f"vLLM could not load the model at {self.path}: {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        future.set_exception(error)
+
+    def _options(self) -> dict[str, Any]:
+        options = {k: v for k, v in self._engine_args.items() if v is not None}
+        if str(options.get("dtype")).replace("torch.", "") in ("float32", "float"):
+            os.environ.setdefault("TRITON_F32_DEFAULT", "ieee")
+        return options
+
+    def _build_llm(self) -> Any:
+        options = self._options()
+        options.setdefault("disable_log_stats", True)
+        return self._vllm.LLM(model=self.path, tokenizer=self.path, **options)
+
+    def _build_async_llm(self) -> Any:
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.usage.usage_lib import UsageContext
+
+        try:
+            from vllm.v1.engine.async_llm import AsyncLLM
+        except ImportError:  # older releases
+            from vllm import AsyncLLMEngine as AsyncLLM
+        options = self._options()
+        options.setdefault("disable_log_stats", True)
+        # A server's defaults, not the bare engine's: vLLM sizes max_num_seqs / max_num_batched_tokens by
+        # usage context, and ENGINE_CONTEXT gets 128 / 2048, below the offline LLM's (1024 / 16384 on an H200).
+        args = AsyncEngineArgs(model=self.path, tokenizer=self.path, **options)
+        return AsyncLLM.from_engine_args(args, usage_context=UsageContext.OPENAI_API_SERVER)
+
+
+def _chat_stop_ids(tokenizer: Any) -> list[int]:
+    """``<|eot_id|>`` ends a chat turn, as in the hf engine."""
+    token = tokenizer.convert_tokens_to_ids("<|eot_id|>")
+    if isinstance(token, int) and token != getattr(tokenizer, "unk_token_id", None):
+        return [token]
+    return []
+
+
+def _config_max_len(path: str | None) -> int | None:
+    """The context length from ``config.json``, before vLLM is loaded (vLLM's own value replaces it)."""
+    if path is None:
+        return None
+    try:
+        config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    config = config.get("text_config", config)
+    value = config.get("max_position_embeddings")
+    return int(value) if isinstance(value, int) else None

@@ -1,0 +1,62 @@
+"""What both vLLM backends share: request ids, final-only outputs, settling futures, and the conversion of
+vLLM's ``RequestOutput`` to a :class:`~guardreasoner.engines.base.Generation`."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import itertools
+from typing import Any
+
+from guardreasoner.engines.base import Generation
+from guardreasoner.errors import EngineError
+
+_FINISH_REASONS = {"stop": "stop", "length": "length"}
+_ids = itertools.count()
+
+
+def request_id() -> str:
+    """A request id unique in this process (vLLM needs one per request)."""
+    return f"guardreasoner-{next(_ids)}"
+
+
+def to_generation(output: Any) -> Generation:
+    """A vLLM ``RequestOutput`` as a :class:`Generation` (finish reasons ``stop`` / ``length`` only)."""
+    completions = list(output.outputs)
+    if not completions:
+        raise EngineError(f"vLLM returned no completion for request {output.request_id}.")
+    first = completions[0]
+    reason = _FINISH_REASONS.get(first.finish_reason)
+    if reason is None:
+        raise EngineError(
+            f"vLLM ended request {output.request_id} with finish reason {first.finish_reason!r} "
+            f"(stop reason {getattr(first, 'stop_reason', None)!r})."
+        )
+    prompt_ids = getattr(output, "prompt_token_ids", None)
+    return Generation(
+        text=first.text,
+        finish_reason=reason,
+        num_generated_tokens=len(first.token_ids),
+        num_prompt_tokens=len(prompt_ids) if prompt_ids is not None else None,
+        samples=tuple(c.text for c in completions) if len(completions) > 1 else (),
+    )
+
+
+def settle(
+    future: concurrent.futures.Future, *, result: Any = None, error: BaseException | None = None
+) -> None:
+    """Resolve ``future`` unless its caller already cancelled it."""
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+
+def final_only(params: Any) -> Any:
+    """One output per request, when it finishes (no per-token streaming objects)."""
+    from vllm.sampling_params import RequestOutputKind
+
+    params = params.clone()
+    params.output_kind = RequestOutputKind.FINAL_ONLY
+    return params
