@@ -21,6 +21,13 @@ next one's requests already fill the engine's ``max_concurrency`` slots. Ray Dat
 ``RAY_DATA_DEFAULT_ASYNC_BATCH_UDF_MAX_CONCURRENCY`` (4) batches of one task concurrently for an async UDF."""
 
 
+IO_TASK_CPUS = 0
+"""CPUs reserved per read and write task (``num_cpus`` of ``read_*``, ``ray_remote_args`` of ``write_*``).
+Reading and writing are light next to generation, and an actor pool as large as the cluster's CPUs (two CPU
+actors on a two-CPU laptop) would otherwise starve them: Ray Data holds the read back
+(``backpressured:tasks(ResourceBudget)``) and the run never starts."""
+
+
 class _Classifier:
     """The actor's callable: builds its guard once, then turns each pyarrow batch into verdict rows."""
 
@@ -93,13 +100,11 @@ def run_ray(
     columns = source.columns
     id_type = source.dataset().schema.field(columns.id).type
     schema = verdict_schema(columns.id, id_type)
+    read_options = {"filesystem": source.filesystem, "file_extensions": None, "num_cpus": IO_TASK_CPUS}
     if source.format == "parquet":
-        ds = ray.data.read_parquet(
-            source.files, filesystem=source.filesystem, columns=columns.names(), file_extensions=None
-        )
+        ds = ray.data.read_parquet(source.files, columns=columns.names(), **read_options)
     else:  # pyarrow's JSON reader, which reads one object per line, as the in-process runner's does
-        ds = ray.data.read_json(source.files, filesystem=source.filesystem, file_extensions=None)
-        ds = ds.select_columns(columns.names())
+        ds = ray.data.read_json(source.files, **read_options).select_columns(columns.names())
     # A task (not actor) stage: stateless and cheap; Ray Data fuses it into the read tasks.
     ds = ds.map_batches(
         _keep_pending,
@@ -128,7 +133,5 @@ def run_ray(
         # ``max_task_retries=-1`` unless told otherwise (``MapOperator._apply_default_remote_args``).
         **actor_resources(spec, num_gpus),
     )
-    if store.format == "parquet":
-        ds.write_parquet(store.path)
-    else:
-        ds.write_json(store.path)
+    write = ds.write_parquet if store.format == "parquet" else ds.write_json
+    write(store.path, ray_remote_args={"num_cpus": IO_TASK_CPUS})
