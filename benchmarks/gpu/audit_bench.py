@@ -98,6 +98,9 @@ def run_leg(args, leg: str) -> dict:
     if leg != "inprocess":
         import ray
 
+        # Ray's workers inherit this environment but not the working directory: absolute paths only.
+        paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        os.environ["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in paths if p)
         started = time.perf_counter()
         if args.smoke:  # two CPU actors need two logical CPUs; the reads and writes take none
             ray.init(num_cpus=2, include_dashboard=False)

@@ -12,7 +12,7 @@ from guardreasoner.audit.classify import GuardSpec
 from guardreasoner.audit.errors import AuditIncompleteError, AuditInputError
 from guardreasoner.audit.sources import Columns, InputFormat, open_source
 from guardreasoner.audit.store import REJECTS_NAME, SUMMARY_NAME, OutputFormat, OutputStore
-from guardreasoner.audit.summary import AuditSummary, summarize
+from guardreasoner.audit.summary import COUNTED_COLUMNS, AuditSummary, summarize
 from guardreasoner.audit.validation import scan, write_rejects
 from guardreasoner.engines import Engine
 from guardreasoner.model_source import DEFAULT_MODEL
@@ -97,7 +97,7 @@ def audit(
         )
     seconds = time.perf_counter() - started
 
-    table = store.read()
+    table = store.read([id_column, *COUNTED_COLUMNS])
     check_complete(table, id_column, scanned.valid_ids)
     summary = summarize(
         table,

@@ -113,4 +113,4 @@ def _suffix(name: str) -> str:
 
 def _hidden(name: str) -> bool:
     """Names pyarrow's dataset readers skip too: ``_SUCCESS``, ``.crc`` and the like."""
-    return any(part.startswith(("_", ".")) for part in name.split("/")[-1:])
+    return name.rsplit("/", 1)[-1].startswith(("_", "."))

@@ -7,6 +7,8 @@ from collections import Counter
 from pydantic import BaseModel, ConfigDict
 
 LABEL_COLUMNS = ("prompt_harmfulness", "response_refusal", "response_harmfulness", "is_harmful")
+COUNTED_COLUMNS = (*LABEL_COLUMNS, "parse_status", "decided_by")
+"""What the summary reads of the output: never the reasoning or raw outputs, the bulk of its bytes."""
 
 
 class AuditSummary(BaseModel):
