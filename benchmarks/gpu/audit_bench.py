@@ -162,7 +162,7 @@ def prepare_model(args) -> dict:
     if args.smoke:
         from guardreasoner.testing import train_tiny_guard
 
-        if not (args.work / "tiny_guard" / "config.json").exists():
+        if not (args.work / "tiny_guard" / "tiny_guard_steps.txt").exists():  # written once trained
             train_tiny_guard(args.work / "tiny_guard")
         return {"model": "train_tiny_guard", "build_s": round(time.perf_counter() - started, 1)}
     from vllm_suite import build_1b
