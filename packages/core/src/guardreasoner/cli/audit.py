@@ -89,39 +89,45 @@ def audit_command(
     from guardreasoner.audit.errors import AuditInputError
     from guardreasoner.cli.progress import progress_bar
 
-    with progress_bar() as bar:
-        task = bar.add_task("auditing", total=None)
+    bar = progress_bar()
+    task = None
 
-        def on_progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+    def on_progress(done: int, total: int) -> None:
+        """Draws the bar from the first written batch on, so errors before it print alone."""
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task("auditing", total=total)
+        bar.update(task, completed=done)
 
-        try:
-            summary = audit(
-                input,
-                output,
-                model=model,
-                engine=engine,
-                runner=runner,
-                id_column=id_column,
-                prompt_column=prompt_column,
-                response_column=None if no_response else response_column,
-                input_format=input_format,
-                output_format=format,
-                batch_size=batch_size,
-                policy=policy,
-                max_new_tokens=max_new_tokens,
-                num_actors=num_actors,
-                num_gpus_per_actor=num_gpus_per_actor,
-                ray_address=ray_address,
-                on_progress=on_progress if runner == "local" else None,
-                **engine_options,
-            )
-        except (AuditInputError, MissingExtraError, ValueError, FileNotFoundError) as exc:
+    try:
+        summary = audit(
+            input,
+            output,
+            model=model,
+            engine=engine,
+            runner=runner,
+            id_column=id_column,
+            prompt_column=prompt_column,
+            response_column=None if no_response else response_column,
+            input_format=input_format,
+            output_format=format,
+            batch_size=batch_size,
+            policy=policy,
+            max_new_tokens=max_new_tokens,
+            num_actors=num_actors,
+            num_gpus_per_actor=num_gpus_per_actor,
+            ray_address=ray_address,
+            on_progress=on_progress if runner == "local" else None,
+            **engine_options,
+        )
+    except (AuditInputError, MissingExtraError, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc), USAGE_ERROR)
+    except GuardReasonerError as exc:
+        _fail(str(exc), RUN_ERROR)
+    finally:
+        if task is not None:
             bar.stop()
-            _fail(str(exc), USAGE_ERROR)
-        except GuardReasonerError as exc:
-            bar.stop()
-            _fail(str(exc), RUN_ERROR)
     if json_summary:
         typer.echo(summary.model_dump_json(indent=2))
     else:
