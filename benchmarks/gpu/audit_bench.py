@@ -1,7 +1,7 @@
 """``guardreasoner.audit`` on the H200: the in-process runner against Ray Data with one GPU actor (issue 13),
 and with ``--gpus 2`` one Ray actor against two on a two-GPU machine (the multi-GPU issue).
 
-    # here (CPU), the whole flow on the tiny trained guard with engine="hf" (about 2-3 minutes on 2 cores):
+    # here (CPU), the whole flow on a tiny random Llama with engine="hf", 300 records (a few minutes):
     .venv/bin/python benchmarks/gpu/audit_bench.py --smoke --out /tmp/audit-bench-smoke
     # GPU (nvidia-h200; vLLM bundle and Ray staged first, see ray_wheel_parts.sh), carrying .vllm/part3 and
     # .vllm/assets:
@@ -75,7 +75,7 @@ def build_input(args) -> dict:
 
 def guard_options(args) -> dict:
     if args.smoke:
-        return {"model": str(args.work / "tiny_guard"), "engine": "hf", "max_new_tokens": args.max_new_tokens}
+        return {"model": str(args.work / "tiny_llama"), "engine": "hf", "max_new_tokens": args.max_new_tokens}
     return {
         "model": str(args.work / "llama-1b"),
         "engine": "vllm",
@@ -159,12 +159,12 @@ def environment(args) -> dict:
 
 def prepare_model(args) -> dict:
     started = time.perf_counter()
-    if args.smoke:
-        from guardreasoner.testing import train_tiny_guard
+    if args.smoke:  # like the GPU's model: random weights, only tiny
+        from guardreasoner.testing import build_tiny_llama
 
-        if not (args.work / "tiny_guard" / "tiny_guard_steps.txt").exists():  # written once trained
-            train_tiny_guard(args.work / "tiny_guard")
-        return {"model": "train_tiny_guard", "build_s": round(time.perf_counter() - started, 1)}
+        if not (args.work / "tiny_llama" / "config.json").exists():
+            build_tiny_llama(args.work / "tiny_llama")
+        return {"model": "build_tiny_llama", "build_s": round(time.perf_counter() - started, 1)}
     from vllm_suite import build_1b
 
     return {
@@ -189,11 +189,11 @@ def main() -> None:
     parser.add_argument("--gpu-memory-utilization", type=float, default=0.85)
     parser.add_argument("--budget-s", type=float, default=540, help="skip a leg that would start past this")
     parser.add_argument("--leg-timeout-s", type=float, default=240, help="a leg running longer is stopped")
-    parser.add_argument("--smoke", action="store_true", help="CPU: the tiny trained guard, engine hf")
+    parser.add_argument("--smoke", action="store_true", help="CPU: a tiny random Llama, engine hf")
     parser.add_argument("--leg", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.smoke and args.count == 10_000:
-        args.count, args.batch_size, args.max_new_tokens = 300, 32, 64
+        args.count, args.batch_size, args.max_new_tokens = 300, 50, 16
     args.work.mkdir(parents=True, exist_ok=True)
     if args.leg:
         print(json.dumps(run_leg(args, args.leg)), flush=True)
