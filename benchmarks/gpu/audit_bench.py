@@ -3,10 +3,12 @@ and with ``--gpus 2`` one Ray actor against two on a two-GPU machine (the multi-
 
     # here (CPU), the whole flow on a tiny random Llama with engine="hf", 300 records (a few minutes):
     .venv/bin/python benchmarks/gpu/audit_bench.py --smoke --out /tmp/audit-bench-smoke
-    # GPU (nvidia-h200; vLLM bundle and Ray staged first, see ray_wheel_parts.sh), carrying .vllm/part3 and
-    # .vllm/assets:
+    # GPU (nvidia-h200), after staging the vLLM bundle's parts 1-2 and .whl/ray-part1-2 (ray_wheel_parts.sh),
+    # once per machine, carrying .vllm/part3:
+    source .vllm/part3/install.sh && bash benchmarks/gpu/ray_wheel_parts.sh install
+    # then, carrying .vllm/part3 and .vllm/assets (about 5-8 minutes; --budget-s keeps it under 10):
     source .vllm/part3/install.sh && bash benchmarks/gpu/ray_wheel_parts.sh install \
-      && export PYTHONPATH=$HOME/ray-site:packages/core/src:$PYTHONPATH \
+      && export PYTHONPATH=$HOME/ray-site:$PWD/packages/core/src:$PYTHONPATH \
       && python3 benchmarks/gpu/audit_bench.py --assets .vllm/assets --out "$OUT"
     # the same on nvidia-h200-x2 with --gpus 2
 
