@@ -79,7 +79,8 @@ def open_source(path: str, columns: Columns, *, format: InputFormat | None = Non
         if len(formats) > 1:
             raise AuditInputError(f"{path} mixes JSONL and Parquet files; audit them separately.")
         format = formats.pop()
-    if isinstance(fs, fsspec.implementations.local.LocalFileSystem):
+    local = require("fsspec.implementations.local", extra="audit", feature="Reading audit input")
+    if isinstance(fs, local.LocalFileSystem):
         filesystem = pafs.LocalFileSystem()
     else:
         filesystem = pafs.PyFileSystem(pafs.FSSpecHandler(fs))
