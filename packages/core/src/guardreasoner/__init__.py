@@ -3,6 +3,7 @@
 Importing this package loads no ML framework: each engine imports its dependency when it is used.
 """
 
+import guardreasoner.audit as audit
 from guardreasoner.conversation import Conversation
 from guardreasoner.engines import Engine, Generation, GenerationConfig
 from guardreasoner.errors import (
@@ -45,6 +46,7 @@ __all__ = [
     "TaskReasoning",
     "Verdict",
     "apply_policy",
+    "audit",
     "build_prompt",
     "parse_output",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from guardreasoner.cli.audit import audit_command
 from guardreasoner.cli.classify import classify_command
 from guardreasoner.cli.data import app as data_app
 from guardreasoner.cli.eval import eval_command
@@ -16,6 +17,7 @@ app = typer.Typer(
 )
 app.command("classify")(classify_command)
 app.command("eval")(eval_command)
+app.command("audit")(audit_command)
 app.add_typer(data_app, name="data")
 
 
