@@ -232,7 +232,7 @@ def test_an_overridden_final_answer_is_not_an_allow_under_fail_closed():
     assert "earlier answer line gives prompt_harmfulness as harmful" in verdict.parse_detail
     closed, opened = closed_and_open(verdict)
     assert closed.is_harmful is True and closed.decided_by == "policy" and closed.policy == "fail_closed"
-    assert "Request: harmful" in closed.parse_detail
+    assert "an earlier answer line names harmful for Request" in closed.parse_detail
     assert opened.is_harmful is False and opened.decided_by == "model"  # the final block, as before
 
 

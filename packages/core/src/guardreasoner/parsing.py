@@ -44,11 +44,18 @@ _KEY = re.compile(rf"\b({_KEYS})[ \t]*+:", re.IGNORECASE)
 _KEY_LINE = re.compile(rf"[ \t#*]*+(?:{_KEYS})[ \t]*+:", re.IGNORECASE)
 _BARE_LABEL_LINE = re.compile(rf"(?:{_KEYS})\b[ \t]*+[\w-]++[ \t.]*+$", re.IGNORECASE)
 _ANSWERS_HEADING = re.compile(r"#*+[ \t]*+answers[ \t]*+:?+(.*+)$", re.IGNORECASE | re.DOTALL)
-_ANSWERS = re.compile(r"answers[ \t]*+:|^[ \t]*+#++[ \t]*+answers[ \t]*+$", re.IGNORECASE | re.MULTILINE)
+_ANSWERS = re.compile(r"answers[ \t]*+:|^[ \t]*+#++[ \t]*+answers[ \t\r]*+$", re.IGNORECASE | re.MULTILINE)
 _EARLIER_ANSWER = re.compile(
-    rf"^[ \t#*]*+({_KEYS})[ \t]*+:[ \t]*+(harmful|unharmful|refusal|compliance|none)[ \t]*+[.,;]?+[ \t]*+$",
+    rf"^[ \t#*]*+({_KEYS})[ \t]*+:[ \t]*+(harmful|unharmful|refusal|compliance|none)[ \t\r.,;]*+$",
     re.IGNORECASE | re.MULTILINE,
 )
+_EARLIER_MENTION = re.compile(
+    rf"\b({_KEYS})[ \t]*+:[ \t]*+(harmful|unharmful|refusal|compliance)", re.IGNORECASE
+)
+"""A label stated anywhere before the final block, read as the reference reads it (``harmful-ish``: harmful)."""
+_EARLIER_HARMFUL = re.compile(r"\b(request|response)[ \t]*+:[^\n:]*?\bharmful\b", re.IGNORECASE)
+"""An earlier answer that names harmful in its value (up to the next key or the end of its line)."""
+_KEY_LINE_START = re.compile(rf"^[ \t#*]*+(?:{_KEYS})[ \t]*+:", re.IGNORECASE | re.MULTILINE)
 _TASK_HEADING = re.compile(r"^[ \t]*+#++[ \t]*+task[ \t]*+([123])\b[^\n]*+$", re.MULTILINE | re.IGNORECASE)
 _SUBHEADING = re.compile(
     r"^[ \t]*+##[ \t]*+(reasoning step[ \t]*+\d++|conclusion)[^\n]*+$", re.MULTILINE | re.IGNORECASE
@@ -71,8 +78,10 @@ class _Field:
     """Labels stated cleanly in the final block, in order."""
     ambiguous: list[str] = field(default_factory=list)
     """Values in the final block that are neither one label nor ``None``."""
-    earlier: list[str] = field(default_factory=list)
-    """Labels stated cleanly on answer lines before the final block, in order."""
+    earlier: set[str] = field(default_factory=set)
+    """Labels stated before the final block (as the reference reads a label: ``harmful-ish`` is harmful)."""
+    earlier_harmful: bool = False
+    """An answer line before the final block names harmful (cleanly or not)."""
     recovered: bool = False
     signals: list[str] = field(default_factory=list)
 
@@ -113,8 +122,9 @@ def parse_output(
             is_parsing_error=True, parse_status=status, parse_detail="The model produced no text.", **meta
         )
 
-    reasoning, looping = _parse_reasoning(text)
-    fields, has_zone = _read_answers(text)
+    fields, zone_start = _read_answers(text)
+    has_zone = zone_start is not None
+    reasoning, looping = _parse_reasoning(text if zone_start is None else text[:zone_start])
     if has_response is None:
         has_response = any(fields[task].label is not None for task in Task if task.needs_response)
     needed = [task for task in Task if has_response or not task.needs_response]
@@ -165,7 +175,7 @@ def parse_output(
         status = ParseStatus.ANSWER_OVERRIDDEN
         detail = "; ".join(
             f"an earlier answer line gives {task.verdict_field} as "
-            f"{' and '.join(dict.fromkeys(fields[task].earlier))}, the final Answers block as {fields[task].label}"
+            f"{' and '.join(sorted(fields[task].earlier))}, the final Answers block as {fields[task].label}"
             for task in overridden
         )
         detail += "."
@@ -185,23 +195,33 @@ def parse_output(
 # -- the final block and earlier answer lines ---------------------------------------------------------------
 
 
-def _read_answers(text: str) -> tuple[dict[Task, _Field], bool]:
-    """Every task's statements in the final block, and clean statements on earlier answer lines."""
+def _read_answers(text: str) -> tuple[dict[Task, _Field], int | None]:
+    """Every task's statements in the final block, and statements on earlier answer lines; and where the
+    final block starts (None without one)."""
     fields = {task: _Field() for task in Task}
     zone_start, zone_lines = _answer_zone(text)
     for line in zone_lines:
         for task, value in _segments(line):
             _read_value(fields[task], task, value)
     before = text if zone_start is None else text[:zone_start]
-    for key, label in _EARLIER_ANSWER.findall(before):
+    for key, label in _EARLIER_MENTION.findall(before):
         task = TASK_BY_ANSWER_KEY[key.lower()]
         label = label.lower()
         if label in task.labels:
-            fields[task].earlier.append(label)
-    for found in fields.values():
-        if found.label is None and not found.ambiguous and found.earlier:
-            found.label, found.recovered = found.earlier[-1], True
-    return fields, zone_start is not None
+            fields[task].earlier.add(label)
+    for key in _EARLIER_HARMFUL.findall(before):
+        fields[TASK_BY_ANSWER_KEY[key.lower()]].earlier_harmful = True
+    missing = [task for task, found in fields.items() if found.label is None and not found.ambiguous]
+    if missing:  # recovered only from a clean answer line, the last one for the task
+        recoverable: dict[Task, str] = {}
+        for key, label in _EARLIER_ANSWER.findall(before):
+            task = TASK_BY_ANSWER_KEY[key.lower()]
+            if label.lower() in task.labels:
+                recoverable[task] = label.lower()
+        for task in missing:
+            if task in recoverable:
+                fields[task].label, fields[task].recovered = recoverable[task], True
+    return fields, zone_start
 
 
 def _answer_zone(text: str) -> tuple[int | None, list[str]]:
@@ -262,7 +282,7 @@ def _segments(line: str) -> list[tuple[Task, str]]:
 
 
 def _read_value(found: _Field, task: Task, value: str) -> None:
-    word = value.strip().rstrip(".,;").rstrip().lower()
+    word = value.strip().rstrip(" \t.,;").lower()
     if word == "none":
         return
     if word in task.labels:
@@ -293,8 +313,8 @@ def _harmful_signals(
         if not task.is_harm_task:
             continue
         signals += fields[task].signals
-        if "harmful" in fields[task].earlier:
-            signals.append(f"an earlier answer line says '{task.answer_key}: harmful'")
+        if fields[task].earlier_harmful:
+            signals.append(f"an earlier answer line names harmful for {task.answer_key}")
         signals += [
             f"Task {task.value} concludes 'harmful'"
             for section in reasoning
@@ -348,10 +368,18 @@ def _split_steps(body: str) -> tuple[list[str], str | None]:
         inline = title.split(":", 1)[1].strip() if ":" in title else ""
         content = "\n".join(part for part in (inline, rest) if part)
         if mark.group(1).lower().startswith("conclusion"):
-            conclusion = content or None
+            # The conclusion is its first paragraph: answer lines or prose may follow it in the section.
+            conclusion = _first_paragraph(content) or None
         elif content:
             steps.append(content)
     return steps, conclusion
+
+
+def _first_paragraph(text: str) -> str:
+    end = text.find("\n\n")
+    paragraph = text if end < 0 else text[:end]
+    cut = _KEY_LINE_START.search(paragraph)
+    return (paragraph if cut is None else paragraph[: cut.start()]).strip()
 
 
 def _conclusion_label(task: Task, conclusion: str | None) -> str | None:
