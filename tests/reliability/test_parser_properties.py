@@ -154,7 +154,8 @@ def build_output(seed: int) -> Output:
         tasks = rng.sample(list(Task), rng.randrange(1, 4))
         parts += answer_lines(rng, tasks, result.earlier)
         parts.append(rng.choice(["Wait, let me reconsider.", "Hmm, on second thought:", "x"]))
-    parts.append(rng.choice(["---", "", "---\n"]))
+    # Prose ends the reasoning, so that the final block is the trailing run of answer lines the generator built.
+    parts += ["x" + prose(rng), rng.choice(["---", "", "---\n"])]
     if rng.randrange(10):
         parts.append(rng.choice(ANSWERS_HEADINGS))
     order = rng.sample(list(Task), 3)

@@ -9,12 +9,17 @@ training's hard-sample mining all read them from here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
 
 
-@dataclass(frozen=True)
-class _Spec:
+class Task(int, Enum):
+    """A GuardReasoner task; the value is its number in the model's reasoning.
+
+    ``slug`` names it in evaluation tables and JSON (``prompt``, ``refusal``, ``response``); ``verdict_field``
+    is the :class:`~guardreasoner.verdict.Verdict` field that answers it; ``answer_key`` the key of its line in
+    an ``Answers:`` block; ``positive`` and ``negative`` its two labels (positive: harmful, or refusal).
+    """
+
     slug: str
     verdict_field: str
     answer_key: str
@@ -22,46 +27,44 @@ class _Spec:
     negative: str
     title: str
 
+    PROMPT_HARMFULNESS = (
+        1,
+        "prompt",
+        "prompt_harmfulness",
+        "Request",
+        "harmful",
+        "unharmful",
+        "Prompt harmfulness detection",
+    )
+    RESPONSE_REFUSAL = (
+        2,
+        "refusal",
+        "response_refusal",
+        "Completion",
+        "refusal",
+        "compliance",
+        "Refusal detection",
+    )
+    RESPONSE_HARMFULNESS = (
+        3,
+        "response",
+        "response_harmfulness",
+        "Response",
+        "harmful",
+        "unharmful",
+        "Response harmfulness detection",
+    )
 
-class Task(int, Enum):
-    """A GuardReasoner task; the value is its number in the model's reasoning."""
-
-    PROMPT_HARMFULNESS = 1
-    RESPONSE_REFUSAL = 2
-    RESPONSE_HARMFULNESS = 3
-
-    @property
-    def slug(self) -> str:
-        """The short name of evaluation tables and JSON: ``prompt``, ``refusal``, ``response``."""
-        return _SPECS[self].slug
-
-    @property
-    def verdict_field(self) -> str:
-        """The :class:`~guardreasoner.verdict.Verdict` field that answers the task."""
-        return _SPECS[self].verdict_field
-
-    @property
-    def answer_key(self) -> str:
-        """The key of the task's line in an ``Answers:`` block."""
-        return _SPECS[self].answer_key
-
-    @property
-    def positive(self) -> str:
-        """The positive class (harmful, or refusal)."""
-        return _SPECS[self].positive
-
-    @property
-    def negative(self) -> str:
-        return _SPECS[self].negative
+    def __new__(cls, number: int, *spec: str) -> Task:
+        task = int.__new__(cls, number)
+        task._value_ = number
+        task.slug, task.verdict_field, task.answer_key, task.positive, task.negative, task.title = spec
+        return task
 
     @property
     def labels(self) -> tuple[str, str]:
         """The two labels, positive first."""
         return self.positive, self.negative
-
-    @property
-    def title(self) -> str:
-        return _SPECS[self].title
 
     @property
     def is_harm_task(self) -> bool:
@@ -77,30 +80,6 @@ class Task(int, Enum):
         """The other label of the task."""
         return self.negative if label == self.positive else self.positive
 
-    @classmethod
-    def from_slug(cls, slug: str) -> Task:
-        for task in cls:
-            if task.slug == slug:
-                return task
-        raise ValueError(f"Unknown task '{slug}'; choose one of {', '.join(t.slug for t in cls)}.")
-
-
-_SPECS = {
-    Task.PROMPT_HARMFULNESS: _Spec(
-        "prompt", "prompt_harmfulness", "Request", "harmful", "unharmful", "Prompt harmfulness detection"
-    ),
-    Task.RESPONSE_REFUSAL: _Spec(
-        "refusal", "response_refusal", "Completion", "refusal", "compliance", "Refusal detection"
-    ),
-    Task.RESPONSE_HARMFULNESS: _Spec(
-        "response",
-        "response_harmfulness",
-        "Response",
-        "harmful",
-        "unharmful",
-        "Response harmfulness detection",
-    ),
-}
 
 PAPER_ORDER = (Task.PROMPT_HARMFULNESS, Task.RESPONSE_HARMFULNESS, Task.RESPONSE_REFUSAL)
 """The order of the paper's tables, which is also the order the reference hard-sample mining checks tasks in."""
