@@ -7,7 +7,9 @@ import re
 from collections import Counter
 
 import pytest
-from guardreasoner.parsing import parse_output
+from guardreasoner.errors import GuardUndecidedError
+from guardreasoner.parsing import MAX_OUTPUT_CHARS, MAX_TASK_SECTIONS, parse_output
+from guardreasoner.policy import apply_policy
 from guardreasoner.testing import guard_output
 from guardreasoner.verdict import ParseStatus, Task, Verdict
 
@@ -166,3 +168,143 @@ def test_prose_mentioning_labels_is_not_an_answer():
     text = "The user asks whether Response: harmful is a valid label, and keeps talking about it at length"
     verdict = parse_output(text)
     assert verdict.is_parsing_error and verdict.parse_status is ParseStatus.NO_ANSWER_BLOCK
+
+
+# -- the whole-word rule and fail_closed (issue 16) ----------------------------------------------------------
+
+REASONED = (
+    "# Task 1\n\n## Reasoning Step 1\nThe user asks about baking.\n\n## Conclusion\nThe request is {conclusion}.\n\n"
+    "---\n\nAnswers: \n{answers}\n"
+)
+
+
+def closed_and_open(verdict: Verdict) -> tuple[Verdict, Verdict]:
+    return apply_policy(verdict, "fail_closed"), apply_policy(verdict, "fail_open")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "unharmful-but-harmful",
+        "unharmful, harmful",
+        "unharmful / harmful",
+        "unharmful?",
+        "unharmful (probably)",
+        "unharmful-ish",
+        "**unharmful**",
+        "maybe",
+    ],
+)
+def test_a_label_counts_only_as_the_whole_value(value):
+    verdict = parse_output(f"Answers: \nRequest: {value}\nCompletion: None\nResponse: None\n")
+    assert verdict.parse_status is ParseStatus.AMBIGUOUS_ANSWER and verdict.is_parsing_error
+    assert value in verdict.parse_detail
+    closed, opened = closed_and_open(verdict)
+    assert closed.is_harmful is True and closed.decided_by == "policy"
+    assert opened.is_harmful is False and opened.decided_by == "policy"
+
+
+@pytest.mark.parametrize("value", ["unharmful", "Unharmful.", "  UNHARMFUL ", "unharmful;"])
+def test_whitespace_case_and_trailing_punctuation_are_allowed(value):
+    verdict = apply_policy(parse_output(f"Answers:\nRequest: {value}\nCompletion: None\nResponse: None"))
+    assert verdict.parse_status is ParseStatus.OK and verdict.is_harmful is False
+
+
+def test_an_ambiguous_label_keeps_the_reference_reading_in_the_field():
+    verdict = parse_output("Answers: \nRequest: unharmful-but-harmful\n")
+    assert verdict.prompt_harmfulness == "unharmful"  # the reference regex reads the prefix
+    assert "the final answers say 'Request: unharmful-but-harmful'" in verdict.harmful_signals
+
+
+def test_several_answers_on_one_line_are_read_each():
+    verdict = parse_output("Answers: \nRequest: unharmful, Completion: compliance, Response: unharmful\n")
+    assert verdict.parse_status is ParseStatus.OK
+    assert (verdict.prompt_harmfulness, verdict.response_refusal, verdict.response_harmfulness) == (
+        "unharmful",
+        "compliance",
+        "unharmful",
+    )
+
+
+def test_an_overridden_final_answer_is_not_an_allow_under_fail_closed():
+    verdict = parse_output("Request: harmful\nWait, let me reconsider.\nRequest: unharmful")
+    assert verdict.parse_status is ParseStatus.ANSWER_OVERRIDDEN and verdict.prompt_harmfulness == "unharmful"
+    assert "earlier answer line gives prompt_harmfulness as harmful" in verdict.parse_detail
+    closed, opened = closed_and_open(verdict)
+    assert closed.is_harmful is True and closed.decided_by == "policy" and closed.policy == "fail_closed"
+    assert "an earlier answer line names harmful for Request" in closed.parse_detail
+    assert opened.is_harmful is False and opened.decided_by == "model"  # the final block, as before
+
+
+def test_an_override_towards_harmful_is_harmful_under_both_policies():
+    verdict = parse_output("Request: unharmful\nWait.\nRequest: harmful")
+    assert verdict.parse_status is ParseStatus.ANSWER_OVERRIDDEN
+    assert all(v.is_harmful and v.decided_by == "model" for v in closed_and_open(verdict))
+
+
+@pytest.mark.parametrize("heading", ["# Task 1", "# task 1", "   # TASK 1", "\t## Task 1: the request"])
+def test_task_headings_are_matched_in_any_case_and_indented(heading):
+    text = REASONED.format(conclusion="harmful", answers="Request: unharmful").replace("# Task 1", heading)
+    verdict = parse_output(text)
+    assert verdict.parse_status is ParseStatus.CONTRADICTS_REASONING
+    assert verdict.reasoning[0].conclusion_label == "harmful"
+    closed, opened = closed_and_open(verdict)
+    assert closed.is_harmful is True and "Task 1 concludes 'harmful'" in closed.parse_detail
+    assert opened.is_harmful is False  # fail_open keeps the reference's reading: the answer
+
+
+def test_a_contradiction_towards_harmful_stays_the_models_harmful():
+    verdict = parse_output(REASONED.format(conclusion="unharmful", answers="Request: harmful"))
+    assert verdict.parse_status is ParseStatus.CONTRADICTS_REASONING
+    assert all(v.is_harmful and v.decided_by == "model" for v in closed_and_open(verdict))
+
+
+def test_a_recovered_safe_label_is_not_a_clean_allow():
+    text = (
+        "# Task 1\n\n## Reasoning Step 1\nIt asks about baking.\n\n# Answers: \nRequest: unharmful\n\n"
+        "## Reasoning Step 2\nNothing else.\n\n---\n\nAnswers: \nRequest: None\n"
+    )
+    verdict = parse_output(text)
+    assert verdict.parse_status is ParseStatus.RECOVERED and verdict.prompt_harmfulness == "unharmful"
+    closed, opened = closed_and_open(verdict)
+    assert closed.is_harmful is True and "recovered_from_reasoning" in closed.parse_detail
+    assert opened.is_harmful is False and opened.decided_by == "model"
+    with pytest.raises(GuardUndecidedError):
+        apply_policy(verdict, "raise")
+
+
+def test_a_clean_allow_stands_under_every_policy():
+    verdict = parse_output(REASONED.format(conclusion="unharmful", answers="Request: unharmful"))
+    assert verdict.parse_status is ParseStatus.OK and verdict.harmful_signals == []
+    assert all(v.is_harmful is False and v.decided_by == "model" for v in closed_and_open(verdict))
+    assert apply_policy(verdict, "raise") is verdict
+
+
+def test_a_harmful_conclusion_in_an_earlier_section_still_blocks_under_fail_closed():
+    text = (
+        "# Task 1\n## Conclusion\nThe request is harmful.\n\n# Task 1\n## Conclusion\nThe request is unharmful.\n\n"
+        "Answers: \nRequest: unharmful\n"
+    )
+    verdict = parse_output(text)
+    assert verdict.parse_status is ParseStatus.OK and verdict.harmful_signals == [
+        "Task 1 concludes 'harmful'"
+    ]
+    assert apply_policy(verdict, "fail_closed").is_harmful is True
+    assert apply_policy(verdict, "fail_open").is_harmful is False
+
+
+def test_a_looping_output_is_a_parse_problem():
+    text = (
+        "# Task 1\n## Conclusion\nThe request is unharmful.\n" * (MAX_TASK_SECTIONS + 1)
+        + "Answers:\nRequest: unharmful"
+    )
+    verdict = parse_output(text)
+    assert verdict.parse_status is ParseStatus.LOOPING_OUTPUT and verdict.is_parsing_error
+    assert len(verdict.reasoning) == MAX_TASK_SECTIONS
+
+
+def test_an_oversized_output_is_not_read():
+    text = "x" * MAX_OUTPUT_CHARS + "\nAnswers:\nRequest: unharmful"
+    verdict = parse_output(text)
+    assert verdict.parse_status is ParseStatus.OVERSIZED_OUTPUT and verdict.prompt_harmfulness is None
+    assert apply_policy(verdict).is_harmful is True

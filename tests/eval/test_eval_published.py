@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from guardreasoner.eval import EvalTask, evaluate_predictions
+from guardreasoner.eval import evaluate_predictions
+from guardreasoner.tasks import Task
 
 PUBLISHED = {
     "1B": {
@@ -92,9 +93,9 @@ def test_reference_mode_counts_twice_the_3b_refusal_answers_that_strict_mode_rec
     """22 of 3B's XSTest outputs state the refusal label in a per-task answer line and end with a final block
     saying ``Completion: None``: reference mode counts each twice as wrong, the parser recovers them."""
     folder = shared_data / "predictions" / "3B"
-    reference = evaluate_predictions(folder, mode="reference").tasks[EvalTask.REFUSAL].scores[0]
+    reference = evaluate_predictions(folder, mode="reference").tasks[Task.RESPONSE_REFUSAL].scores[0]
     strict = evaluate_predictions(folder, mode="strict", datasets=["XSTestResponseRefusal"]).tasks[
-        EvalTask.REFUSAL
+        Task.RESPONSE_REFUSAL
     ]
     assert (reference.parse_failures, reference.counted_twice) == (22, 22)
     assert strict.scores[0].parse_failures <= 1

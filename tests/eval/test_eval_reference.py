@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from guardreasoner.eval import EvalTask, EvaluationError, evaluate_predictions
+from guardreasoner.eval import EvaluationError, evaluate_predictions
+from guardreasoner.tasks import Task
 
 
 def answers(request: str = "None", completion: str = "None", response: str = "None") -> str:
@@ -47,7 +48,7 @@ def test_unparsable_predictions_are_dropped_when_gold_is_harmful_and_counted_twi
     write_predictions,
 ):
     result = evaluate_predictions(write_predictions("AegisSafetyTest", AEGIS))
-    score = next(s for s in result.tasks[EvalTask.PROMPT].scores if s.dataset == "AegisSafetyTest")
+    score = next(s for s in result.tasks[Task.PROMPT_HARMFULNESS].scores if s.dataset == "AegisSafetyTest")
     assert score.f1 == pytest.approx(AEGIS_F1)
     assert (score.counts.tp, score.counts.fp, score.counts.fn, score.counts.tn) == (1, 3, 1, 2)
     assert (score.parse_failures, score.dropped, score.counted_twice, score.no_gold) == (3, 2, 1, 1)
@@ -57,7 +58,7 @@ def test_unparsable_predictions_are_dropped_when_gold_is_harmful_and_counted_twi
 def test_task_average_is_weighted_by_records_and_names_what_it_covers(write_predictions):
     write_predictions("AegisSafetyTest", AEGIS)
     result = evaluate_predictions(write_predictions("SimpleSafetyTests", SIMPLE_SAFETY))
-    prompt = result.tasks[EvalTask.PROMPT]
+    prompt = result.tasks[Task.PROMPT_HARMFULNESS]
     # (33.333... * 9 + 85.714... * 4) / 13 = (300 + 342.857...) / 13 = 49.4505...
     assert prompt.weighted_average == pytest.approx((AEGIS_F1 * 9 + SIMPLE_SAFETY_F1 * 4) / 13)
     assert prompt.weighted_average == pytest.approx(49.4505, abs=1e-4)
@@ -90,7 +91,7 @@ SAFE_RLHF = [
 
 def test_an_unreadable_gold_label_takes_the_previous_records_label(write_predictions):
     result = evaluate_predictions(write_predictions("SafeRLHF", SAFE_RLHF))
-    score = next(s for s in result.tasks[EvalTask.RESPONSE].scores if s.dataset == "SafeRLHF")
+    score = next(s for s in result.tasks[Task.RESPONSE_HARMFULNESS].scores if s.dataset == "SafeRLHF")
     assert score.f1 == pytest.approx(40.0)
     assert (score.counts.tp, score.counts.fp, score.counts.fn, score.counts.tn) == (1, 2, 1, 1)
     assert (score.dropped, score.counted_twice, score.weight) == (1, 1, 5)
@@ -100,7 +101,7 @@ def test_an_unreadable_gold_label_on_the_first_record_is_dropped(write_predictio
     # The script would crash here (no previous label); the record is dropped instead.
     records = [{"label": "broken", "predict": answers(response="harmful")}, *SAFE_RLHF[2:3]]
     result = evaluate_predictions(write_predictions("BeaverTails", records))
-    score = next(s for s in result.tasks[EvalTask.RESPONSE].scores if s.dataset == "BeaverTails")
+    score = next(s for s in result.tasks[Task.RESPONSE_HARMFULNESS].scores if s.dataset == "BeaverTails")
     assert (score.counts.tp, score.counts.total, score.dropped, score.weight) == (1, 1, 1, 2)
     assert score.f1 == pytest.approx(100.0)
 
@@ -141,7 +142,7 @@ def test_wildguardtest_labels_come_from_its_benchmark_file_by_row(write_predicti
 
 def test_wildguardtest_without_its_benchmark_file_is_unavailable_and_says_why(write_predictions, tmp_path):
     result = evaluate_predictions(write_predictions("WildGuardTest", WILDGUARD), benchmark_dir=tmp_path)
-    score = result.tasks[EvalTask.PROMPT].scores[-1]
+    score = result.tasks[Task.PROMPT_HARMFULNESS].scores[-1]
     assert score.dataset == "WildGuardTest" and score.f1 is None
     assert "0_4_wild_guard_test.json" in score.reason and "data download" in score.reason
 

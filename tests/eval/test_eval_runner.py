@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from guardreasoner.eval import EvalTask, EvaluationError, evaluate_predictions
+from guardreasoner.eval import EvaluationError, evaluate_predictions
 from guardreasoner.eval.benchmarks import select_datasets
 from guardreasoner.eval.runner import run_benchmarks
 from guardreasoner.guard import GuardReasoner
+from guardreasoner.tasks import Task
 from guardreasoner.testing import ScriptedEngine, guard_output
 
 DATASETS = select_datasets(["SimpleSafetyTests", "XSTestResponseRefusal"])
@@ -145,5 +146,5 @@ def test_outputs_cut_at_the_token_limit_are_counted_and_score_as_failures(benchm
     guard = GuardReasoner(engine=ScriptedEngine(lambda prompt: "# Task 1\n", finish_reason="length"))
     (run,) = run_benchmarks(guard, tmp_path, benchmark_dir=benchmark_dir, datasets=DATASETS[:1], limit=2)
     assert run.truncated == 2
-    score = evaluate_predictions(tmp_path, mode="strict").tasks[EvalTask.PROMPT].scores[4]
+    score = evaluate_predictions(tmp_path, mode="strict").tasks[Task.PROMPT_HARMFULNESS].scores[4]
     assert (score.dataset, score.parse_failures, score.f1) == ("SimpleSafetyTests", 2, 0.0)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from guardreasoner.eval import EvalTask, evaluate_predictions
+from guardreasoner.eval import evaluate_predictions
 from guardreasoner.eval.scoring import average_precision
+from guardreasoner.tasks import Task
 from guardreasoner.testing import guard_output
 
 REFUSAL = [
@@ -23,7 +24,7 @@ REFUSAL = [
 
 
 def refusal_score(root, mode):
-    return evaluate_predictions(root, mode=mode).tasks[EvalTask.REFUSAL].scores[0]
+    return evaluate_predictions(root, mode=mode).tasks[Task.RESPONSE_REFUSAL].scores[0]
 
 
 def test_strict_counts_each_failure_once_and_reports_precision_recall_and_failures(write_predictions):
@@ -54,7 +55,7 @@ def test_strict_weights_datasets_by_scored_records(write_predictions):
         ],
     )
     root = write_predictions("HarmBenchPrompt", [{"label": "harmful", "predict": guard_output("harmful")}])
-    prompt = evaluate_predictions(root, mode="strict").tasks[EvalTask.PROMPT]
+    prompt = evaluate_predictions(root, mode="strict").tasks[Task.PROMPT_HARMFULNESS]
     assert prompt.weighted_average == pytest.approx((200 / 3 * 2 + 100) / 3)
     assert [s.no_gold for s in prompt.scores if s.available] == [0, 1]
 

@@ -81,7 +81,7 @@ def test_loss_is_on_the_answer_only_and_prompt_tokens_match_the_engine(
     tokenizer = trainer.processing_class
     engine = HFEngine(model=trainer.model, tokenizer=tokenizer, prompt_format=prompt_format)
     for record, example in zip(records, trainer.train_dataset, strict=True):
-        prompt_ids = engine._encode(record.prompt)  # exactly what the core feeds the model at inference
+        prompt_ids = engine.encode(record.prompt)  # exactly what the core feeds the model at inference
         ids, labels = example["input_ids"], example["labels"]
         assert ids[: len(prompt_ids)] == prompt_ids
         assert all(label == -100 for label in labels[: len(prompt_ids)])

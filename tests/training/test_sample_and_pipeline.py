@@ -8,6 +8,7 @@ import pytest
 from _training_helpers import case_records, cpu_args
 from guardreasoner.engines import create_engine
 from guardreasoner.engines.base import Engine, Generation, GenerationConfig
+from guardreasoner.errors import EngineError
 from guardreasoner.testing import guard_output
 from guardreasoner_training.hsdpo import HSDPOConfig, train_hsdpo
 from guardreasoner_training.mining import SampleSet, mine_pairs
@@ -64,7 +65,7 @@ def test_an_engine_that_ignores_n_is_caught(tmp_path):
         def generate(self, prompts, config):
             return [Generation(text="x", finish_reason="stop", samples=("x",)) for _ in prompts]
 
-    with pytest.raises(RuntimeError, match="returned 1 samples"):
+    with pytest.raises(EngineError, match="returned 1 samples"):
         sample_records(OneSample(), case_records(), tmp_path / "s.jsonl", SamplingConfig(k=4))
 
 

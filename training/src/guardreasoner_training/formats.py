@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from guardreasoner.prompt import PromptFormat
+from guardreasoner.prompt import PromptFormat, render_chat
 
 from guardreasoner_training.errors import TrainingDataError
 from guardreasoner_training.records import TrainRecord
@@ -35,21 +35,6 @@ def preference_example(prompt: str, chosen: str, rejected: str, weight: float) -
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "sample_weight": float(weight)}
 
 
-def render_prompt(tokenizer: Any, prompt: str, prompt_format: PromptFormat) -> str:
-    """The text the model is fed for a raw prompt, exactly as the core's engines render it."""
-    if PromptFormat(prompt_format) is PromptFormat.RAW:
-        return prompt
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-    )
-
-
-def tokenize_prompt(tokenizer: Any, prompt: str, prompt_format: PromptFormat) -> list[int]:
-    """Prompt token ids as the core's engines encode them (raw: the tokenizer adds BOS; chat: the template does)."""
-    raw = PromptFormat(prompt_format) is PromptFormat.RAW
-    return tokenizer(render_prompt(tokenizer, prompt, prompt_format), add_special_tokens=raw)["input_ids"]
-
-
 def tokenize_answer(tokenizer: Any, prompt: str, answer: str, prompt_format: PromptFormat) -> list[int]:
     """Answer token ids as the model must produce them after the prompt, stop token included.
 
@@ -58,10 +43,9 @@ def tokenize_answer(tokenizer: Any, prompt: str, answer: str, prompt_format: Pro
     """
     if PromptFormat(prompt_format) is PromptFormat.RAW:
         return tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    messages = [{"role": "user", "content": prompt}]
-    head = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    head = render_chat(tokenizer, prompt)
     full = tokenizer.apply_chat_template(
-        [*messages, {"role": "assistant", "content": answer}], tokenize=False
+        [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}], tokenize=False
     )
     if not full.startswith(head):
         raise TrainingDataError(

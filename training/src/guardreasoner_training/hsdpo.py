@@ -21,13 +21,14 @@ from typing import Any
 
 import torch
 from accelerate.utils import is_peft_model
+from guardreasoner.prompt import encode_prompt
 from trl import DPOConfig, DPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import use_adapter
 
 from guardreasoner_training.errors import TrainingDataError
-from guardreasoner_training.formats import preference_example, tokenize_answer, tokenize_prompt
+from guardreasoner_training.formats import preference_example, tokenize_answer
 from guardreasoner_training.losses import SFT_NORMALIZATIONS, hsdpo_loss
 from guardreasoner_training.modeling import (
     ModelOptions,
@@ -130,7 +131,7 @@ def tokenize_preference_dataset(
     def encode(example: dict[str, Any]) -> dict[str, Any]:
         prompt = example["prompt"]
         return {
-            "prompt_ids": tokenize_prompt(tokenizer, prompt, prompt_format),
+            "prompt_ids": encode_prompt(tokenizer, prompt, prompt_format),
             "chosen_ids": tokenize_answer(tokenizer, prompt, example["chosen"], prompt_format),
             "rejected_ids": tokenize_answer(tokenizer, prompt, example["rejected"], prompt_format),
         }

@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guardreasoner.parsing import parse_output
+from guardreasoner.tasks import PAPER_ORDER
 
 from guardreasoner_training.errors import TrainingDataError
 from guardreasoner_training.records import GoldLabels, labels_from_output, response_of
 
-TASK_ORDER = ("request", "response", "completion")
-"""The order the reference checks the tasks in: request harmfulness, response harmfulness, refusal."""
 WEIGHT_RANGE = (0.8, 1.2)
 
 
@@ -121,9 +120,9 @@ def _hard_pair(
     report: MiningReport,
 ) -> dict[str, Any] | None:
     seen_all_right = seen_all_wrong = False
-    for task in TASK_ORDER:
-        expected = getattr(gold, task)
-        if expected is None or (task != "request" and not has_response):
+    for task in PAPER_ORDER:  # the reference's order: request harmfulness, response harmfulness, refusal
+        expected = gold.get(task)
+        if expected is None or (task.needs_response and not has_response):
             continue
         right, wrong = [], []
         for text, labels in read:
@@ -131,7 +130,7 @@ def _hard_pair(
                 if unreadable == "wrong":
                     wrong.append(text)
                 continue
-            (right if getattr(labels, task) == expected else wrong).append(text)
+            (right if labels.get(task) == expected else wrong).append(text)
         if right and wrong:
             return {
                 "id": item.id,
@@ -139,7 +138,7 @@ def _hard_pair(
                 "input": item.input,
                 "chosen": _longest(right),
                 "rejected": _longest(wrong),
-                "task": task,
+                "task": task.answer_key.lower(),
                 "num_right": len(right),
                 "num_wrong": len(wrong),
                 "raw_weight": len(wrong) - len(right),

@@ -10,24 +10,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from guardreasoner.errors import PromptFormatError
 from guardreasoner.parsing import parse_output
-from guardreasoner.prompt import NO_RESPONSE, build_input
+from guardreasoner.prompt import NO_RESPONSE, answer_block, build_input, join_prompt, split_input
+from guardreasoner.tasks import Task
 
 from guardreasoner_training.errors import TrainingDataError
 
 TRAIN_FIELDS = ("instruction", "input", "output")
-_RESPONSE_IN_INPUT = re.compile(r"\n\nAI assistant:\n(.*)\n\n\Z", re.DOTALL)
-_LABEL_VALUES = {
-    "request": {"harmful", "unharmful"},
-    "completion": {"refusal", "compliance"},
-    "response": {"harmful", "unharmful"},
-}
+_TASK_OF_NAME = {task.answer_key.lower(): task for task in Task}
+"""GoldLabels' field names (the answer keys, lower-cased) to tasks."""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -156,12 +153,16 @@ class GoldLabels:
     response: str | None = None
 
     def __post_init__(self) -> None:
-        for name, allowed in _LABEL_VALUES.items():
+        for name, task in _TASK_OF_NAME.items():
             value = getattr(self, name)
-            if value is not None and value not in allowed:
+            if value is not None and value not in task.labels:
                 raise TrainingDataError(
-                    f"'{value}' is not a {name} label; use one of {sorted(allowed)} or None."
+                    f"'{value}' is not a {name} label; use one of {sorted(task.labels)} or None."
                 )
+
+    def get(self, task: Task) -> str | None:
+        """The label of ``task``."""
+        return getattr(self, task.answer_key.lower())
 
     @property
     def known(self) -> dict[str, str]:
@@ -172,19 +173,16 @@ class GoldLabels:
 
     def answer_block(self) -> str:
         """The final block of a GuardReasoner output with these labels (``None`` where unknown)."""
-        return (
-            f"Answers: \nRequest: {self.request or NO_RESPONSE}\nCompletion: {self.completion or NO_RESPONSE}\n"
-            f"Response: {self.response or NO_RESPONSE}\n"
-        )
+        return answer_block({task: self.get(task) for task in Task})
 
 
 def response_of(input_text: str) -> str | None:
     """The AI response inside a GuardReasoner ``input``, or None when it says ``None`` (prompt only)."""
-    match = _RESPONSE_IN_INPUT.search(input_text)
-    if match is None:
+    try:
+        _, response = split_input(input_text)
+    except PromptFormatError:
         return None
-    response = match.group(1)
-    return None if response.strip() == NO_RESPONSE else response
+    return None if response is None or response.strip() == NO_RESPONSE else response
 
 
 def labels_from_output(output: str, *, has_response: bool) -> GoldLabels | None:
@@ -212,7 +210,7 @@ class TrainRecord:
     @property
     def prompt(self) -> str:
         """The raw prompt the model sees: ``instruction + "\\n" + input``, as LLaMA-Factory joins them."""
-        return self.instruction + "\n" + self.input
+        return join_prompt(self.instruction, self.input)
 
     @property
     def has_response(self) -> bool:
@@ -323,16 +321,17 @@ def _labelled(row: dict[str, Any]) -> LabelledExample:
         if response is not None and (not isinstance(response, str) or response.strip() in ("", NO_RESPONSE)):
             response = None
         if isinstance(row.get("labels"), dict):
-            values = {name: row["labels"].get(name) for name in _LABEL_VALUES}
+            values = {name: row["labels"].get(name) for name in _TASK_OF_NAME}
         else:
             values = {name: row.get(field) for name, field in _WILDGUARD_NAMES.items()}
     elif isinstance(row.get("input"), str) and isinstance(row.get("output"), str):
-        match = re.match(r"Human user:\n(.*)\n\nAI assistant:\n(.*)\n\n\Z", row["input"], re.DOTALL)
-        if match is None:
+        try:
+            prompt, _ = split_input(row["input"])
+        except PromptFormatError:
             raise TrainingDataError(
                 "its 'input' is not in the 'Human user:\\n...\\n\\nAI assistant:\\n...' form"
-            )
-        prompt, response = match.group(1), response_of(row["input"])
+            ) from None
+        response = response_of(row["input"])
         read = labels_from_output(row["output"], has_response=response is not None)
         if read is None:
             raise TrainingDataError("its 'output' has no readable 'Answers:' block with a Request label")
@@ -361,8 +360,8 @@ def _clean_label(name: str, value: Any) -> str | None:
     text = str(value).strip().lower()
     if text in ("", "none", "null", "nan"):
         return None
-    if text not in _LABEL_VALUES[name]:
+    if text not in _TASK_OF_NAME[name].labels:
         raise TrainingDataError(
-            f"'{value}' is not a {name} label (expected one of {sorted(_LABEL_VALUES[name])})"
+            f"'{value}' is not a {name} label (expected one of {sorted(_TASK_OF_NAME[name].labels)})"
         )
     return text

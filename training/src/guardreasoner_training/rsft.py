@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from guardreasoner.prompt import encode_prompt
 from trl import SFTConfig, SFTTrainer
 
 from guardreasoner_training.errors import TrainingDataError
-from guardreasoner_training.formats import sft_example, tokenize_answer, tokenize_prompt
+from guardreasoner_training.formats import sft_example, tokenize_answer
 from guardreasoner_training.modeling import (
     ModelOptions,
     RunnableModelSaving,
@@ -72,7 +73,7 @@ def tokenize_sft_dataset(
     """``input_ids`` and ``completion_mask`` (1 on the answer) from ``prompt``/``completion`` text."""
 
     def encode(example: dict[str, Any]) -> dict[str, Any]:
-        prompt_ids = tokenize_prompt(tokenizer, example["prompt"], prompt_format)
+        prompt_ids = encode_prompt(tokenizer, example["prompt"], prompt_format)
         answer_ids = tokenize_answer(tokenizer, example["prompt"], example["completion"], prompt_format)
         return {
             "input_ids": prompt_ids + answer_ids,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from guardreasoner.engines.base import Engine, GenerationConfig
+from guardreasoner.errors import EngineError
 
 from guardreasoner_training.records import TrainRecord, iter_jsonl_tolerant, open_for_append
 
@@ -71,7 +72,7 @@ def sample_records(
             for record, result in zip(batch, results, strict=True):
                 samples = list(result.samples) if result.samples else [result.text]
                 if len(samples) != config.k:
-                    raise RuntimeError(
+                    raise EngineError(
                         f"The {engine.name} engine returned {len(samples)} samples for a prompt, not {config.k}; "
                         "it must honour GenerationConfig.n."
                     )

@@ -20,7 +20,8 @@ from guardreasoner.guard import GuardReasoner
 from guardreasoner.parsing import parse_output
 from guardreasoner.policy import FailurePolicy, apply_policy
 from guardreasoner.prompt import INSTRUCTION, PromptFormat, build_prompt
-from guardreasoner.verdict import ParseStatus, Task, TaskReasoning, Verdict
+from guardreasoner.tasks import Task
+from guardreasoner.verdict import ParseStatus, TaskReasoning, Verdict
 
 __version__ = "0.1.0"
 

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from guardreasoner.errors import ContextLengthError, InvalidInputError
+from guardreasoner.prompt import EncodedPrompt, build_prompt
 
 TRUNCATION_MARKER = "\n[... truncated ...]\n"
 
@@ -84,19 +85,34 @@ def to_conversations(items: Iterable[ConversationLike]) -> list[Conversation]:
 def fit_to_context(
     conversation: Conversation,
     *,
-    render: Callable[[Conversation], str],
+    encode: Callable[[str], list[int] | None],
     count_tokens: Callable[[str], int | None],
     budget: int,
     truncate: bool,
-) -> tuple[Conversation, bool]:
-    """Return the conversation unchanged if its prompt fits ``budget`` tokens, else cut or raise.
+) -> tuple[Conversation, str, bool]:
+    """Fit the conversation's prompt to ``budget`` tokens, rendering and encoding it once.
 
-    Cutting keeps the head and the tail of the longer text (request or response) and marks the cut; the
-    instruction is never cut. It raises :class:`ContextLengthError` when cutting is off or cannot fit.
+    Returns the conversation (cut or not), its prompt, and whether it was cut. The prompt is an
+    :class:`~guardreasoner.prompt.EncodedPrompt` carrying its token ids where the engine can ``encode`` (so the
+    engine does not encode it again), else the plain text, counted with ``count_tokens``. Cutting keeps the head
+    and the tail of the longer text (request or response) and marks the cut; the instruction is never cut. It
+    raises :class:`ContextLengthError` when cutting is off or cannot fit.
     """
-    used = count_tokens(render(conversation))
+
+    def measure(current: Conversation) -> tuple[str, int | None]:
+        prompt = build_prompt(current.prompt, current.response)
+        ids = encode(prompt)
+        if ids is None:
+            return prompt, count_tokens(prompt)
+        return EncodedPrompt(prompt, ids), len(ids)
+
+    def count(text: str) -> int:
+        ids = encode(text)
+        return len(ids) if ids is not None else count_tokens(text) or 0
+
+    prompt, used = measure(conversation)
     if used is None or used <= budget:
-        return conversation, False
+        return conversation, prompt, False
     if not truncate:
         raise ContextLengthError(
             f"The conversation takes {used} prompt tokens but only {budget} fit (the model's context minus "
@@ -112,7 +128,7 @@ def fit_to_context(
             else "prompt"
         )
         text = getattr(current, field)
-        chars_per_token = max(len(text) / max(count_tokens(text) or 1, 1), 1.0)
+        chars_per_token = max(len(text) / max(count(text), 1), 1.0)
         cut = int((excess + len(TRUNCATION_MARKER) // 2 + 8) * chars_per_token * 1.1) + 1
         keep = len(text) - cut
         if keep < 32:
@@ -124,9 +140,10 @@ def fit_to_context(
         current = current.model_copy(
             update={field: text[:head] + TRUNCATION_MARKER + text[len(text) - (keep - head) :]}
         )
-        used = count_tokens(render(current)) or 0
+        prompt, measured = measure(current)
+        used = measured or 0
         if used <= budget:
-            return current, True
+            return current, prompt, True
     raise ContextLengthError(
         f"Could not cut the conversation to {budget} prompt tokens after 8 tries ({used} left)."
     )

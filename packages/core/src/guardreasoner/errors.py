@@ -32,6 +32,14 @@ class ContextLengthError(InvalidInputError):
     """The conversation does not fit the model's context window."""
 
 
+class PromptFormatError(GuardReasonerError, ValueError):
+    """Text that should be in the GuardReasoner prompt format (``Human user:\n...\n\nAI assistant:\n...``) is not."""
+
+
+class EvaluationError(GuardReasonerError, ValueError):
+    """Prediction files, benchmark files or options that cannot be evaluated as they are."""
+
+
 class ModelNotFoundError(GuardReasonerError, OSError):
     """The model id is neither a local directory nor reachable on the hub."""
 

@@ -111,25 +111,32 @@ class GuardReasoner:
     # -- internals ------------------------------------------------------------------------------------
 
     def _prepare(self, items: Iterable[ConversationLike]) -> tuple[list[Conversation], list[str], list[bool]]:
-        """Validate every item, then fit each to the context (raising or cutting, per ``truncation``)."""
+        """Validate every item, then fit each to the context (raising or cutting, per ``truncation``).
+
+        Each prompt is rendered and encoded once: where the engine can encode, the prompts handed to it are
+        :class:`~guardreasoner.prompt.EncodedPrompt` strings that carry their token ids.
+        """
         conversations = to_conversations(items)
-        budget = None
-        if self.engine.max_context_tokens is not None:
-            budget = self.engine.max_context_tokens - self.generation.max_new_tokens
-        fitted, cut = [], []
+        if self.engine.max_context_tokens is None:
+            return (
+                conversations,
+                [build_prompt(c.prompt, c.response) for c in conversations],
+                [False] * len(conversations),
+            )
+        budget = self.engine.max_context_tokens - self.generation.max_new_tokens
+        fitted, prompts, cut = [], [], []
         for conversation in conversations:
-            was_cut = False
-            if budget is not None:
-                conversation, was_cut = fit_to_context(
-                    conversation,
-                    render=lambda c: build_prompt(c.prompt, c.response),
-                    count_tokens=self.engine.count_tokens,
-                    budget=budget,
-                    truncate=self.truncation == "head_tail",
-                )
+            conversation, prompt, was_cut = fit_to_context(
+                conversation,
+                encode=self.engine.encode,
+                count_tokens=self.engine.count_tokens,
+                budget=budget,
+                truncate=self.truncation == "head_tail",
+            )
             fitted.append(conversation)
+            prompts.append(prompt)
             cut.append(was_cut)
-        return fitted, [build_prompt(c.prompt, c.response) for c in fitted], cut
+        return fitted, prompts, cut
 
     def _parse(self, conversation: Conversation, generation: Generation, truncated: bool) -> Verdict:
         return parse_output(

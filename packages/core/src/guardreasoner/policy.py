@@ -3,6 +3,12 @@
 A guard that cannot decide (unparseable output, timeout, engine failure) must still answer. Fail closed
 treats the conversation as harmful (the default: a broken guard blocks rather than waves through), fail open
 treats it as safe, and raise hands the verdict to the caller in :class:`GuardUndecidedError`.
+
+A verdict whose labels were read but not from one clean final answer (recovered from the reasoning,
+contradicting it, overridden) is decided as the reference reads it when that reading is harmful, or under
+``fail_open``. Under ``fail_closed`` the guard allows only a clean ``ok`` verdict with no harmful signal
+anywhere in its answers or conclusions; any other safe reading is decided harmful by the policy, and the
+verdict says why (``raise`` raises for it instead).
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 from enum import Enum
 
 from guardreasoner.errors import GuardUndecidedError
-from guardreasoner.verdict import Verdict
+from guardreasoner.verdict import ParseStatus, Verdict
 
 
 class FailurePolicy(str, Enum):
@@ -20,10 +26,23 @@ class FailurePolicy(str, Enum):
 
 
 def apply_policy(verdict: Verdict, policy: FailurePolicy | str = FailurePolicy.FAIL_CLOSED) -> Verdict:
-    """Return the verdict with a decision: the model's when usable, else the policy's (and say so)."""
+    """Return the verdict with a decision: the model's when it can stand, else the policy's (and say so)."""
     policy = FailurePolicy(policy)
     if verdict.is_usable and verdict.is_harmful is not None:
-        return verdict
+        if verdict.is_harmful or policy is FailurePolicy.FAIL_OPEN or is_clean_allow(verdict):
+            return verdict
+        reason = unclean_allow_reason(verdict)
+        if policy is FailurePolicy.RAISE:
+            raise GuardUndecidedError(verdict)
+        detail = f"{verdict.parse_detail} " if verdict.parse_detail else ""
+        return verdict.model_copy(
+            update={
+                "is_harmful": True,
+                "decided_by": "policy",
+                "policy": policy.value,
+                "parse_detail": f"{detail}The answer reads safe, but fail_closed treats it as harmful: {reason}.",
+            }
+        )
     if policy is FailurePolicy.RAISE:
         raise GuardUndecidedError(verdict)
     return verdict.model_copy(
@@ -33,3 +52,14 @@ def apply_policy(verdict: Verdict, policy: FailurePolicy | str = FailurePolicy.F
             "policy": policy.value,
         }
     )
+
+
+def is_clean_allow(verdict: Verdict) -> bool:
+    """Whether a safe reading comes from one clean final answer, with nothing in the output saying harmful."""
+    return verdict.parse_status is ParseStatus.OK and not verdict.harmful_signals
+
+
+def unclean_allow_reason(verdict: Verdict) -> str:
+    if verdict.harmful_signals:
+        return "; ".join(verdict.harmful_signals)
+    return f"the answer is {verdict.parse_status.value}, not one clean final answer"

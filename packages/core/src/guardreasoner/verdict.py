@@ -11,6 +11,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from guardreasoner.tasks import Task
+
+__all__ = ["USABLE_STATUSES", "HarmLabel", "ParseStatus", "RefusalLabel", "Task", "TaskReasoning", "Verdict"]
+
 HarmLabel = Literal["harmful", "unharmful"]
 RefusalLabel = Literal["refusal", "compliance"]
 
@@ -24,6 +28,15 @@ class ParseStatus(str, Enum):
     """Labels read from the final block, but one differs from that task's own stated conclusion."""
     RECOVERED = "recovered_from_reasoning"
     """The final block lacks a label that a per-task ``Answers:`` line in the reasoning states."""
+    ANSWER_OVERRIDDEN = "answer_overridden"
+    """Labels read from the final block, but an earlier answer line states another label for the same task
+    (``Request: harmful`` ... ``Wait, let me reconsider.`` ... ``Request: unharmful``)."""
+    AMBIGUOUS_ANSWER = "ambiguous_answer"
+    """A final answer is not one label (``unharmful-but-harmful``, ``unharmful, harmful``, ``unharmful?``)."""
+    LOOPING_OUTPUT = "looping_output"
+    """The output repeats its task sections far more often than a real answer does (a looping generation)."""
+    OVERSIZED_OUTPUT = "oversized_output"
+    """The output is longer than any real answer (see ``guardreasoner.parsing.MAX_OUTPUT_CHARS``); not read."""
     INCOMPLETE_ANSWER = "incomplete_answer"
     """The final block lacks a needed label and nothing in the reasoning states it."""
     NO_ANSWER_BLOCK = "no_answer_block"
@@ -36,13 +49,11 @@ class ParseStatus(str, Enum):
     TIMEOUT = "timeout"
 
 
-USABLE_STATUSES = frozenset({ParseStatus.OK, ParseStatus.CONTRADICTS_REASONING, ParseStatus.RECOVERED})
-
-
-class Task(int, Enum):
-    PROMPT_HARMFULNESS = 1
-    RESPONSE_REFUSAL = 2
-    RESPONSE_HARMFULNESS = 3
+USABLE_STATUSES = frozenset(
+    {ParseStatus.OK, ParseStatus.CONTRADICTS_REASONING, ParseStatus.RECOVERED, ParseStatus.ANSWER_OVERRIDDEN}
+)
+"""The model's labels can be read: ``fail_open`` takes them as they are (the reference's reading); ``fail_closed``
+takes a safe reading only from a clean ``ok`` verdict (see :func:`guardreasoner.policy.apply_policy`)."""
 
 
 class TaskReasoning(BaseModel):
@@ -79,6 +90,9 @@ class Verdict(BaseModel):
     parse_detail: str | None = None
     """A sentence saying what went wrong, for any status but ``ok``."""
     recovered_fields: list[str] = Field(default_factory=list)
+    harmful_signals: list[str] = Field(default_factory=list)
+    """Where the output says harmful (final answers, earlier answer lines, task conclusions), for the tasks the
+    conversation needs; under ``fail_closed`` any of them wins over an unharmful reading."""
     reasoning: list[TaskReasoning] = Field(default_factory=list)
     raw_output: str = ""
     finish_reason: str | None = None

@@ -16,9 +16,8 @@ from rich.table import Table
 
 from guardreasoner.cli.progress import progress_bar
 from guardreasoner.datasets import default_data_dir
-from guardreasoner.errors import GuardReasonerError
+from guardreasoner.errors import EvaluationError, GuardReasonerError
 from guardreasoner.eval.benchmarks import select_datasets
-from guardreasoner.eval.errors import EvaluationError
 from guardreasoner.eval.report import run_table, task_table, write_report
 from guardreasoner.eval.runner import DatasetRun, run_benchmarks
 from guardreasoner.eval.scoring import EvalResult, Mode, evaluate_predictions

@@ -49,9 +49,16 @@ class Engine(abc.ABC):
         """Async generation. The default runs :meth:`generate` in a worker thread."""
         return await asyncio.to_thread(self.generate, prompts, config)
 
+    def encode(self, prompt: str) -> list[int] | None:
+        """The token ids the model is fed for a raw prompt (rendered, BOS included), or None when the engine
+        cannot tell. Where it can, the guard encodes each prompt once and hands the engine an
+        :class:`~guardreasoner.prompt.EncodedPrompt` carrying the ids, which the engine uses as they are."""
+        return None
+
     def count_tokens(self, text: str) -> int | None:
         """The number of tokens ``text`` encodes to (BOS included), or None when the engine cannot tell."""
-        return None
+        ids = self.encode(text)
+        return None if ids is None else len(ids)
 
     def render(self, prompt: str) -> str:
         """The string the engine feeds the model for a raw GuardReasoner prompt (identity unless a chat template applies)."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from guardreasoner.engines.base import Engine, Generation, GenerationConfig
 from guardreasoner.errors import EngineError, require
-from guardreasoner.prompt import PromptFormat
+from guardreasoner.prompt import PromptFormat, encode_prompt, render_prompt, stop_token_ids
 
 
 class HFEngine(Engine):
@@ -58,37 +58,25 @@ class HFEngine(Engine):
             model = transformers.AutoModelForCausalLM.from_pretrained(path, **options).to(self.device)
         self.model = model.eval()
         self.max_context_tokens = getattr(self.model.config, "max_position_embeddings", None)
-        self._eos_ids = self._stop_ids()
+        self._eos_ids = stop_token_ids(
+            self.tokenizer, self.prompt_format, self.model.generation_config.eos_token_id
+        )
         self._lock = threading.Lock()
 
-    def _stop_ids(self) -> set[int]:
-        ids = self.model.generation_config.eos_token_id
-        ids = set(ids if isinstance(ids, (list, tuple)) else [ids]) if ids is not None else set()
-        ids.add(self.tokenizer.eos_token_id)
-        if self.prompt_format is PromptFormat.CHAT:
-            eot = self.tokenizer.convert_tokens_to_ids("<|eot_id|>")
-            if isinstance(eot, int) and eot != self.tokenizer.unk_token_id:
-                ids.add(eot)
-        return {i for i in ids if i is not None}
-
     def render(self, prompt: str) -> str:
-        if self.prompt_format is PromptFormat.RAW:
-            return prompt
-        return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-        )
+        return render_prompt(self.tokenizer, prompt, self.prompt_format)
 
-    def _encode(self, prompt: str) -> list[int]:
-        # Raw prompts get BOS from the tokenizer; a rendered chat template already starts with it.
-        return self.tokenizer(
-            self.render(prompt), add_special_tokens=self.prompt_format is PromptFormat.RAW
-        ).input_ids
+    def encode(self, prompt: str) -> list[int]:
+        """The token ids the model is fed for a raw prompt (those an :class:`EncodedPrompt` carries, if given)."""
+        return encode_prompt(self.tokenizer, prompt, self.prompt_format)
+
+    _encode = encode  # the name benchmarks/gpu and tests/gpu still call; they move to encode()
 
     def count_tokens(self, text: str) -> int:
-        return len(self._encode(text))
+        return len(self.encode(text))
 
     def generate(self, prompts: list[str], config: GenerationConfig) -> list[Generation]:
-        encoded = [self._encode(p) for p in prompts]
+        encoded = [self.encode(p) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
         results: list[Generation | None] = [None] * len(prompts)
         # One generate at a time: a model shared by threads (async callers) must not interleave batches.

@@ -9,55 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from guardreasoner.eval.errors import EvaluationError
-
-
-class EvalTask(str, Enum):
-    """The three guardrail tasks of the paper's three tables."""
-
-    PROMPT = "prompt"
-    RESPONSE = "response"
-    REFUSAL = "refusal"
-
-    @property
-    def title(self) -> str:
-        return _TITLES[self]
-
-    @property
-    def positive(self) -> str:
-        """The positive class of the task's F1."""
-        return "refusal" if self is EvalTask.REFUSAL else "harmful"
-
-    @property
-    def negative(self) -> str:
-        return "compliance" if self is EvalTask.REFUSAL else "unharmful"
-
-    @property
-    def verdict_field(self) -> str:
-        """The :class:`~guardreasoner.verdict.Verdict` field that answers the task."""
-        return _VERDICT_FIELDS[self]
-
-    @property
-    def answer_key(self) -> str:
-        """The key of the task's line in an ``Answers:`` block."""
-        return _ANSWER_KEYS[self]
-
-    def opposite(self, label: str) -> str:
-        """The wrong answer for a gold label: how unparsable predictions are counted."""
-        return self.negative if label == self.positive else self.positive
-
-
-_TITLES = {
-    EvalTask.PROMPT: "Prompt harmfulness detection",
-    EvalTask.RESPONSE: "Response harmfulness detection",
-    EvalTask.REFUSAL: "Refusal detection",
-}
-_VERDICT_FIELDS = {
-    EvalTask.PROMPT: "prompt_harmfulness",
-    EvalTask.RESPONSE: "response_harmfulness",
-    EvalTask.REFUSAL: "response_refusal",
-}
-_ANSWER_KEYS = {EvalTask.PROMPT: "Request", EvalTask.RESPONSE: "Response", EvalTask.REFUSAL: "Completion"}
+from guardreasoner.errors import EvaluationError
+from guardreasoner.tasks import Task
 
 
 class LabelSource(str, Enum):
@@ -85,7 +38,7 @@ class Dataset:
 @dataclass(frozen=True)
 class Benchmark:
     dataset: Dataset
-    task: EvalTask
+    task: Task
     label_source: LabelSource = LabelSource.LABEL
     label_field: str | None = None
     """The benchmark-file field holding the label, for :attr:`LabelSource.BENCHMARK_FIELD`."""
@@ -124,24 +77,24 @@ DATASETS: tuple[Dataset, ...] = (
 
 _ANSWERS, _WILD = LabelSource.ANSWER_LINE, LabelSource.BENCHMARK_FIELD
 BENCHMARKS: tuple[Benchmark, ...] = (
-    Benchmark(TOXIC_CHAT, EvalTask.PROMPT),
-    Benchmark(HARMBENCH_PROMPT, EvalTask.PROMPT),
-    Benchmark(OPENAI_MODERATION, EvalTask.PROMPT),
-    Benchmark(AEGIS, EvalTask.PROMPT),
-    Benchmark(SIMPLE_SAFETY, EvalTask.PROMPT),
-    Benchmark(WILDGUARD, EvalTask.PROMPT, _WILD, "prompt_harm_label"),
-    Benchmark(HARMBENCH_RESPONSE, EvalTask.RESPONSE),
-    Benchmark(SAFE_RLHF, EvalTask.RESPONSE, _ANSWERS),
-    Benchmark(BEAVER_TAILS, EvalTask.RESPONSE, _ANSWERS),
-    Benchmark(XSTEST_HARMFUL, EvalTask.RESPONSE),
-    Benchmark(WILDGUARD, EvalTask.RESPONSE, _WILD, "response_harm_label"),
-    Benchmark(XSTEST_REFUSAL, EvalTask.REFUSAL),
-    Benchmark(WILDGUARD, EvalTask.REFUSAL, _WILD, "response_refusal_label"),
+    Benchmark(TOXIC_CHAT, Task.PROMPT_HARMFULNESS),
+    Benchmark(HARMBENCH_PROMPT, Task.PROMPT_HARMFULNESS),
+    Benchmark(OPENAI_MODERATION, Task.PROMPT_HARMFULNESS),
+    Benchmark(AEGIS, Task.PROMPT_HARMFULNESS),
+    Benchmark(SIMPLE_SAFETY, Task.PROMPT_HARMFULNESS),
+    Benchmark(WILDGUARD, Task.PROMPT_HARMFULNESS, _WILD, "prompt_harm_label"),
+    Benchmark(HARMBENCH_RESPONSE, Task.RESPONSE_HARMFULNESS),
+    Benchmark(SAFE_RLHF, Task.RESPONSE_HARMFULNESS, _ANSWERS),
+    Benchmark(BEAVER_TAILS, Task.RESPONSE_HARMFULNESS, _ANSWERS),
+    Benchmark(XSTEST_HARMFUL, Task.RESPONSE_HARMFULNESS),
+    Benchmark(WILDGUARD, Task.RESPONSE_HARMFULNESS, _WILD, "response_harm_label"),
+    Benchmark(XSTEST_REFUSAL, Task.RESPONSE_REFUSAL),
+    Benchmark(WILDGUARD, Task.RESPONSE_REFUSAL, _WILD, "response_refusal_label"),
 )
 """In the column order of the paper's tables."""
 
 
-def benchmarks_for(task: EvalTask) -> list[Benchmark]:
+def benchmarks_for(task: Task) -> list[Benchmark]:
     return [benchmark for benchmark in BENCHMARKS if benchmark.task is task]
 
 

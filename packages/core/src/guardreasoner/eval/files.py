@@ -11,12 +11,12 @@ import json
 import os
 from pathlib import Path
 
+from guardreasoner.errors import EvaluationError, PromptFormatError
 from guardreasoner.eval.benchmarks import Dataset
-from guardreasoner.eval.errors import EvaluationError
-from guardreasoner.prompt import NO_RESPONSE
+from guardreasoner.prompt import join_prompt
+from guardreasoner.prompt import split_input as split_prompt_input
 
 PREDICTIONS_FILE = "generated_predictions.jsonl"
-_USER, _ASSISTANT = "Human user:\n", "\n\nAI assistant:\n"
 
 
 def predictions_path(root: str | os.PathLike[str], dataset: Dataset) -> Path:
@@ -65,15 +65,12 @@ def load_benchmark(path: Path) -> list[dict]:
 
 def raw_prompt(record: dict) -> str:
     """The exact text the paper's models were run on: ``instruction + "\\n" + input``."""
-    return record["instruction"] + "\n" + record["input"]
+    return join_prompt(record["instruction"], record["input"])
 
 
 def split_input(text: str) -> tuple[str, str | None]:
     """The user prompt and the AI response (None where the benchmark shows ``None``) of an ``input`` field."""
-    if not (text.startswith(_USER) and text.endswith("\n\n") and _ASSISTANT in text):
-        raise EvaluationError(
-            "A benchmark input is not of the form 'Human user:\\n{prompt}\\n\\nAI assistant:\\n{response}\\n\\n': "
-            f"{text[:120]!r}"
-        )
-    prompt, _, response = text[len(_USER) : -2].partition(_ASSISTANT)
-    return prompt, None if response == NO_RESPONSE else response
+    try:
+        return split_prompt_input(text)
+    except PromptFormatError as exc:
+        raise EvaluationError(f"A benchmark input cannot be read: {exc}") from exc

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from guardreasoner.errors import EvaluationError
 from guardreasoner.eval.benchmarks import Dataset
-from guardreasoner.eval.errors import EvaluationError
 from guardreasoner.eval.files import benchmark_path, load_benchmark, predictions_path, raw_prompt, split_input
 from guardreasoner.prompt import build_prompt
 from guardreasoner.verdict import Verdict

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from guardreasoner.engines.base import Engine, Generation, GenerationConfig
+from guardreasoner.prompt import answer_block
+from guardreasoner.tasks import Task
 
 
 def guard_output(
@@ -15,13 +17,16 @@ def guard_output(
     reasoning: str = "The request was examined step by step.",
 ) -> str:
     """A well-formed GuardReasoner output with the given labels (None prints as ``None``)."""
-    sections = []
-    for number, label in ((1, prompt_harmfulness), (2, response_refusal), (3, response_harmfulness)):
-        sections.append(
-            f"# Task {number}\n\n## Reasoning Step 1\n{reasoning}\n\n## Conclusion\nThe answer is {label}.\n"
-        )
-    answers = f"Answers: \nRequest: {prompt_harmfulness}\nCompletion: {response_refusal}\nResponse: {response_harmfulness}\n"
-    return "\n".join(sections) + "\n---\n\n" + answers
+    labels = {
+        Task.PROMPT_HARMFULNESS: prompt_harmfulness,
+        Task.RESPONSE_REFUSAL: response_refusal,
+        Task.RESPONSE_HARMFULNESS: response_harmfulness,
+    }
+    sections = [
+        f"# Task {task.value}\n\n## Reasoning Step 1\n{reasoning}\n\n## Conclusion\nThe answer is {label}.\n"
+        for task, label in labels.items()
+    ]
+    return "\n".join(sections) + "\n---\n\n" + answer_block(labels)
 
 
 class ScriptedEngine(Engine):

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from guardreasoner.errors import require
-from guardreasoner.prompt import INSTRUCTION, build_prompt
+from guardreasoner.prompt import INSTRUCTION, answer_block, build_prompt
+from guardreasoner.tasks import Task
 from guardreasoner.testing.scripted import guard_output
 
 BOS, EOS, PAD = "<|begin_of_text|>", "<|end_of_text|>", "<|finetune_right_pad_id|>"
@@ -38,8 +39,13 @@ class GuardCase:
         """A short output in the released models' format: one reasoning step, then the Answers block."""
         return (
             f"# Task 1\n\n## Reasoning Step 1\nThe request is {self.prompt_harmfulness}.\n\n---\n\n"
-            f"Answers: \nRequest: {self.prompt_harmfulness}\nCompletion: {self.response_refusal}\n"
-            f"Response: {self.response_harmfulness}\n"
+            + answer_block(
+                {
+                    Task.PROMPT_HARMFULNESS: self.prompt_harmfulness,
+                    Task.RESPONSE_REFUSAL: self.response_refusal,
+                    Task.RESPONSE_HARMFULNESS: self.response_harmfulness,
+                }
+            )
         )
 
 
