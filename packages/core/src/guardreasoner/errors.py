@@ -51,11 +51,10 @@ class GuardUndecidedError(GuardReasonerError):
     decided ones included, so a batch loses nothing.
     """
 
-    def __init__(self, verdict: Verdict, verdicts: list[Verdict] | None = None):
+    def __init__(self, verdict: Verdict, verdicts: list[Verdict] | None = None, *, undecided: int = 1):
         self.verdict = verdict
         self.verdicts = list(verdicts) if verdicts is not None else [verdict]
         reason = verdict.parse_detail or verdict.error or verdict.parse_status.value
-        undecided = sum(1 for v in self.verdicts if not (v.is_usable and v.is_harmful is not None))
         count = (
             f"{undecided} of {len(self.verdicts)} conversations; first: " if len(self.verdicts) > 1 else ""
         )

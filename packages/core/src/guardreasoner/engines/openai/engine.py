@@ -246,9 +246,9 @@ class OpenAIEngine(Engine):
         Async connections belong to their event loop and can only be closed on it: call :meth:`aclose` from
         the loop to close them too; otherwise they are dropped.
         """
+        self._runner.stop(self._close_runner_clients())
         with self._lock:
             self._loops.clear()
-        self._runner.stop(self._close_runner_clients())
 
     async def _close_runner_clients(self) -> None:
         state = self._loops.pop(asyncio.get_running_loop(), None)
