@@ -134,11 +134,15 @@ class FakeOpenAIServer:
 
     async def _respond(self, method: str, path: str, raw: bytes, writer: asyncio.StreamWriter) -> bool:
         if method == "GET" and path.rstrip("/").endswith("/models"):
-            return await _send(writer, 200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+            return await _send(
+                writer, 200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]}
+            )
         if method == "POST" and path == "/tokenize" and self.tokenize_context is not None:
             text = json.loads(raw)["prompt"]
             count = len(text.split()) + 1
-            return await _send(writer, 200, {"count": count, "max_model_len": self.tokenize_context, "tokens": []})
+            return await _send(
+                writer, 200, {"count": count, "max_model_len": self.tokenize_context, "tokens": []}
+            )
         if method != "POST" or not path.endswith("/completions"):
             return await _send(writer, 404, {"detail": "Not Found"})
         body = json.loads(raw or b"{}")

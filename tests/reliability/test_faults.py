@@ -107,7 +107,9 @@ def test_a_slow_body_is_cut_at_the_deadline_and_its_late_answer_never_used(serve
     guard.close()
 
 
-@pytest.mark.parametrize("mode", ["500*1", "429*2", "reset*1", "html*1", "badjson*1", "shape*1", "nochoices*1"])
+@pytest.mark.parametrize(
+    "mode", ["500*1", "429*2", "reset*1", "html*1", "badjson*1", "shape*1", "nochoices*1"]
+)
 def test_transient_faults_are_retried_to_the_right_answer(server, nonce, mode):
     guard = make_guard(server)
     tag = nonce()
@@ -262,3 +264,42 @@ async def test_parsing_a_long_output_runs_off_the_event_loop(server, nonce, monk
     assert len(verdict.raw_output) > 16_384
     assert ticks >= 10  # the loop kept turning through the one-second parse
     await guard.engine.aclose()
+
+
+def test_the_engine_returns_each_prompts_own_result_and_generate_stays_all_or_nothing(server, nonce):
+    from guardreasoner.errors import EngineError, EngineTimeoutError
+
+    engine = OpenAIEngine(model="fake-model", base_url=server.base_url, max_retries=0, timeout=5)
+    prompts = [f"fine {nonce()}", f"[[500]] {nonce()}", f"[[hang]] {nonce()}", f"bad-request {nonce()}"]
+    generations = engine.generate_each(prompts, GenerationConfig(max_new_tokens=8), timeout=1.0)
+    assert [g.error is None for g in generations] == [True, False, False, True]
+    assert generations[1].error.status_code == 500 and generations[1].error.prompt_index == 1
+    assert isinstance(generations[2].error, EngineTimeoutError)
+    assert NONCE.search(prompts[3]).group(0) in generations[3].text
+    with pytest.raises(EngineError, match="HTTP 500"):
+        engine.generate(prompts[:2], GenerationConfig(max_new_tokens=8))
+    engine.close()
+
+
+def sleepy_engine(seconds: float):
+    """An engine whose one batched call outlasts the deadline (as a local model on a slow device would)."""
+    from guardreasoner.engines.base import Engine, Generation
+
+    class Sleepy(Engine):
+        name = "sleepy"
+
+        def generate(self, prompts, config):
+            time.sleep(seconds)
+            return [Generation(text="late", finish_reason="stop") for _ in prompts]
+
+    return Sleepy()
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_the_deadline_holds_for_engines_that_batch_the_whole_call(use_async):
+    guard = GuardReasoner(engine=sleepy_engine(3.0), timeout=0.5)
+    started = time.monotonic()
+    verdicts = await guard.aclassify_batch(["a", "b"]) if use_async else guard.classify_batch(["a", "b"])
+    assert time.monotonic() - started < 0.5 + SLACK
+    assert [v.parse_status.value for v in verdicts] == ["timeout", "timeout"]
+    assert all("within 0.5 s" in v.error and v.raw_output == "" for v in verdicts)

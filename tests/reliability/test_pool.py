@@ -30,7 +30,9 @@ class Clock:
 
 def test_the_breaker_ejects_after_repeated_faults_and_brings_the_endpoint_back():
     clock = Clock()
-    pool = EndpointPool(["http://a/v1", "http://b/v1", "http://c/v1"], eject_after=2, cooldown=5.0, clock=clock)
+    pool = EndpointPool(
+        ["http://a/v1", "http://b/v1", "http://c/v1"], eject_after=2, cooldown=5.0, clock=clock
+    )
     a, b, c = pool.endpoints
     # Load is spread: with nothing in flight, each endpoint takes a turn.
     taken = [pool.acquire() for _ in range(3)]
@@ -74,7 +76,9 @@ def test_pool_options_are_checked():
     with pytest.raises(ValueError, match="async_client serves one base URL"):
         import openai
 
-        OpenAIEngine(model="m", base_url=["http://a/v1", "http://b/v1"], async_client=openai.AsyncOpenAI(api_key="k"))
+        OpenAIEngine(
+            model="m", base_url=["http://a/v1", "http://b/v1"], async_client=openai.AsyncOpenAI(api_key="k")
+        )
 
 
 @pytest.mark.network_loopback
@@ -90,7 +94,9 @@ async def test_a_pool_of_fake_servers_loses_nothing_when_one_dies_mid_run():
             eject_after=2,
             cooldown=30.0,
         )
-        prompts = [f"[[slow*1]] request nonce-{i:08x}" if i % 10 == 0 else f"nonce-{i:08x}" for i in range(300)]
+        prompts = [
+            f"[[slow*1]] request nonce-{i:08x}" if i % 10 == 0 else f"nonce-{i:08x}" for i in range(300)
+        ]
         first.slow_piece_seconds = 0.05
         run = asyncio.ensure_future(engine.agenerate_each(prompts, CONFIG, timeout=60))
         await asyncio.sleep(0.3)

@@ -27,7 +27,7 @@ class LoopClients:
         self.owned.clear()
 
 
-def client_options(openai: Any, injected: Any) -> dict[str, Any]:
+def client_options(injected: Any) -> dict[str, Any]:
     """Settings to carry from a client the caller built (headers, query, organization) to the engine's own."""
     if injected is None:
         return {}

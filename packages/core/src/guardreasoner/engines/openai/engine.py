@@ -151,7 +151,7 @@ class OpenAIEngine(Engine):
             self._async_client = async_client.with_options(
                 base_url=self.base_url, api_key=self._api_key, timeout=self.timeout, max_retries=0
             )
-        self._client_extras = client_options(self._openai, injected)
+        self._client_extras = client_options(injected)
         self.tokens = TokenCounter(
             tokenizer,
             prompt_format=self.prompt_format,
