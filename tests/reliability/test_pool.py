@@ -111,21 +111,12 @@ async def test_a_pool_of_fake_servers_loses_nothing_when_one_dies_mid_run():
     assert second.requests > 50 and third.requests > 50
 
 
-@pytest.fixture(scope="module")
-def guard_model_dir(request, tmp_path_factory) -> Path:
-    try:
-        return Path(request.getfixturevalue("trained_guard_dir"))
-    except pytest.FixtureLookupError:
-        from guardreasoner.testing import train_tiny_guard
-
-        return train_tiny_guard(tmp_path_factory.mktemp("pool-guard"))
-
-
 @pytest.mark.slow
 @pytest.mark.network_loopback
 def test_a_pool_of_transformers_serve_processes_survives_a_kill_and_takes_the_endpoint_back(
-    guard_model_dir, tmp_path
+    trained_guard_dir, tmp_path
 ):
+    guard_model_dir = trained_guard_dir
     reason = _serve.serving_unavailable_reason()
     if reason:
         pytest.skip(reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Literal
@@ -92,11 +93,12 @@ class GuardReasoner:
         Under the ``raise`` policy every conversation is decided first; then one
         :class:`GuardUndecidedError` carries all the verdicts.
         """
+        started = time.monotonic()
         conversations, prompts, cut = self._prepare(items)
         if not prompts:
             return []
         try:
-            generations = self.engine.generate_each(prompts, self.generation, timeout=self.timeout)
+            generations = self.engine.generate_each(prompts, self.generation, timeout=self._left(started))
         except EngineError as exc:
             generations = [Generation.failed(exc)] * len(prompts)
         return self._decide(self._verdicts(conversations, generations, cut))
@@ -112,11 +114,14 @@ class GuardReasoner:
     async def aclassify_batch(self, items: Iterable[ConversationLike]) -> list[Verdict]:
         """Async :meth:`classify_batch`. Counting tokens and parsing long outputs run in worker threads, so
         one heavy conversation never stalls the other calls on the loop."""
+        started = time.monotonic()
         conversations, prompts, cut = await asyncio.to_thread(self._prepare, items)
         if not prompts:
             return []
         try:
-            generations = await self.engine.agenerate_each(prompts, self.generation, timeout=self.timeout)
+            generations = await self.engine.agenerate_each(
+                prompts, self.generation, timeout=self._left(started)
+            )
         except EngineError as exc:
             generations = [Generation.failed(exc)] * len(prompts)
         if sum(len(g.text) for g in generations) > PARSE_INLINE_CHARS:
@@ -126,6 +131,12 @@ class GuardReasoner:
         return self._decide(verdicts)
 
     # -- internals ------------------------------------------------------------------------------------
+
+    def _left(self, started: float) -> float | None:
+        """Seconds left of the call's deadline after preparing (counting tokens may have asked a server)."""
+        if self.timeout is None:
+            return None
+        return max(self.timeout - (time.monotonic() - started), 0.001)
 
     def _prepare(self, items: Iterable[ConversationLike]) -> tuple[list[Conversation], list[str], list[bool]]:
         """Validate every item, then fit each to the context (raising or cutting, per ``truncation``)."""

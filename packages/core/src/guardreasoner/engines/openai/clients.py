@@ -4,6 +4,7 @@ runs the engine's one request loop for synchronous callers."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -14,17 +15,17 @@ T = TypeVar("T")
 
 @dataclass
 class LoopClients:
-    """What one event loop needs: its own async clients (httpx connections belong to one loop) and its own
-    concurrency limit."""
+    """What one event loop needs: its own async clients (httpx connections belong to one loop), keyed by
+    endpoint and shard, and its own concurrency limit. Injected clients are never stored here."""
 
     semaphore: asyncio.Semaphore
-    clients: dict[str, Any] = field(default_factory=dict)
-    owned: set[str] = field(default_factory=set)
+    clients: dict[tuple[str, int], Any] = field(default_factory=dict)
+    turn: itertools.count = field(default_factory=itertools.count)
 
     async def aclose(self) -> None:
-        for url in list(self.owned):
-            await self.clients.pop(url).close()
-        self.owned.clear()
+        clients, self.clients = list(self.clients.values()), {}
+        for client in clients:
+            await client.close()
 
 
 def client_options(injected: Any) -> dict[str, Any]:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 DEFAULT_BASE_URL = "http://localhost:8000/v1"
 DEFAULT_TIMEOUT = 300.0
 """Seconds to wait for one answer: 2048 tokens of reasoning from an 8B model on a busy server."""
+CONNECTIONS_PER_CLIENT = 64
 MAX_RETRY_AFTER = 60.0
 """The longest ``Retry-After`` the engine honours; a longer one falls back to its own backoff."""
 
@@ -412,20 +413,21 @@ class OpenAIEngine(Engine):
             return state
 
     def _client(self, state: LoopClients, endpoint: Endpoint) -> Any:
-        client = state.clients.get(endpoint.base_url)
+        """An async client for ``endpoint`` on this loop: one per ``CONNECTIONS_PER_CLIENT`` concurrent
+        requests, taken in turn, since an HTTP connection pool scans all its connections on every request."""
+        if self._async_client is not None:
+            return self._async_client
+        shards = -(-self.max_concurrency // CONNECTIONS_PER_CLIENT)
+        key = (endpoint.base_url, next(state.turn) % shards)
+        client = state.clients.get(key)
         if client is None:
-            if self._async_client is not None:
-                client = self._async_client
-            else:
-                client = self._openai.AsyncOpenAI(
-                    base_url=endpoint.base_url,
-                    api_key=self._api_key,
-                    timeout=self.timeout,
-                    max_retries=0,
-                    **self._client_extras,
-                )
-                state.owned.add(endpoint.base_url)
-            state.clients[endpoint.base_url] = client
+            client = state.clients[key] = self._openai.AsyncOpenAI(
+                base_url=endpoint.base_url,
+                api_key=self._api_key,
+                timeout=self.timeout,
+                max_retries=0,
+                **self._client_extras,
+            )
         return client
 
 

@@ -41,7 +41,7 @@ class TokenCounter:
         self._model = model
         self._tokenize_url = f"{root_url}/tokenize"
         self._headers = {"Authorization": f"Bearer {api_key}"}
-        self._timeout = min(timeout, 5.0)
+        self._timeout = min(timeout, 2.0)
         self.max_prompt_bytes = max_prompt_bytes
         self._server: bool | None = None if tokenizer is None else False
         """Whether the server has ``/tokenize``: None until asked (only asked when no tokenizer is given)."""
