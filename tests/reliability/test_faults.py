@@ -7,6 +7,7 @@ conversation, and the verdicts are checked one by one (the answers echo a nonce 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import pytest
@@ -23,7 +24,7 @@ from guardreasoner.errors import (
 
 pytestmark = pytest.mark.network_loopback
 
-DEADLINE = 2.0
+DEADLINE = 4.0
 SLACK = 1.5
 """Allowed beyond the deadline on a loaded two-core runner (thread hops, the event loop's own latency)."""
 
@@ -200,12 +201,12 @@ def test_an_uncountable_megabyte_prompt_is_refused_before_sending(server):
 
 def test_the_servers_tokenize_endpoint_bounds_the_context(nonce):
     with FakeOpenAIServer(tokenize_context=1000) as server:
-        guard = make_guard(server, truncation="error", max_new_tokens=64)
+        guard = make_guard(server, truncation="error", max_new_tokens=64, timeout=None)
         assert guard.engine.max_context_tokens == 1000
         assert guard.engine.count_tokens("one two three") == 4
         with pytest.raises(ContextLengthError, match="prompt tokens but only 936 fit"):
             guard.classify("word " * 5000)
-        cutting = make_guard(server, truncation="head_tail", max_new_tokens=64)
+        cutting = make_guard(server, truncation="head_tail", max_new_tokens=64, timeout=None)
         text = f"bad-request {nonce()} " + "word " * 5000
         verdict = cutting.classify(text)
         assert verdict.input_truncated and verdict.prompt_harmfulness == "harmful"
@@ -302,4 +303,4 @@ async def test_the_deadline_holds_for_engines_that_batch_the_whole_call(use_asyn
     verdicts = await guard.aclassify_batch(["a", "b"]) if use_async else guard.classify_batch(["a", "b"])
     assert time.monotonic() - started < 0.5 + SLACK
     assert [v.parse_status.value for v in verdicts] == ["timeout", "timeout"]
-    assert all("within 0.5 s" in v.error and v.raw_output == "" for v in verdicts)
+    assert all(re.search(r"no answer within 0\.\d+ s", v.error) and v.raw_output == "" for v in verdicts)
