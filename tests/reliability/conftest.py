@@ -12,8 +12,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _fake_openai import FakeOpenAIServer  # noqa: E402
 
-pytest.importorskip("openai", reason='the openai engine needs: pip install "guardreasoner[openai]"')
-
 _nonces = itertools.count(1)
 
 

@@ -22,6 +22,7 @@ from guardreasoner.errors import (
     InvalidInputError,
 )
 
+pytest.importorskip("openai", reason='the openai engine needs: pip install "guardreasoner[openai]"')
 pytestmark = pytest.mark.network_loopback
 
 DEADLINE = 4.0

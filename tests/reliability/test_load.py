@@ -18,6 +18,7 @@ import pytest
 from _fake_openai import NONCE, FakeOpenAIServer, expected_label
 from guardreasoner import GuardReasoner
 
+pytest.importorskip("openai", reason='the openai engine needs: pip install "guardreasoner[openai]"')
 pytestmark = pytest.mark.network_loopback
 
 TRANSIENT = {0: "[[500*1]]", 1: "[[429*1]]", 2: "[[reset*1]]", 3: "[[badjson*1]]", 4: "[[html*2]]"}
@@ -36,7 +37,10 @@ def plan(index: int) -> str:
 
 
 def full_run(config) -> bool:
-    return bool(config.getoption("--reliability-full") or os.environ.get("GUARDREASONER_RELIABILITY_FULL"))
+    return bool(
+        config.getoption("--reliability-full", default=False)
+        or os.environ.get("GUARDREASONER_RELIABILITY_FULL")
+    )
 
 
 async def test_concurrent_callers_get_their_own_verdicts_and_none_is_lost(request):

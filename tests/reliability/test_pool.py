@@ -18,6 +18,8 @@ from guardreasoner.engines.openai.endpoints import EndpointPool
 sys.path.insert(0, str(Path(__file__).parent.parent / "core"))
 import _serve  # noqa: E402
 
+pytest.importorskip("openai", reason='the openai engine needs: pip install "guardreasoner[openai]"')
+
 CONFIG = GenerationConfig(max_new_tokens=8)
 
 
