@@ -10,6 +10,7 @@ Every answer echoes a nonce from its own request, so a verdict given to the wron
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
 import time
@@ -51,8 +52,8 @@ async def test_concurrent_callers_get_their_own_verdicts_and_none_is_lost(reques
             engine="openai",
             base_url=server.base_url,
             max_concurrency=concurrency,
-            timeout=120.0,
-            request_timeout=60.0,
+            timeout=None,  # loss and attribution are tested here; deadlines in test_faults.py
+            request_timeout=600.0,
             max_retries=3,
             backoff_base=0.02,
             backoff_max=0.2,
@@ -73,18 +74,22 @@ async def test_concurrent_callers_get_their_own_verdicts_and_none_is_lost(reques
 
     lost = requests - len(results)
     misattributed = policy_decided = 0
+    undecided: collections.Counter = collections.Counter()
     for index, verdict in results.items():
         text = plan(index)
-        if "[[500]]" in text:
-            policy_decided += verdict.decided_by == "policy" and verdict.parse_status.value == "engine_error"
+        if verdict.decided_by == "policy":
+            if "[[500]]" in text and verdict.parse_status.value == "engine_error":
+                policy_decided += 1
+            else:
+                undecided[verdict.parse_status.value] += 1
             continue
         own = NONCE.search(text).group(0)
         if (
-            verdict.decided_by != "model"
-            or own not in verdict.raw_output
+            own not in verdict.raw_output
             or verdict.prompt_harmfulness != expected_label(text)
+            or "[[500]]" in text
         ):
-            misattributed += 1
+            misattributed += 1  # another request's answer, or an answer where none could exist
     permanent = sum("[[500]]" in plan(i) for i in range(requests))
     figures = {
         "requests": requests,
@@ -95,6 +100,7 @@ async def test_concurrent_callers_get_their_own_verdicts_and_none_is_lost(reques
         "permanent_failures": permanent,
         "lost": lost,
         "misattributed": misattributed,
+        "undecided_unexpectedly": dict(undecided),
         "wall_seconds": round(wall, 1),
     }
     print("\nreliability load:", json.dumps(figures))
@@ -104,5 +110,6 @@ async def test_concurrent_callers_get_their_own_verdicts_and_none_is_lost(reques
             json.dump(figures, file, indent=2)
     assert lost == 0
     assert misattributed == 0
+    assert not undecided
     assert policy_decided == permanent
     assert figures["faults_injected"] >= requests // 4
