@@ -4,8 +4,11 @@ back. The breaker's rules on a fake clock; then real servers on loopback, one ki
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 import threading
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -153,20 +156,24 @@ def test_a_pool_of_transformers_serve_processes_survives_a_kill_and_takes_the_en
         # Spread: every server answers some of the requests, and the answers are the trained ones.
         assert [g.text for g in engine.generate(prompts, config)] == expected
         assert all(e.requests > 0 for e in engine.pool.endpoints)
-        # Kill one mid-run: the run completes through the others, and the dead one is ejected.
-        victim = servers[0]
-        killer = threading.Timer(0.2, _serve.stop_process_group, args=(victim.process,))
-        killer.start()
-        assert [g.text for g in engine.generate(prompts * 2, config)] == expected * 2
-        killer.join()
-        dead = engine.pool.endpoints[0]
+        # Kill one (SIGKILL) while it has requests in flight: the run completes through the others, and
+        # the dead one is ejected.
+        victim, dead = servers[0], engine.pool.endpoints[0]
+        outcome: dict = {}
+        run = threading.Thread(target=lambda: outcome.update(texts=engine.generate(prompts * 2, config)))
+        run.start()
+        waited = time.monotonic() + 120
+        while dead.in_flight == 0 and time.monotonic() < waited:
+            time.sleep(0.002)
+        assert dead.in_flight > 0, "no request reached the server to be killed"
+        os.killpg(victim.process.pid, signal.SIGKILL)
+        run.join()
+        assert [g.text for g in outcome["texts"]] == expected * 2
         assert dead.ejections >= 1
         # Bring it back on the same port: after the cool-down it takes requests and answers again.
         port = int(victim.base_url.rsplit(":", 1)[1].split("/")[0])
         stack.enter_context(_serve.start_transformers_serve(guard_model_dir, tmp_path, port=port))
         before = dead.requests
-        import time
-
         time.sleep(max(0.0, dead.ejected_until - time.monotonic()))
         assert [g.text for g in engine.generate(prompts, config)] == expected
         assert dead.requests > before and dead.consecutive_failures == 0
