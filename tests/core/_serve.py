@@ -133,13 +133,18 @@ def stop_process_group(process: subprocess.Popen, grace: float = 10.0) -> None:
 
 @contextlib.contextmanager
 def start_transformers_serve(
-    model_dir: str | os.PathLike[str], log_dir: str | os.PathLike[str], *, startup_timeout: float = 120.0
+    model_dir: str | os.PathLike[str],
+    log_dir: str | os.PathLike[str],
+    *,
+    startup_timeout: float = 120.0,
+    port: int | None = None,
 ) -> Iterator[ServedModel]:
-    """Run ``transformers serve <model_dir>`` on a free loopback port until the block exits."""
+    """Run ``transformers serve <model_dir>`` on a loopback port (a free one unless given) until the block
+    exits."""
     model_dir = Path(model_dir)
     model = str(model_dir)
-    port = free_port()
-    log_path = Path(log_dir) / f"transformers-serve-{port}.log"
+    port = port or free_port()
+    log_path = Path(log_dir) / f"transformers-serve-{port}-{time.monotonic_ns()}.log"
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",

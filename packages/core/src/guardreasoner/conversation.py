@@ -64,6 +64,7 @@ def validate(prompt: object, response: object, *, where: str = "") -> None:
         raise InvalidInputError(
             f"The prompt is empty{where}; the guard needs the user's request to classify."
         )
+    _check_encodable(prompt, "prompt", where)
     if response is not None:
         if not isinstance(response, str):
             raise InvalidInputError(
@@ -74,11 +75,29 @@ def validate(prompt: object, response: object, *, where: str = "") -> None:
                 f"The response is empty{where}. Pass response=None to classify the request alone; an empty "
                 "string would be shown to the model as an empty AI turn."
             )
+        _check_encodable(response, "response", where)
+
+
+def _check_encodable(text: str, name: str, where: str) -> None:
+    """Refuse text no tokenizer or server can take: a lone surrogate (from bad decoding) is not UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"The {name}{where} holds a lone surrogate ({text[exc.start : exc.end]!r} at character "
+            f"{exc.start}), which is not valid Unicode text. Decode the source with errors='replace' (or "
+            "fix its encoding) before classifying."
+        ) from None
 
 
 def to_conversations(items: Iterable[ConversationLike]) -> list[Conversation]:
     if isinstance(items, (str, bytes, Mapping, Conversation)):
         raise InvalidInputError("classify_batch takes a list of conversations; for one, call classify().")
+    if not isinstance(items, Iterable):
+        raise InvalidInputError(
+            f"classify_batch takes a list of conversations, got {type(items).__name__}: pass e.g. "
+            "[('prompt', 'response'), 'another prompt']."
+        )
     return [to_conversation(item, index=i) for i, item in enumerate(items)]
 
 

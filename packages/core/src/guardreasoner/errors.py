@@ -53,12 +53,20 @@ class EngineTimeoutError(EngineError):
 
 
 class GuardUndecidedError(GuardReasonerError):
-    """Raised under the ``raise`` policy when the guard cannot decide; carries the verdict."""
+    """Raised under the ``raise`` policy when the guard cannot decide.
 
-    def __init__(self, verdict: Verdict):
-        reason = verdict.parse_detail or verdict.error or verdict.parse_status.value
-        super().__init__(f"The guard could not decide ({verdict.parse_status.value}): {reason}")
+    ``verdict`` is the first undecided verdict; ``verdicts`` holds every verdict of the call, in order, the
+    decided ones included, so a batch loses nothing.
+    """
+
+    def __init__(self, verdict: Verdict, verdicts: list[Verdict] | None = None, *, undecided: int = 1):
         self.verdict = verdict
+        self.verdicts = list(verdicts) if verdicts is not None else [verdict]
+        reason = verdict.parse_detail or verdict.error or verdict.parse_status.value
+        count = (
+            f"{undecided} of {len(self.verdicts)} conversations; first: " if len(self.verdicts) > 1 else ""
+        )
+        super().__init__(f"The guard could not decide ({count}{verdict.parse_status.value}): {reason}")
 
 
 def require(module: str, *, extra: str, feature: str):
@@ -69,3 +77,11 @@ def require(module: str, *, extra: str, feature: str):
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingExtraError(extra, module.split(".")[0], feature) from exc
+
+
+class EngineLoadError(GuardReasonerError):
+    """The engine could not be built or load its model (missing module, bad option, wrong path).
+
+    A configuration error, raised once when the guard is built (or on first use), never turned into
+    verdicts: no conversation was judged.
+    """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Literal
@@ -14,11 +15,14 @@ from guardreasoner.engines import Engine, Generation, GenerationConfig, create_e
 from guardreasoner.errors import EngineError, EngineTimeoutError
 from guardreasoner.model_source import DEFAULT_MODEL
 from guardreasoner.parsing import parse_output
-from guardreasoner.policy import FailurePolicy, apply_policy
+from guardreasoner.policy import FailurePolicy, apply_policy_to_all
 from guardreasoner.prompt import build_prompt
 from guardreasoner.verdict import ParseStatus, Verdict
 
 logger = logging.getLogger("guardreasoner")
+
+PARSE_INLINE_CHARS = 16_384
+"""Outputs longer than this (in total, per call) are parsed in a worker thread by the async methods."""
 
 
 class GuardReasoner:
@@ -36,9 +40,13 @@ class GuardReasoner:
     ``policy`` decides what an unusable verdict (unparseable output, timeout, engine failure) means:
     ``fail_closed`` (harmful; the default), ``fail_open`` (safe) or ``raise`` (:class:`GuardUndecidedError`).
     ``truncation`` is ``"error"`` (a conversation longer than the context raises) or ``"head_tail"``.
-    ``timeout`` (seconds) bounds each async call; the ``openai`` engine's own per-request limit is
-    ``request_timeout=``. An engine failure in a batch call fails every verdict of that call (under the
-    policy), since the engine returns no partial results.
+    ``timeout`` (seconds) is one deadline for each whole call, sync or async (connection, retries and backoff
+    included): what is unanswered by then gets a ``timeout`` verdict under the policy, and a late answer is
+    never used. The ``openai`` engine's limit for one attempt is ``request_timeout=``.
+
+    Each conversation's verdict depends on its own request alone where the engine sends one per
+    conversation (``openai``); a failure of the whole engine call fails every verdict of that call (under the
+    policy). An engine that cannot be built or load its model raises :class:`EngineLoadError` instead.
     """
 
     def __init__(
@@ -60,6 +68,8 @@ class GuardReasoner:
         self.policy = FailurePolicy(policy)
         self.generation = generation or GenerationConfig(max_new_tokens=max_new_tokens)
         self.truncation = truncation
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be positive seconds or None, got {timeout}.")
         self.timeout = timeout
         if isinstance(engine, Engine):
             if engine_options:
@@ -78,15 +88,20 @@ class GuardReasoner:
         return self.classify_batch([Conversation.model_construct(prompt=prompt, response=response)])[0]
 
     def classify_batch(self, items: Iterable[ConversationLike]) -> list[Verdict]:
-        """Classify many conversations in one engine call; verdicts come back in order."""
+        """Classify many conversations in one engine call; verdicts come back in order.
+
+        Under the ``raise`` policy every conversation is decided first; then one
+        :class:`GuardUndecidedError` carries all the verdicts.
+        """
+        started = time.monotonic()
         conversations, prompts, cut = self._prepare(items)
         if not prompts:
             return []
         try:
-            generations = self.engine.generate(prompts, self.generation)
+            generations = self.engine.generate_each(prompts, self.generation, timeout=self._left(started))
         except EngineError as exc:
-            return self._decide([self._failure(exc)] * len(prompts))
-        return self._decide([self._parse(c, g, t) for c, g, t in zip(conversations, generations, cut)])
+            generations = [Generation.failed(exc)] * len(prompts)
+        return self._decide(self._verdicts(conversations, generations, cut))
 
     # -- async ----------------------------------------------------------------------------------------
 
@@ -97,18 +112,31 @@ class GuardReasoner:
         ]
 
     async def aclassify_batch(self, items: Iterable[ConversationLike]) -> list[Verdict]:
-        conversations, prompts, cut = self._prepare(items)
+        """Async :meth:`classify_batch`. Counting tokens and parsing long outputs run in worker threads, so
+        one heavy conversation never stalls the other calls on the loop."""
+        started = time.monotonic()
+        conversations, prompts, cut = await asyncio.to_thread(self._prepare, items)
         if not prompts:
             return []
         try:
-            generations = await asyncio.wait_for(
-                self.engine.agenerate(prompts, self.generation), self.timeout
+            generations = await self.engine.agenerate_each(
+                prompts, self.generation, timeout=self._left(started)
             )
-        except (EngineError, asyncio.TimeoutError) as exc:
-            return self._decide([self._failure(exc)] * len(prompts))
-        return self._decide([self._parse(c, g, t) for c, g, t in zip(conversations, generations, cut)])
+        except EngineError as exc:
+            generations = [Generation.failed(exc)] * len(prompts)
+        if sum(len(g.text) for g in generations) > PARSE_INLINE_CHARS:
+            verdicts = await asyncio.to_thread(self._verdicts, conversations, generations, cut)
+        else:
+            verdicts = self._verdicts(conversations, generations, cut)
+        return self._decide(verdicts)
 
     # -- internals ------------------------------------------------------------------------------------
+
+    def _left(self, started: float) -> float | None:
+        """Seconds left of the call's deadline after preparing (counting tokens may have asked a server)."""
+        if self.timeout is None:
+            return None
+        return max(self.timeout - (time.monotonic() - started), 0.001)
 
     def _prepare(self, items: Iterable[ConversationLike]) -> tuple[list[Conversation], list[str], list[bool]]:
         """Validate every item, then fit each to the context (raising or cutting, per ``truncation``).
@@ -138,6 +166,15 @@ class GuardReasoner:
             cut.append(was_cut)
         return fitted, prompts, cut
 
+    def _verdicts(
+        self, conversations: list[Conversation], generations: list[Generation], cut: list[bool]
+    ) -> list[Verdict]:
+        """Each conversation's verdict from its own generation: parsed, or its request's failure."""
+        return [
+            self._failure(g.error) if g.error is not None else self._parse(c, g, t)
+            for c, g, t in zip(conversations, generations, cut, strict=True)
+        ]
+
     def _parse(self, conversation: Conversation, generation: Generation, truncated: bool) -> Verdict:
         return parse_output(
             generation.text,
@@ -148,9 +185,9 @@ class GuardReasoner:
             input_truncated=truncated,
         )
 
-    def _failure(self, exc: BaseException) -> Verdict:
-        timeout = isinstance(exc, (asyncio.TimeoutError, EngineTimeoutError))
-        message = str(exc) or f"timed out after {self.timeout} s"
+    def _failure(self, exc: EngineError) -> Verdict:
+        timeout = isinstance(exc, EngineTimeoutError)
+        message = str(exc) or type(exc).__name__
         return Verdict(
             is_parsing_error=True,
             parse_status=ParseStatus.TIMEOUT if timeout else ParseStatus.ENGINE_ERROR,
@@ -160,7 +197,7 @@ class GuardReasoner:
 
     def _decide(self, verdicts: list[Verdict]) -> list[Verdict]:
         """Apply the policy to each verdict; log once per call how many the policy decided, and why."""
-        decided = [apply_policy(verdict, self.policy) for verdict in verdicts]
+        decided = apply_policy_to_all(verdicts, self.policy)
         undecided = Counter(v.parse_status.value for v in decided if v.decided_by == "policy")
         if undecided:
             logger.warning(

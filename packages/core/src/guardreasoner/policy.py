@@ -26,7 +26,10 @@ class FailurePolicy(str, Enum):
 
 
 def apply_policy(verdict: Verdict, policy: FailurePolicy | str = FailurePolicy.FAIL_CLOSED) -> Verdict:
-    """Return the verdict with a decision: the model's when it can stand, else the policy's (and say so)."""
+    """Return the verdict with a decision: the model's when it can stand, else the policy's (and say so).
+
+    Under ``raise`` an undecided verdict raises :class:`GuardUndecidedError`; for a batch, see
+    :func:`apply_policy_to_all`."""
     policy = FailurePolicy(policy)
     if verdict.is_usable and verdict.is_harmful is not None:
         if verdict.is_harmful or policy is FailurePolicy.FAIL_OPEN or is_clean_allow(verdict):
@@ -63,3 +66,19 @@ def unclean_allow_reason(verdict: Verdict) -> str:
     if verdict.harmful_signals:
         return "; ".join(verdict.harmful_signals)
     return f"the answer is {verdict.parse_status.value}, not one clean final answer"
+
+
+def apply_policy_to_all(verdicts: list[Verdict], policy: FailurePolicy | str) -> list[Verdict]:
+    """Decide every verdict of a call. Under ``raise``, all are decided first, then one
+    :class:`GuardUndecidedError` carries every verdict (``.verdicts``) and the first undecided (``.verdict``)."""
+    decided: list[Verdict] = []
+    undecided: list[Verdict] = []
+    for verdict in verdicts:
+        try:
+            decided.append(apply_policy(verdict, policy))
+        except GuardUndecidedError as exc:
+            decided.append(exc.verdict)
+            undecided.append(exc.verdict)
+    if undecided:
+        raise GuardUndecidedError(undecided[0], decided, undecided=len(undecided))
+    return decided

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from typing import Any
 
 from guardreasoner.engines.base import Engine, Generation, GenerationConfig
+from guardreasoner.errors import EngineLoadError, GuardReasonerError
 from guardreasoner.model_source import ModelSource, resolve_model
 
 ENGINE_KINDS = ("auto", "hf", "vllm", "openai")
@@ -36,13 +38,26 @@ def create_engine(kind: str, model: str | ModelSource, **options: Any) -> Engine
         from guardreasoner.engines.openai import OpenAIEngine
 
         name = model.model_id if isinstance(model, ModelSource) else str(model)
-        return OpenAIEngine(model=name, **options)
+        return _built(kind, name, lambda: OpenAIEngine(model=name, **options))
     source = model if isinstance(model, ModelSource) else resolve_model(model)
     options.setdefault("prompt_format", source.prompt_format)
     if kind == "hf":
         from guardreasoner.engines.hf import HFEngine
 
-        return HFEngine(source.path, **options)
+        return _built(kind, source.path, lambda: HFEngine(source.path, **options))
     from guardreasoner.engines.vllm import VLLMEngine
 
-    return VLLMEngine(source.path, **options)
+    return _built(kind, source.path, lambda: VLLMEngine(source.path, **options))
+
+
+def _built(kind: str, model: object, build: Callable[[], Engine]) -> Engine:
+    """Build the engine; a failure to build or load (bad option, broken model files) raises once, typed."""
+    try:
+        return build()
+    except GuardReasonerError:
+        raise
+    except Exception as exc:
+        raise EngineLoadError(
+            f"The {kind} engine could not be built for {model}: {type(exc).__name__}: {exc}. Check the model "
+            "path and the engine options; nothing was classified."
+        ) from exc

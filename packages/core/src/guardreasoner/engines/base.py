@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+
+from guardreasoner.errors import EngineError, EngineTimeoutError
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,21 @@ class Generation:
     num_prompt_tokens: int | None = None
     samples: tuple[str, ...] = field(default=())
     """All samples when ``n > 1`` (``text`` is the first)."""
+    error: EngineError | None = None
+    """Why this prompt's request failed, when it did (then ``text`` is empty). Only :meth:`Engine.generate_each`
+    returns such generations; :meth:`Engine.generate` raises instead."""
+
+    @classmethod
+    def failed(cls, error: EngineError) -> Generation:
+        return cls(text="", finish_reason=None, error=error)
+
+
+def raise_first_error(generations: list[Generation]) -> list[Generation]:
+    """All-or-nothing: the generations when every request succeeded, else the first failure raised."""
+    for generation in generations:
+        if generation.error is not None:
+            raise generation.error
+    return generations
 
 
 class Engine(abc.ABC):
@@ -43,7 +62,7 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def generate(self, prompts: list[str], config: GenerationConfig) -> list[Generation]:
-        """Generate for a batch of prompts, in order."""
+        """Generate for a batch of prompts, in order; any failure raises :class:`EngineError`."""
 
     async def agenerate(self, prompts: list[str], config: GenerationConfig) -> list[Generation]:
         """Async generation. The default runs :meth:`generate` in a worker thread."""
@@ -54,6 +73,42 @@ class Engine(abc.ABC):
         cannot tell. Where it can, the guard encodes each prompt once and hands the engine an
         :class:`~guardreasoner.prompt.EncodedPrompt` carrying the ids, which the engine uses as they are."""
         return None
+
+    def generate_each(
+        self, prompts: list[str], config: GenerationConfig, *, timeout: float | None = None
+    ) -> list[Generation]:
+        """Generate with per-prompt results, within ``timeout`` seconds for the whole call.
+
+        A prompt whose own request failed comes back as a generation with ``error`` set, so one failure
+        costs only its own prompt; a failure of the whole call raises :class:`EngineError`
+        (:class:`EngineTimeoutError` past ``timeout``). The default runs :meth:`generate` as one unit, in a
+        worker thread when there is a deadline (a late answer is dropped); engines with independent requests
+        override it.
+        """
+        if timeout is None:
+            return self.generate(prompts, config)
+        result: Future[list[Generation]] = Future()
+
+        def run() -> None:
+            try:
+                result.set_result(self.generate(prompts, config))
+            except BaseException as exc:  # handed to the waiting caller
+                result.set_exception(exc)
+
+        threading.Thread(target=run, name=f"guardreasoner-{self.name}", daemon=True).start()
+        try:
+            return result.result(timeout)
+        except TimeoutError:
+            raise EngineTimeoutError(f"The {self.name} engine gave no answer within {timeout:g} s.") from None
+
+    async def agenerate_each(
+        self, prompts: list[str], config: GenerationConfig, *, timeout: float | None = None
+    ) -> list[Generation]:
+        """Async :meth:`generate_each`."""
+        try:
+            return await asyncio.wait_for(self.agenerate(prompts, config), timeout)
+        except asyncio.TimeoutError:
+            raise EngineTimeoutError(f"The {self.name} engine gave no answer within {timeout:g} s.") from None
 
     def count_tokens(self, text: str) -> int | None:
         """The number of tokens ``text`` encodes to (BOS included), or None when the engine cannot tell."""
