@@ -9,6 +9,10 @@ from __future__ import annotations
 import abc
 import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from guardreasoner.scores import LabelLogprobs
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,8 @@ class Generation:
     num_prompt_tokens: int | None = None
     samples: tuple[str, ...] = field(default=())
     """All samples when ``n > 1`` (``text`` is the first)."""
+    label_logprobs: LabelLogprobs | None = None
+    """What scoring needs (token texts, the label candidates' log-probabilities); None when the engine has none."""
 
 
 class Engine(abc.ABC):
