@@ -32,7 +32,8 @@ LEADS = ("", " ")
 SCORE_FIELDS = {task.verdict_field: f"{task.verdict_field}_score" for task in EvalTask}
 """Label field -> the verdict field holding its score."""
 
-_TASKS = {task.verdict_field: task for task in EvalTask}
+TASKS = {task.verdict_field: task for task in EvalTask}
+"""Label field -> its task (answer key, positive and negative labels)."""
 _RESPONSE_FIELDS = ("response_refusal", "response_harmfulness")
 _ANSWERS = re.compile(r"Answers[ \t]*:|^[ \t]*#+[ \t]*Answers[ \t]*$", re.IGNORECASE | re.MULTILINE)
 
@@ -248,7 +249,7 @@ def final_answer_spans(text: str) -> dict[str, LabelSpan]:
     if heading is None:
         return {}
     spans = {}
-    for field, task in _TASKS.items():
+    for field, task in TASKS.items():
         pattern = rf"{task.answer_key}[ \t]*:\s*({task.positive}|{task.negative})\b"
         match = re.compile(pattern, re.IGNORECASE).search(text, heading.end())
         if match:
@@ -289,7 +290,7 @@ def _score_field(
     span = spans.get(field)
     if span is None or span.label != label:
         return None, ScoreStatus.NOT_LOCATED
-    task = _TASKS[field]
+    task = TASKS[field]
     found = _label_position(verdict.raw_output, logprobs, span, logprobs.labels, task.positive)
     if found is None:
         return None, ScoreStatus.NOT_AT_TOKEN_BOUNDARY
