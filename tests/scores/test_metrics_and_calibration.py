@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from guardreasoner.eval.benchmarks import EvalTask
 from guardreasoner.eval.calibrate import calibrate
 from guardreasoner.eval.errors import EvaluationError
-from guardreasoner.eval.metrics import operating_point, recall_at_fpr, score_metrics
+from guardreasoner.eval.metrics import operating_point, recall_at_fpr, record_score, score_metrics
+from guardreasoner.parsing import parse_output
+from guardreasoner.scores import verdict_scores
+from guardreasoner.testing import guard_output
 from guardreasoner.thresholds import load_thresholds
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -128,3 +132,15 @@ def test_calibration_refuses_unknown_fields_and_targets():
         calibrate({"prompt": [0.1]}, {"prompt": ["harmful"]})
     with pytest.raises(EvaluationError, match=r"in \[0, 1\)"):
         calibrate({}, {}, target_fpr=1.0)
+
+
+def test_prediction_records_carry_scores_per_task():
+    verdict = parse_output(guard_output("harmful", "refusal", "unharmful"), has_response=True).model_copy(
+        update={"prompt_harmfulness_score": 0.9, "response_harmfulness_score": 0.2}
+    )
+    record = {"predict": verdict.raw_output, "scores": verdict_scores(verdict)}
+    assert record["scores"] == {"prompt_harmfulness": 0.9, "response_harmfulness": 0.2}
+    assert record_score(record, EvalTask.PROMPT) == 0.9
+    assert record_score(record, EvalTask.RESPONSE) == 0.2
+    assert record_score(record, EvalTask.REFUSAL) is None
+    assert record_score({"predict": ""}, EvalTask.PROMPT) is None

@@ -275,6 +275,13 @@ def score_verdict(verdict: Verdict, logprobs: LabelLogprobs | None, *, has_respo
     return verdict.model_copy(update={**update, "score_status": status})
 
 
+def verdict_scores(verdict: Verdict) -> dict[str, float]:
+    """``{label field: score}`` for the scores the verdict has (what prediction records store as ``scores``)."""
+    return {
+        field: score for field, name in SCORE_FIELDS.items() if (score := getattr(verdict, name)) is not None
+    }
+
+
 def _score_field(
     verdict: Verdict, field: str, logprobs: LabelLogprobs | None, spans: dict[str, LabelSpan]
 ) -> tuple[float | None, ScoreStatus | None]:
