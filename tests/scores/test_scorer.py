@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 from guardreasoner.parsing import parse_output
 from guardreasoner.scores import (
+    WITHOUT_TOKENIZER,
     LabelChoice,
     LabelLogprobs,
     LabelTokens,
@@ -130,8 +131,7 @@ def test_missing_scores_say_why():
     verdict = parse_output(text, has_response=True)
     status = score_verdict(verdict, None, has_response=True).score_status
     assert set(status.values()) == {ScoreStatus.NO_LOGPROBS}
-    no_tokenizer = LabelLogprobs(tuple(text), (), None, None)
-    assert score_verdict(verdict, no_tokenizer, has_response=True).score_status["prompt_harmfulness"] is (
+    assert score_verdict(verdict, WITHOUT_TOKENIZER, has_response=True).score_status["prompt_harmfulness"] is (
         ScoreStatus.NO_TOKENIZER
     )
     # A request alone: the response tasks get no status at all; a label not read is no_label.

@@ -144,6 +144,10 @@ class LabelLogprobs:
     """The candidates; None when the engine has no tokenizer to find them."""
 
 
+WITHOUT_TOKENIZER = LabelLogprobs((), (), None, None)
+"""What an engine with no tokenizer reports: it cannot tell which tokens are the labels'."""
+
+
 def from_logprob_rows(
     tokens: Sequence[str], rows: Sequence[Sequence[float]], labels: LabelTokens
 ) -> LabelLogprobs:
