@@ -131,9 +131,8 @@ def test_missing_scores_say_why():
     verdict = parse_output(text, has_response=True)
     status = score_verdict(verdict, None, has_response=True).score_status
     assert set(status.values()) == {ScoreStatus.NO_LOGPROBS}
-    assert score_verdict(verdict, WITHOUT_TOKENIZER, has_response=True).score_status["prompt_harmfulness"] is (
-        ScoreStatus.NO_TOKENIZER
-    )
+    no_tokenizer = score_verdict(verdict, WITHOUT_TOKENIZER, has_response=True).score_status
+    assert no_tokenizer["prompt_harmfulness"] is ScoreStatus.NO_TOKENIZER
     # A request alone: the response tasks get no status at all; a label not read is no_label.
     unread = parse_output("I will not answer.", has_response=False)
     assert score_verdict(unread, None, has_response=False).score_status == {
