@@ -12,7 +12,7 @@ from typing import Any
 from guardreasoner.engines.base import Engine, Generation, GenerationConfig
 from guardreasoner.errors import EngineError, require
 from guardreasoner.prompt import PromptFormat
-from guardreasoner.scores import LabelTokens, from_logprob_rows, token_texts
+from guardreasoner.scores import LabelLogprobs, LabelTokens, from_logprob_rows, token_texts
 
 
 class HFEngine(Engine):
@@ -156,7 +156,7 @@ class HFEngine(Engine):
             )
         return generations
 
-    def _label_logprobs(self, tokens: list[int], rows: list[list[float]]) -> Any:
+    def _label_logprobs(self, tokens: list[int], rows: list[list[float]]) -> LabelLogprobs:
         def decode(ids: list[int]) -> str:
             return self.tokenizer.decode(ids, skip_special_tokens=True)
 
@@ -192,8 +192,9 @@ class _LabelLogprobRecorder:
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         logits = scores.float()
-        ids = self._ids.to(logits.device)
-        self._steps.append(logits[:, ids] - self._torch.logsumexp(logits, dim=-1, keepdim=True))
+        if self._ids.device != logits.device:
+            self._ids = self._ids.to(logits.device)
+        self._steps.append(logits[:, self._ids] - self._torch.logsumexp(logits, dim=-1, keepdim=True))
         return scores
 
     def rows(self) -> list[list[list[float]]]:
