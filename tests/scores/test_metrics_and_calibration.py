@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from guardreasoner.eval.benchmarks import EvalTask
 from guardreasoner.eval.calibrate import calibrate
-from guardreasoner.eval.errors import EvaluationError
+from guardreasoner.eval import EvaluationError
 from guardreasoner.eval.metrics import operating_point, recall_at_fpr, record_score, score_metrics
 from guardreasoner.parsing import parse_output
 from guardreasoner.scores import verdict_scores
@@ -140,7 +139,7 @@ def test_prediction_records_carry_scores_per_task():
     )
     record = {"predict": verdict.raw_output, "scores": verdict_scores(verdict)}
     assert record["scores"] == {"prompt_harmfulness": 0.9, "response_harmfulness": 0.2}
-    assert record_score(record, EvalTask.PROMPT) == 0.9
-    assert record_score(record, EvalTask.RESPONSE) == 0.2
-    assert record_score(record, EvalTask.REFUSAL) is None
-    assert record_score({"predict": ""}, EvalTask.PROMPT) is None
+    assert record_score(record, "prompt_harmfulness") == 0.9
+    assert record_score(record, "response_harmfulness") == 0.2
+    assert record_score(record, "response_refusal") is None
+    assert record_score({"predict": ""}, "prompt_harmfulness") is None

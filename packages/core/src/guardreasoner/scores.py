@@ -29,11 +29,11 @@ from guardreasoner.verdict import ScoreStatus, Verdict
 LEADS = ("", " ")
 """The text a label word's first token may carry before the word: nothing, or the space after the colon."""
 
-SCORE_FIELDS = {task.verdict_field: f"{task.verdict_field}_score" for task in EvalTask}
-"""Label field -> the verdict field holding its score."""
-
 TASKS = {task.verdict_field: task for task in EvalTask}
 """Label field -> its task (answer key, positive and negative labels)."""
+
+SCORE_FIELDS = {field: f"{field}_score" for field in TASKS}
+"""Label field -> the verdict field holding its score."""
 _RESPONSE_FIELDS = ("response_refusal", "response_harmfulness")
 _ANSWERS = re.compile(r"Answers[ \t]*:|^[ \t]*#+[ \t]*Answers[ \t]*$", re.IGNORECASE | re.MULTILINE)
 
@@ -74,7 +74,7 @@ class LabelTokens:
             return tokenizer.decode(ids, skip_special_tokens=True)
 
         choices, texts = {}, {}
-        pairs = dict.fromkeys((task.positive, task.negative) for task in EvalTask)
+        pairs = dict.fromkeys((task.positive, task.negative) for task in TASKS.values())
         for positive, negative in pairs:
             for lead in LEADS:
                 pos_ids = list(tokenizer(lead + positive, add_special_tokens=False).input_ids)

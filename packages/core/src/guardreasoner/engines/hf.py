@@ -60,8 +60,8 @@ class HFEngine(Engine):
         self.model = model.eval()
         self.max_context_tokens = getattr(self.model.config, "max_position_embeddings", None)
         self._eos_ids = self._stop_ids()
-        self.label_tokens = LabelTokens.from_tokenizer(self.tokenizer)
         self._lock = threading.Lock()
+        self.label_tokens = LabelTokens.from_tokenizer(self.tokenizer)
 
     def _stop_ids(self) -> set[int]:
         ids = self.model.generation_config.eos_token_id

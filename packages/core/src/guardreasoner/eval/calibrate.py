@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from guardreasoner.eval.errors import EvaluationError
+from guardreasoner.eval import EvaluationError
 from guardreasoner.eval.metrics import operating_point
 from guardreasoner.scores import TASKS
 from guardreasoner.thresholds import write_thresholds

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from guardreasoner.eval.benchmarks import EvalTask
 from guardreasoner.eval.scoring import average_precision
 
 REPORTED_FPRS = (0.01, 0.05)
@@ -97,9 +96,9 @@ def score_metrics(
     )
 
 
-def record_score(record: dict, task: EvalTask) -> float | None:
-    """A prediction record's score for ``task``: ``record["scores"][field]`` as the runner writes it (from
-    :func:`guardreasoner.scores.verdict_scores`); None when it has none."""
+def record_score(record: dict, field: str) -> float | None:
+    """A prediction record's score for a label field: ``record["scores"][field]`` as the runner writes it
+    (from :func:`guardreasoner.scores.verdict_scores`); None when it has none."""
     scores = record.get("scores")
-    value = scores.get(task.verdict_field) if isinstance(scores, dict) else None
+    value = scores.get(field) if isinstance(scores, dict) else None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
