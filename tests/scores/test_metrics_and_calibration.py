@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from guardreasoner.eval.calibrate import calibrate
 from guardreasoner.eval import EvaluationError
+from guardreasoner.eval.calibrate import calibrate
 from guardreasoner.eval.metrics import operating_point, recall_at_fpr, record_score, score_metrics
 from guardreasoner.parsing import parse_output
 from guardreasoner.scores import verdict_scores
