@@ -69,6 +69,27 @@ class TaskReasoning(BaseModel):
     """The label that conclusion states, when it states exactly one."""
 
 
+class ScoreStatus(str, Enum):
+    """Why a task's score is missing, or only a bound. A task with an exact score has no status."""
+
+    NO_LOGPROBS = "no_logprobs"
+    """The engine returned no log-probabilities (it computes none, or the server ignored the request)."""
+    NO_TOKENIZER = "no_tokenizer"
+    """The engine has no tokenizer to find the label words' tokens (the openai engine: pass ``tokenizer=``)."""
+    NO_LABEL = "no_label"
+    """The task needs a label and the output gives none."""
+    RECOVERED = "recovered_from_reasoning"
+    """The label comes from the reasoning, not from the final ``Answers:`` block."""
+    NOT_LOCATED = "label_not_located"
+    """The final ``Answers:`` block, as the scorer reads it, does not state the verdict's label."""
+    NOT_AT_TOKEN_BOUNDARY = "label_not_at_token_boundary"
+    """The label does not start at a token boundary, or the model spelled it with other tokens than the
+    tokenizer's, so no single position decides between the two labels."""
+    TOP_K_BOUND = "top_k_bound"
+    """The score is present but a bound: the other label was outside the engine's top-k log-probabilities,
+    so the score is the value nearest 0.5 that the reported ones allow (the true one is further from 0.5)."""
+
+
 class Verdict(BaseModel):
     """The guard's answer for one conversation."""
 
@@ -103,6 +124,21 @@ class Verdict(BaseModel):
     """The conversation was cut (head and tail kept) to fit the model's context."""
     error: str | None = None
     """The engine's error message, for ``engine_error`` and ``timeout``."""
+
+    prompt_harmfulness_score: float | None = Field(default=None, ge=0.0, le=1.0)
+    """P(harmful) for the request: the model's probability of ``harmful`` at the label of the final
+    ``Answers:`` block, renormalised over the two labels' first differing tokens. None: see ``score_status``."""
+    response_refusal_score: float | None = Field(default=None, ge=0.0, le=1.0)
+    """P(refusal) for the response, likewise."""
+    response_harmfulness_score: float | None = Field(default=None, ge=0.0, le=1.0)
+    """P(harmful) for the response, likewise."""
+    score_status: dict[str, ScoreStatus] = Field(default_factory=dict)
+    """Per label field (``prompt_harmfulness``, ...), why its score is missing or only a bound."""
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    """The per-field thresholds the guard applied: the label is the positive one when score >= threshold."""
+    threshold_fallbacks: list[str] = Field(default_factory=list)
+    """Fields with a threshold that could not decide (no score, or a bound on the wrong side of it): their
+    label is greedy decoding's."""
 
     @property
     def is_usable(self) -> bool:

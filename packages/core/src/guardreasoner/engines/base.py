@@ -11,8 +11,12 @@ import asyncio
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from guardreasoner.errors import EngineError, EngineTimeoutError
+
+if TYPE_CHECKING:
+    from guardreasoner.scores import LabelLogprobs
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,8 @@ class Generation:
     error: EngineError | None = None
     """Why this prompt's request failed, when it did (then ``text`` is empty). Only :meth:`Engine.generate_each`
     returns such generations; :meth:`Engine.generate` raises instead."""
+    label_logprobs: LabelLogprobs | None = None
+    """What scoring needs (token texts, the label candidates' log-probabilities); None when the engine has none."""
 
     @classmethod
     def failed(cls, error: EngineError) -> Generation:

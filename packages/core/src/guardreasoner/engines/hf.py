@@ -12,6 +12,7 @@ from typing import Any
 from guardreasoner.engines.base import Engine, Generation, GenerationConfig
 from guardreasoner.errors import EngineError, require
 from guardreasoner.prompt import PromptFormat, encode_prompt, render_prompt, stop_token_ids
+from guardreasoner.scores import LabelLogprobs, LabelTokens, from_logprob_rows, token_texts
 
 
 class HFEngine(Engine):
@@ -62,6 +63,7 @@ class HFEngine(Engine):
             self.tokenizer, self.prompt_format, self.model.generation_config.eos_token_id
         )
         self._lock = threading.Lock()
+        self.label_tokens = LabelTokens.from_tokenizer(self.tokenizer)
 
     def render(self, prompt: str) -> str:
         return render_prompt(self.tokenizer, prompt, self.prompt_format)
@@ -105,10 +107,17 @@ class HFEngine(Engine):
             pad_token_id=pad,
             eos_token_id=sorted(self._eos_ids),
         )
+        # The recorder sees the model's own distribution: first in the list, before any sampling warper.
+        recorder = _LabelLogprobRecorder(torch, self.label_tokens.candidate_ids)
+        processors = [recorder]
         if sampling:
-            options.update(temperature=config.temperature, top_p=config.top_p, top_k=0)
+            processors.append(_warper("TemperatureLogitsWarper", config.temperature))
+            if config.top_p < 1.0:
+                processors.append(_warper("TopPLogitsWarper", config.top_p))
+            options.update(temperature=1.0, top_p=1.0, top_k=0)
         else:
             options.update(temperature=None, top_p=None, top_k=None)
+        options["logits_processor"] = processors
         if config.seed is not None:
             torch.manual_seed(config.seed)
         try:
@@ -117,10 +126,12 @@ class HFEngine(Engine):
         except (RuntimeError, ValueError) as exc:
             raise EngineError(f"transformers generation failed: {exc}") from exc
         new_tokens = output[:, width:].tolist()
+        steps = recorder.rows()
         generations = []
         for row, ids in enumerate(batch):
             samples = [self._finish(new_tokens[row * config.n + k]) for k in range(config.n)]
             text, reason, count = samples[0]
+            kept = new_tokens[row * config.n][: count if reason == "length" else count - 1]
             generations.append(
                 Generation(
                     text=text,
@@ -128,9 +139,16 @@ class HFEngine(Engine):
                     num_generated_tokens=count,
                     num_prompt_tokens=len(ids),
                     samples=tuple(s[0] for s in samples),
+                    label_logprobs=self._label_logprobs(kept, [step[row * config.n] for step in steps]),
                 )
             )
         return generations
+
+    def _label_logprobs(self, tokens: list[int], rows: list[list[float]]) -> LabelLogprobs:
+        def decode(ids: list[int]) -> str:
+            return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+        return from_logprob_rows(token_texts(tokens, decode), rows[: len(tokens)], self.label_tokens)
 
     def _finish(self, tokens: list[int]) -> tuple[str, str, int]:
         """Cut at the first stop token; say whether generation stopped or ran out of tokens."""
@@ -147,3 +165,32 @@ class HFEngine(Engine):
         self.model = None
         if self._torch.cuda.is_available():
             self._torch.cuda.empty_cache()
+
+
+class _LabelLogprobRecorder:
+    """A logits processor that keeps, per step, only the label candidates' log-probabilities.
+
+    A handful of floats per step instead of ``output_logits``' full vocabulary (GBs over 2048 steps).
+    """
+
+    def __init__(self, torch: Any, candidate_ids: tuple[int, ...]):
+        self._torch = torch
+        self._ids = torch.tensor(candidate_ids)
+        self._steps: list[Any] = []
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        logits = scores.float()
+        if self._ids.device != logits.device:
+            self._ids = self._ids.to(logits.device)
+        self._steps.append(logits[:, self._ids] - self._torch.logsumexp(logits, dim=-1, keepdim=True))
+        return scores
+
+    def rows(self) -> list[list[list[float]]]:
+        """``[step][row][candidate]``."""
+        return self._torch.stack(self._steps).tolist() if self._steps else []
+
+
+def _warper(name: str, value: float) -> Any:
+    from transformers import generation
+
+    return getattr(generation, name)(value)
