@@ -89,7 +89,8 @@ def test_parquet_folders_globs_and_jsonl_give_the_same_output(tmp_path):
     outputs["jsonl-out"] = read_rows(tmp_path / "as-jsonl", "jsonl")
     reference = {i: row_to_verdict(r) for i, r in outputs["jsonl"].items()}
     assert len(reference) == 40
-    assert list(next(iter(outputs["folder"].values()))) == ["id", *Verdict.model_fields]  # every field, in order
+    columns = list(next(iter(outputs["folder"].values())))
+    assert columns == ["id", *Verdict.model_fields]  # every verdict field, in order
     for name, rows_by_id in outputs.items():
         assert {i: row_to_verdict(r) for i, r in rows_by_id.items()} == reference, name
 
