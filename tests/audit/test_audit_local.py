@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from _audit_records import RECORDS, records, write_jsonl
-from guardreasoner import GuardReasoner
+from guardreasoner import GuardReasoner, Verdict
 from guardreasoner.audit import AuditInputError, OutputStore, audit, row_to_verdict
 from guardreasoner.testing import ScriptedEngine, guard_output
 
@@ -89,6 +89,8 @@ def test_parquet_folders_globs_and_jsonl_give_the_same_output(tmp_path):
     outputs["jsonl-out"] = read_rows(tmp_path / "as-jsonl", "jsonl")
     reference = {i: row_to_verdict(r) for i, r in outputs["jsonl"].items()}
     assert len(reference) == 40
+    columns = list(next(iter(outputs["folder"].values())))
+    assert columns == ["id", *Verdict.model_fields]  # every verdict field, in order
     for name, rows_by_id in outputs.items():
         assert {i: row_to_verdict(r) for i, r in rows_by_id.items()} == reference, name
 
