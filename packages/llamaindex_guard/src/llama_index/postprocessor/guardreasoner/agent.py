@@ -219,14 +219,12 @@ class GuardedAgent(BaseWorkflowAgent):
             output, judged = await self._release(ctx, held, step, request)
         except GuardReasonerViolation as exc:
             return await self._stop(ctx, exc.verdict, "output", exc.content)
-        await held.store.commit()
-        if output.tool_calls or not self._guarding.check_output or judged:
-            return output
-        text = text_or_none(output.response.content)
-        if text is not None:
+        final = not output.tool_calls and self._guarding.check_output and not judged
+        if final and (text := text_or_none(output.response.content)) is not None:
             verdict = await self._judge(request, text)
-            if verdict is not None:
+            if verdict is not None:  # the step's writes (its answer in the scratchpad) are dropped with it
                 return await self._stop(ctx, verdict, "output", text)
+        await held.store.commit()
         return output
 
     async def handle_tool_call_results(
@@ -311,7 +309,7 @@ class GuardedAgent(BaseWorkflowAgent):
             raise self._guarding.violation(verdict, stage, content)
         refusal = self._guarding.refusal(verdict, stage)
         await ctx.store.set(_REFUSED, True)
-        if self.streaming and ctx.is_running:
+        if self.streaming:
             ctx.write_event_to_stream(
                 AgentStream(delta=refusal, response=refusal, current_agent_name=self.name, raw=None)
             )
@@ -407,7 +405,13 @@ class _GuardedTool:
                 inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD),
             ]
         )
-        return FunctionTool(async_fn=call, metadata=tool.metadata, async_callback=lambda output: output)
+
+        async def as_is(
+            output: ToolOutput,
+        ) -> ToolOutput:  # FunctionTool returns a callback's ToolOutput as is
+            return output
+
+        return FunctionTool(async_fn=call, metadata=tool.metadata, async_callback=as_is)
 
 
 class _HeldContext:
@@ -423,7 +427,7 @@ class _HeldContext:
 
     @property
     def is_running(self) -> bool:
-        return self._ctx.is_running
+        return True  # it only exists inside a step, where the workflow is always running
 
     def write_event_to_stream(self, event: Any) -> None:
         if self._sink is None:
