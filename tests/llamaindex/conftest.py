@@ -4,10 +4,13 @@ tests/conftest.py)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from guardreasoner.engines import Engine, Generation, GenerationConfig
+from guardreasoner.guard import GuardReasoner
 from llama_index.core.base.llms.types import (
     ChatMessage,
     ChatResponse,
@@ -141,3 +144,77 @@ def simple_chat_engine(llm: Any) -> SimpleChatEngine:
     intermittent thread error of these tests; it is LlamaIndex's, not the adapter's.
     """
     return SimpleChatEngine.from_defaults(llm=llm, memory=ChatMemoryBuffer.from_defaults())
+
+
+class DelayedLLM(CustomLLM):
+    """A completion LLM that takes ``delay`` seconds (asyncio.sleep when awaited) and echoes the query of a
+    query engine's prompt ("Answer: <query>", else "Answer: <the prompt's last line>"); ``calls`` counts."""
+
+    delay: float = 0.0
+    calls: int = 0
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata()
+
+    def _answer(self, prompt: str) -> CompletionResponse:
+        self.calls += 1
+        lines = prompt.strip().splitlines()
+        query = next(
+            (line.removeprefix("Query: ") for line in lines if line.startswith("Query: ")), lines[-1]
+        )
+        return CompletionResponse(text="Answer: " + query)
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        time.sleep(self.delay)
+        return self._answer(prompt)
+
+    @llm_completion_callback()
+    async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        await asyncio.sleep(self.delay)
+        return self._answer(prompt)
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any):
+        raise NotImplementedError("DelayedLLM does not stream.")
+
+
+class SlowEngine(Engine):
+    """Another engine's answers, ``delay`` seconds per generate call (a batch) plus ``token_delay`` per
+    prompt in it: a slow real guard, as far as the adapters can tell."""
+
+    name = "slow"
+
+    def __init__(self, inner: Engine, delay: float = 0.0, token_delay: float = 0.0):
+        self.inner, self.delay, self.token_delay = inner, delay, token_delay
+
+    def generate(self, prompts: list[str], config: GenerationConfig) -> list[Generation]:
+        time.sleep(self.delay + self.token_delay * len(prompts))
+        return self.inner.generate(prompts, config)
+
+    def count_tokens(self, text: str) -> int | None:
+        return self.inner.count_tokens(text)
+
+
+@pytest.fixture
+def slow_guard(engine):
+    """``slow_guard(delay)``: the scripted guard (its ``engine`` fixture), ``delay`` seconds per call."""
+    return lambda delay=0.0, **options: GuardReasoner(engine=SlowEngine(engine, delay), **options)
+
+
+@pytest.fixture
+def timed_query_engine():
+    """``timed_query_engine(delay)``: a real vector-index query engine on a one-node index whose LLM takes
+    ``delay`` seconds per call; returns ``(engine, llm)``."""
+    from llama_index.core import VectorStoreIndex
+    from llama_index.core.embeddings import MockEmbedding
+    from llama_index.core.schema import TextNode
+
+    def build(delay: float, **options: Any):
+        llm = DelayedLLM(delay=delay)
+        nodes = [TextNode(text="Lima is the capital of Peru.")]
+        index = VectorStoreIndex(nodes, embed_model=MockEmbedding(embed_dim=8))
+        return index.as_query_engine(llm=llm, **options), llm
+
+    return build

@@ -19,6 +19,7 @@ from llama_index.postprocessor.guardreasoner.agent import GuardedAgent
 from llama_index.postprocessor.guardreasoner.chat_engine import GuardedChatEngine
 from llama_index.postprocessor.guardreasoner.postprocessor import GuardReasonerNodePostprocessor
 from llama_index.postprocessor.guardreasoner.query_engine import GuardedQueryEngine
+from llama_index.postprocessor.guardreasoner.shadow import GuardReasonerEventHandler
 
 from guardreasoner.integrations import DEFAULT_VIOLATION_MESSAGE, GuardReasonerViolation
 
@@ -26,6 +27,7 @@ __version__ = "0.2.0"
 
 __all__ = [
     "DEFAULT_VIOLATION_MESSAGE",
+    "GuardReasonerEventHandler",
     "GuardReasonerNodePostprocessor",
     "GuardReasonerViolation",
     "GuardedAgent",
