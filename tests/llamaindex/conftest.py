@@ -27,10 +27,12 @@ from llama_index.core.tools import ToolSelection
 
 
 class ScriptedLLM(CustomLLM):
-    """Answers each completion with the next scripted reply (streamed word by word) and records prompts."""
+    """Answers each completion with the next scripted reply (streamed word by word) and records prompts;
+    ``produced`` keeps every word a stream generated (whether or not anyone read it)."""
 
     replies: list[str] = Field(default_factory=list)
     prompts: list[str] = Field(default_factory=list)
+    produced: list[str] = Field(default_factory=list)
 
     @property
     def metadata(self) -> LLMMetadata:
@@ -49,6 +51,7 @@ class ScriptedLLM(CustomLLM):
         def gen():
             text = ""
             for i, word in enumerate(words):
+                self.produced.append(word)
                 delta = word if i == 0 else " " + word
                 text += delta
                 yield CompletionResponse(text=text, delta=delta)

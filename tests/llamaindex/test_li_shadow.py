@@ -78,7 +78,7 @@ async def test_overload_drops_are_counted_and_logged_once(timed_query_engine, sl
     engine, llm = timed_query_engine(0.0)
     records = []
     recorder = ShadowRecorder(slow_guard(0.2), sink=records.append, max_queue=5, workers=1, batch_size=1)
-    handler = attached(GuardReasonerEventHandler(recorder))
+    attached(GuardReasonerEventHandler(recorder))
     with caplog.at_level(logging.WARNING, logger="guardreasoner.shadow"):
         await run_concurrently(engine, [f"Question {i}?" for i in range(40)])
         recorder.close()
