@@ -285,7 +285,9 @@ class GuardReasonerMiddleware(AgentMiddleware[AgentState[Any], Any]):
             flagged = result[check.index]
             # A new id: a stream that showed the flagged message (passthrough) shows the refusal after it.
             if self.exit_behavior == "end":
-                result[check.index] = with_refusal(flagged, text, verdict, check.stage, tool_calls=[], id=None)
+                result[check.index] = with_refusal(
+                    flagged, text, verdict, check.stage, tool_calls=[], id=None
+                )
                 result = result[: check.index + 1]  # nothing the flagged answer produced follows it
             else:
                 result[check.index] = with_refusal(flagged, text, verdict, check.stage, id=None)
