@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
 
 
 class RecordingChatModel(GenericFakeChatModel):
@@ -49,3 +50,48 @@ class RecordingChatModel(GenericFakeChatModel):
 @pytest.fixture
 def chat_model():
     return RecordingChatModel
+
+
+class ToolLoopChatModel(GenericFakeChatModel):
+    """Answers from its input, so concurrent runs don't share a reply queue: a human message last gets a
+    call of the ``search`` tool, a tool result last gets ``answer`` (each after ``delay`` seconds)."""
+
+    delay: float = 0.0
+    answer: str = "Here is what I found."
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(messages=iter(()), **kwargs)
+
+    def _reply(self, messages) -> AIMessage:
+        if messages[-1].type == "human":
+            call = {"name": "search", "args": {"query": messages[-1].text}, "id": f"call-{id(messages)}"}
+            return AIMessage(content="", tool_calls=[call])
+        return AIMessage(content=self.answer)
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        time.sleep(self.delay)
+        return ChatResult(generations=[ChatGeneration(message=self._reply(messages))])
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+        await asyncio.sleep(self.delay)
+        return ChatResult(generations=[ChatGeneration(message=self._reply(messages))])
+
+    def bind_tools(self, tools, **kwargs):
+        return self
+
+
+@pytest.fixture
+def tool_loop_agent():
+    """``build(delay=0.0, answer=...)``: a create_agent with a ``search`` tool on a ToolLoopChatModel."""
+    from langchain.agents import create_agent
+    from langchain_core.tools import tool
+
+    @tool
+    def search(query: str) -> str:
+        """Search the web."""
+        return f"Results for {query}."
+
+    def build(delay: float = 0.0, answer: str = "Here is what I found."):
+        return create_agent(ToolLoopChatModel(delay=delay, answer=answer), tools=[search])
+
+    return build
