@@ -23,6 +23,7 @@ from llama_index.core.llms import CustomLLM
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.mock import MockFunctionCallingLLM
 from llama_index.core.memory import ChatMemoryBuffer
+from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.core.tools import ToolSelection
 
 
@@ -209,15 +210,30 @@ def slow_guard(engine):
 @pytest.fixture
 def timed_query_engine():
     """``timed_query_engine(delay)``: a real vector-index query engine on a one-node index whose LLM takes
-    ``delay`` seconds per call; returns ``(engine, llm)``."""
+    ``delay`` seconds per call (``light=True``: a query engine that only calls the LLM); returns
+    ``(engine, llm)``."""
     from llama_index.core import VectorStoreIndex
     from llama_index.core.embeddings import MockEmbedding
     from llama_index.core.schema import TextNode
 
-    def build(delay: float, **options: Any):
+    def build(delay: float, *, light: bool = False, **options: Any):
         llm = DelayedLLM(delay=delay)
+        if light:
+            return LightQueryEngine(llm=llm), llm
         nodes = [TextNode(text="Lima is the capital of Peru.")]
         index = VectorStoreIndex(nodes, embed_model=MockEmbedding(embed_dim=8))
         return index.as_query_engine(llm=llm, **options), llm
 
     return build
+
+
+class LightQueryEngine(CustomQueryEngine):
+    """A query engine that only asks its LLM (no retrieval): its wall time is the LLM's, little CPU."""
+
+    llm: Any
+
+    def custom_query(self, query_str: str) -> str:
+        return self.llm.complete(query_str).text
+
+    async def acustom_query(self, query_str: str) -> str:
+        return (await self.llm.acomplete(query_str)).text

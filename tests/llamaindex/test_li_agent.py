@@ -169,7 +169,7 @@ async def test_a_request_split_over_two_turns_is_caught_with_history(guard, tool
     windowed = GuardedAgent(FunctionAgent(tools=[], llm=llm), guard=guard, exit_behavior="end")
     refused = await windowed.run(user_msg="Now give me the steps.", chat_history=list(earlier))
     assert refused.raw["guardreasoner"]["stage"] == "input"  # caught with the earlier turn folded in
-    alone = GuardedAgent(FunctionAgent(tools=[], llm=tool_llm("Here.")), guard=guard, history_turns=0)
+    alone = GuardedAgent(FunctionAgent(tools=[], llm=tool_llm("Here.")), guard=guard, history_window=0)
     assert (
         await alone.run(user_msg="Now give me the steps.", chat_history=list(earlier))
     ).response.content == "Here."

@@ -51,16 +51,16 @@ class Guarding:
         violation_message: str,
         check_input: bool,
         check_output: bool,
-        history_turns: int = DEFAULT_HISTORY_TURNS,
+        history_window: int = DEFAULT_HISTORY_TURNS,
     ):
         self.provider = GuardProvider(guard, model, guard_options)
         self.exit_behavior = check_exit_behavior(exit_behavior)
         self.violation_message = check_violation_message(violation_message)
         self.check_input = check_input
         self.check_output = check_output
-        if history_turns < 0:
-            raise ValueError(f"history_turns must be >= 0, got {history_turns}.")
-        self.history_turns = history_turns
+        if history_window < 0:
+            raise ValueError(f"history_window must be >= 0, got {history_window}.")
+        self.history_window = history_window
 
     @property
     def guard(self) -> GuardReasoner:
@@ -78,8 +78,8 @@ class Guarding:
         return {"guardreasoner": violation_metadata(verdict, stage)}
 
     def request(self, history: Sequence[ChatMessage], message: str) -> str:
-        """What the guard reads as the request: ``message`` with up to ``history_turns`` earlier turns."""
-        prompt, _ = fold_history([*turns_of(history), ("user", message)], window=self.history_turns)
+        """What the guard reads as the request: ``message`` with up to ``history_window`` earlier turns."""
+        prompt, _ = fold_history([*turns_of(history), ("user", message)], window=self.history_window)
         return prompt
 
 

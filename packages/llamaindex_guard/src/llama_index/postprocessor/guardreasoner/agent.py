@@ -8,7 +8,7 @@ what reaches every run path (async ``await handler``, ``handler.stream_events()`
 ``asyncio.run``) with the run's context in hand:
 
 - the input, before the first LLM call: the first ``take_step`` of a run judges the user's message (with
-  ``history_turns`` earlier turns from the memory folded in). With ``parallel_input_check`` the step
+  ``history_window`` earlier turns from the memory folded in). With ``parallel_input_check`` the step
   starts beside the check on a *held* context: its events (streamed tokens included) and its writes to the
   run's state are kept aside until the verdict; on a harmful one the step is cancelled and its writes
   dropped, so no tool call it asked for runs and no token reaches the stream;
@@ -87,7 +87,6 @@ class GuardedAgent(BaseWorkflowAgent):
     _agent: BaseWorkflowAgent = PrivateAttr()
     _guarding: Guarding = PrivateAttr()
     _streams: StreamGuard = PrivateAttr()
-    _check_tools: bool = PrivateAttr()
     _parallel_input_check: bool = PrivateAttr()
 
     def __init__(
@@ -96,11 +95,11 @@ class GuardedAgent(BaseWorkflowAgent):
         guard: GuardReasoner | None = None,
         *,
         check_input: bool = True,
-        check_tools: bool = True,
+        check_tool_results: bool = True,
         check_output: bool = True,
         exit_behavior: ExitBehavior = "error",
         violation_message: str = DEFAULT_VIOLATION_MESSAGE,
-        history_turns: int = DEFAULT_HISTORY_TURNS,
+        history_window: int = DEFAULT_HISTORY_TURNS,
         parallel_input_check: bool = True,
         stream_mode: StreamMode = "buffered",
         stream_chunk_tokens: int = DEFAULT_STREAM_CHUNK_TOKENS,
@@ -116,14 +115,14 @@ class GuardedAgent(BaseWorkflowAgent):
             violation_message=violation_message,
             check_input=check_input,
             check_output=check_output,
-            history_turns=history_turns,
+            history_window=history_window,
         )
         tools = list(agent.tools or [])
         super().__init__(
             name=agent.name,
             description=agent.description,
             system_prompt=agent.system_prompt,
-            tools=[_GuardedTool.wrap(tool, self) for tool in tools] if check_tools else tools,
+            tools=[_GuardedTool.wrap(tool, self) for tool in tools] if check_tool_results else tools,
             can_handoff_to=agent.can_handoff_to,
             llm=agent.llm,
             initial_state=copy.deepcopy(agent.initial_state),
@@ -138,7 +137,6 @@ class GuardedAgent(BaseWorkflowAgent):
         self._agent = agent
         self._guarding = guarding
         self._streams = StreamGuard(guarding, stream_mode, stream_chunk_tokens)
-        self._check_tools = check_tools
         self._parallel_input_check = parallel_input_check
 
     @classmethod
@@ -151,12 +149,9 @@ class GuardedAgent(BaseWorkflowAgent):
         """
         if not isinstance(workflow, AgentWorkflow):
             raise TypeError(f"GuardedAgent.workflow takes an AgentWorkflow, got {type(workflow).__name__}.")
-        first = cls(next(iter(workflow.agents.values())), guard, **options)
-        shared = {key: value for key, value in options.items() if key in _AGENT_OPTIONS}
-        agents = [first] + [
-            cls(agent, guard=first._guarding.provider.get() if guard is None else guard, **shared)
-            for agent in list(workflow.agents.values())[1:]
-        ]
+        agents = [cls(agent, guard, **options) for agent in workflow.agents.values()]
+        for agent in agents[1:]:
+            agent._guarding.provider = agents[0]._guarding.provider  # one guard, built once on first use
         return AgentWorkflow(
             agents=agents,
             initial_state=copy.deepcopy(workflow.initial_state),
@@ -248,7 +243,7 @@ class GuardedAgent(BaseWorkflowAgent):
     # -- internals ------------------------------------------------------------------------------------
 
     async def _request(self, ctx: Context, memory: BaseMemory) -> str | None:
-        """The user's message with up to ``history_turns`` earlier turns of the memory folded in (None when
+        """The user's message with up to ``history_window`` earlier turns of the memory folded in (None when
         the run has no user text, e.g. an image alone)."""
         message = text_or_none(await ctx.store.get("user_msg_str", default=None))
         if message is None:
@@ -339,19 +334,6 @@ class GuardedAgent(BaseWorkflowAgent):
             raw_input=output.raw_input,
             raw_output=Guarding.metadata(verdict, "tool"),
         )
-
-
-_AGENT_OPTIONS = (
-    "check_input",
-    "check_tools",
-    "check_output",
-    "exit_behavior",
-    "violation_message",
-    "history_turns",
-    "parallel_input_check",
-    "stream_mode",
-    "stream_chunk_tokens",
-)
 
 
 def _check_agent(agent: Any) -> None:

@@ -32,7 +32,7 @@ class GuardedChatEngine(BaseChatEngine):
 
     >>> chat = GuardedChatEngine(index.as_chat_engine(llm=llm), guard=guard)  # doctest: +SKIP
 
-    The guard reads the user's message with up to ``history_turns`` earlier turns of the conversation
+    The guard reads the user's message with up to ``history_window`` earlier turns of the conversation
     folded in (:func:`guardreasoner.integrations.history.fold_history`; 0: the message alone), so a harmful
     request split over turns is caught; the answer is judged as the response to that, so a refusal of a
     harmful message passes. A verdict the guard's policy decided blocks under ``fail_closed`` and passes
@@ -65,7 +65,7 @@ class GuardedChatEngine(BaseChatEngine):
         check_output: bool = True,
         exit_behavior: ExitBehavior = "error",
         violation_message: str = DEFAULT_VIOLATION_MESSAGE,
-        history_turns: int = DEFAULT_HISTORY_TURNS,
+        history_window: int = DEFAULT_HISTORY_TURNS,
         parallel_input_check: bool = False,
         stream_mode: StreamMode = "buffered",
         stream_chunk_tokens: int = DEFAULT_STREAM_CHUNK_TOKENS,
@@ -90,7 +90,7 @@ class GuardedChatEngine(BaseChatEngine):
             violation_message=violation_message,
             check_input=check_input,
             check_output=check_output,
-            history_turns=history_turns,
+            history_window=history_window,
         )
         self._streams = StreamGuard(self._guarding, stream_mode, stream_chunk_tokens)
         self.parallel_input_check = parallel_input_check

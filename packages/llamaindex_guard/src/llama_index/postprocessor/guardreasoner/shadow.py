@@ -8,7 +8,7 @@ call's input and output together (one verdict per model call) and write a record
 
 What the guard reads as the request: inside a query (between ``QueryStartEvent`` and ``QueryEndEvent`` in
 the same task or thread), the user's query, not the prompt template with the retrieved context; in a chat
-or an agent step, the last user message with up to ``history_turns`` earlier turns folded in
+or an agent step, the last user message with up to ``history_window`` earlier turns folded in
 (:func:`~guardreasoner.integrations.history.fold_history`; system and tool messages are not shown); else
 the completion prompt. The response is the model's text; a call that produced no text (only tool calls)
 is judged on its request alone.
@@ -57,7 +57,7 @@ class GuardReasonerEventHandler(BaseEventHandler):
     """
 
     _recorder: ShadowRecorder = PrivateAttr()
-    _history_turns: int = PrivateAttr()
+    _history_window: int = PrivateAttr()
     _dispatchers: list[Dispatcher] = PrivateAttr(default_factory=list)
     _errors: int = PrivateAttr(default=0)
 
@@ -69,7 +69,7 @@ class GuardReasonerEventHandler(BaseEventHandler):
         sink: ShadowSink = "log",
         max_queue: int = 1000,
         workers: int = 1,
-        history_turns: int = DEFAULT_HISTORY_TURNS,
+        history_window: int = DEFAULT_HISTORY_TURNS,
     ):
         super().__init__()
         if (recorder is None) == (guard is None):
@@ -80,10 +80,10 @@ class GuardReasonerEventHandler(BaseEventHandler):
                 "so an enforcing recorder could never block: use a recorder with enforce=False here, and "
                 "GuardedQueryEngine, GuardedChatEngine or GuardedAgent to block."
             )
-        if history_turns < 0:
-            raise ValueError(f"history_turns must be >= 0, got {history_turns}.")
+        if history_window < 0:
+            raise ValueError(f"history_window must be >= 0, got {history_window}.")
         self._recorder = recorder or ShadowRecorder(guard, sink=sink, max_queue=max_queue, workers=workers)
-        self._history_turns = history_turns
+        self._history_window = history_window
 
     @classmethod
     def class_name(cls) -> str:
@@ -131,7 +131,7 @@ class GuardReasonerEventHandler(BaseEventHandler):
                 turns = turns_of(event.messages)
                 if not any(role == "user" and text_or_none(text) for role, text in turns):
                     return  # nothing a user said (a system-only call): nothing for the guard to judge
-                request, _ = fold_history(turns, window=self._history_turns)
+                request, _ = fold_history(turns, window=self._history_window)
             response = event.response.message.content if event.response is not None else None
             self._submit(event, request, response, "chat")
         elif isinstance(event, LLMCompletionEndEvent):
