@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import queue
 import sys
@@ -30,6 +31,7 @@ from guardreasoner.integrations import (
     run_beside_check,
     violation_metadata,
 )
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessageChunk, BaseMessage, BaseMessageChunk
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import patch_config
@@ -152,12 +154,13 @@ class GuardedRunnable(Runnable[Any, Any]):
     ) -> Iterator[Any]:
         value = next(inputs)
         request = self._request(value)
-        child = patch_config(config, callbacks=run_manager.get_child())
+        switch = _StopSwitch()
+        child = patch_config(config, callbacks=switch.joined(run_manager.get_child()))
         if not self.check_input:
             upstream: Iterator[Any] = iter(self.chain.stream(value, child, **kwargs))
         else:
             prefetch = (
-                _Prefetch(lambda: self.chain.stream(value, child, **kwargs))
+                _Prefetch(lambda: self.chain.stream(value, child, **kwargs), switch)
                 if self.parallel_input_check
                 else None
             )
@@ -178,6 +181,7 @@ class GuardedRunnable(Runnable[Any, Any]):
         if not self.check_output:
             yield from upstream
             return
+        upstream = switch.stoppable(upstream)
         reader = _ChunkReader()
         if self.stream_mode == "passthrough":
             text = ""
@@ -197,12 +201,15 @@ class GuardedRunnable(Runnable[Any, Any]):
     ) -> AsyncIterator[Any]:
         value = await anext(inputs)
         request = self._request(value)
-        child = patch_config(config, callbacks=run_manager.get_child())
+        switch = _StopSwitch()
+        child = patch_config(config, callbacks=switch.joined(run_manager.get_child()))
         if not self.check_input:
             upstream: AsyncIterator[Any] = aiter(self.chain.astream(value, child, **kwargs))
         else:
             prefetch = (
-                _APrefetch(self.chain.astream(value, child, **kwargs)) if self.parallel_input_check else None
+                _APrefetch(self.chain.astream(value, child, **kwargs), switch)
+                if self.parallel_input_check
+                else None
             )
             try:
                 verdict = await self.guard.aclassify(request)
@@ -224,6 +231,7 @@ class GuardedRunnable(Runnable[Any, Any]):
             async for chunk in upstream:
                 yield chunk
             return
+        upstream = switch.astoppable(upstream)
         reader = _ChunkReader()
         if self.stream_mode == "passthrough":
             text = ""
@@ -322,14 +330,67 @@ def _blocks_response(verdict: Verdict) -> bool:
     return is_violation(verdict, judged_on="response")
 
 
+class _UpstreamStopped(GeneratorExit):
+    """Raised inside the model's stream, at its next token, once the guard stopped that stream.
+
+    A ``GeneratorExit``: it tells each generator on the way out to stop, as closing one does, and callback
+    managers (which catch ``Exception``) let it through instead of logging it as a callback error.
+    """
+
+
+class _StopSwitch(BaseCallbackHandler):
+    """Stops the model's generation when a guarded stream ends early.
+
+    Closing a LangChain sequence's stream does not stop its model: each step, closed, reads the rest of its
+    input for tracing, which runs the model to the end. This handler, in the inner chain's callbacks, raises
+    at the model's next token once ``stopped`` is set, which ends that generation there.
+    """
+
+    raise_error = True
+    run_inline = True
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def joined(self, manager: Any) -> Any:
+        manager.add_handler(self, inherit=True)
+        return manager
+
+    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        if self.stopped:
+            raise _UpstreamStopped("GuardReasoner stopped this stream: the guard blocked its output.")
+
+    def stoppable(self, stream: Iterator[Any]) -> Iterator[Any]:
+        """``stream``, which, closed early, stops its model (set the switch, then close)."""
+        try:
+            for chunk in stream:  # noqa: UP028 (``yield from`` would close ``stream`` before the switch is set)
+                yield chunk
+        finally:
+            self.stopped = True
+            with contextlib.suppress(_UpstreamStopped):
+                getattr(stream, "close", lambda: None)()
+
+    async def astoppable(self, stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            self.stopped = True
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(_UpstreamStopped):
+                    await aclose()
+
+
 class _Prefetch:
     """Pulls a stream in a worker thread (with the caller's context) into a queue while the input check
     runs; the consumer reads the queue after a safe verdict, or :meth:`stop` closes the stream after a
     harmful one, unread."""
 
-    def __init__(self, open_stream: Callable[[], Iterable[Any]]):
+    def __init__(self, open_stream: Callable[[], Iterable[Any]], switch: _StopSwitch):
         self._queue: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue()
         self._stopped = threading.Event()
+        self._switch = switch
         context = contextvars.copy_context()
         threading.Thread(
             target=context.run, args=(self._pull, open_stream), name="guardreasoner-prefetch", daemon=True
@@ -346,7 +407,8 @@ class _Prefetch:
             finally:
                 close = getattr(stream, "close", None)
                 if close is not None:
-                    close()  # after a harmful verdict, or a consumer that stopped: stop the model
+                    with contextlib.suppress(_UpstreamStopped):
+                        close()
         except BaseException as exc:  # handed to the consumer
             self._queue.put((_END, exc))
             return
@@ -354,6 +416,7 @@ class _Prefetch:
 
     def stop(self) -> None:
         self._stopped.set()
+        self._switch.stopped = True
 
     def chunks(self) -> Iterator[Any]:
         try:
@@ -372,8 +435,9 @@ class _APrefetch:
     """:class:`_Prefetch` for an async stream: a task pulls it into a queue; :meth:`stop` cancels the task,
     which closes the stream."""
 
-    def __init__(self, stream: AsyncIterator[Any]):
+    def __init__(self, stream: AsyncIterator[Any], switch: _StopSwitch):
         self._queue: asyncio.Queue[tuple[Any, BaseException | None]] = asyncio.Queue()
+        self._switch = switch
         self._task = asyncio.ensure_future(self._pull(stream))
 
     async def _pull(self, stream: AsyncIterator[Any]) -> None:
@@ -388,10 +452,12 @@ class _APrefetch:
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
-                await aclose()
+                with contextlib.suppress(_UpstreamStopped):
+                    await aclose()
         self._queue.put_nowait((_END, None))
 
     async def stop(self) -> None:
+        self._switch.stopped = True
         self._task.cancel()
         await asyncio.wait([self._task])
 
