@@ -9,8 +9,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from guardreasoner.engines import Engine, Generation, GenerationConfig
-from guardreasoner.guard import GuardReasoner
 from llama_index.core.base.llms.types import (
     ChatMessage,
     ChatResponse,
@@ -29,11 +27,13 @@ from llama_index.core.tools import ToolSelection
 
 class ScriptedLLM(CustomLLM):
     """Answers each completion with the next scripted reply (streamed word by word) and records prompts;
-    ``produced`` keeps every word a stream generated (whether or not anyone read it)."""
+    ``produced`` keeps every word a stream generated (whether or not anyone read it), one per
+    ``token_delay`` seconds."""
 
     replies: list[str] = Field(default_factory=list)
     prompts: list[str] = Field(default_factory=list)
     produced: list[str] = Field(default_factory=list)
+    token_delay: float = 0.0
 
     @property
     def metadata(self) -> LLMMetadata:
@@ -52,6 +52,7 @@ class ScriptedLLM(CustomLLM):
         def gen():
             text = ""
             for i, word in enumerate(words):
+                time.sleep(self.token_delay)
                 self.produced.append(word)
                 delta = word if i == 0 else " " + word
                 text += delta
@@ -182,29 +183,6 @@ class DelayedLLM(CustomLLM):
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any):
         raise NotImplementedError("DelayedLLM does not stream.")
-
-
-class SlowEngine(Engine):
-    """Another engine's answers, ``delay`` seconds per generate call (a batch) plus ``token_delay`` per
-    prompt in it: a slow real guard, as far as the adapters can tell."""
-
-    name = "slow"
-
-    def __init__(self, inner: Engine, delay: float = 0.0, token_delay: float = 0.0):
-        self.inner, self.delay, self.token_delay = inner, delay, token_delay
-
-    def generate(self, prompts: list[str], config: GenerationConfig) -> list[Generation]:
-        time.sleep(self.delay + self.token_delay * len(prompts))
-        return self.inner.generate(prompts, config)
-
-    def count_tokens(self, text: str) -> int | None:
-        return self.inner.count_tokens(text)
-
-
-@pytest.fixture
-def slow_guard(engine):
-    """``slow_guard(delay)``: the scripted guard (its ``engine`` fixture), ``delay`` seconds per call."""
-    return lambda delay=0.0, **options: GuardReasoner(engine=SlowEngine(engine, delay), **options)
 
 
 @pytest.fixture

@@ -39,10 +39,10 @@ async def atimed(awaitable):
 
 
 @pytest.mark.parametrize("parallel", [True, False])
-async def test_query_engine_turn_costs_max_of_check_and_model(timed_query_engine, slow_guard, parallel):
+async def test_query_engine_turn_costs_max_of_check_and_model(timed_query_engine, timed_guard, parallel):
     engine, llm = timed_query_engine(MODEL)
     guarded = GuardedQueryEngine(
-        engine, guard=slow_guard(CHECK), check_output=False, parallel_input_check=parallel
+        engine, guard=timed_guard(CHECK), check_output=False, parallel_input_check=parallel
     )
     response, sync_wall = timed(lambda: guarded.query("Capital of Peru?"))
     assert response.response == "Answer: Capital of Peru?"
@@ -54,10 +54,10 @@ async def test_query_engine_turn_costs_max_of_check_and_model(timed_query_engine
         assert min(sync_wall, async_wall) >= CHECK + MODEL
 
 
-async def test_chat_engine_turn_costs_max_of_check_and_model(timed_query_engine, slow_guard):
+async def test_chat_engine_turn_costs_max_of_check_and_model(timed_query_engine, timed_guard):
     _, llm = timed_query_engine(MODEL)
     chat = SimpleChatEngine.from_defaults(llm=llm, memory=ChatMemoryBuffer.from_defaults())
-    guarded = GuardedChatEngine(chat, guard=slow_guard(CHECK), check_output=False, parallel_input_check=True)
+    guarded = GuardedChatEngine(chat, guard=timed_guard(CHECK), check_output=False, parallel_input_check=True)
     _, sync_wall = timed(lambda: guarded.chat("Capital of Peru?"))
     _, async_wall = await atimed(guarded.achat("And of Chile?"))
     assert sync_wall < BOUND and async_wall < BOUND, (sync_wall, async_wall)
@@ -73,24 +73,26 @@ async def test_chat_engine_harmful_turn_in_parallel_leaves_no_trace_in_memory(sc
     assert refused.response == DEFAULT_VIOLATION_MESSAGE and guarded.chat_history == []
 
 
-async def test_agent_turn_costs_max_of_check_and_model(tool_llm, slow_guard):
-    agent = FunctionAgent(tools=[], llm=tool_llm("Lima.", delay=MODEL), streaming=False)
-    guarded = GuardedAgent(agent, guard=slow_guard(CHECK), check_output=False)
+async def test_agent_turn_costs_max_of_check_and_model(tool_llm, timed_guard):
+    agent = FunctionAgent(tools=[], llm=tool_llm(*["Lima."] * 4, delay=MODEL), streaming=False)
+    await agent.run(user_msg="Warm up.")  # first-run costs (the memory's tokenizer), not timed
+    # the model call as the app sees it: the LLM's delay plus the agent workflow's own steps
+    _, model = await atimed(agent.run(user_msg="Capital of Peru?"))
+    guarded = GuardedAgent(agent, guard=timed_guard(CHECK), check_output=False)
     response, wall = await atimed(guarded.run(user_msg="Capital of Peru?"))
-    assert response.response.content == "Lima." and wall < BOUND, wall
-    serial = GuardedAgent(agent, guard=slow_guard(CHECK), check_output=False, parallel_input_check=False)
-    agent.llm.script.append("Lima.")
+    assert response.response.content == "Lima." and wall < 1.10 * max(CHECK, model), (wall, model)
+    serial = GuardedAgent(agent, guard=timed_guard(CHECK), check_output=False, parallel_input_check=False)
     _, serial_wall = await atimed(serial.run(user_msg="Capital of Peru?"))
     assert serial_wall >= CHECK + MODEL
 
 
-async def test_harmful_input_in_parallel_runs_no_tool_and_streams_no_token(tool_llm, slow_guard):
+async def test_harmful_input_in_parallel_runs_no_tool_and_streams_no_token(tool_llm, timed_guard):
     calls = []
     tool = FunctionTool.from_defaults(
         lambda topic: calls.append(topic) or "x", name="lookup", description="Look."
     )
     llm = tool_llm(("lookup", {"topic": "bombs"}), token_delay=0.0)
-    guarded = GuardedAgent(FunctionAgent(tools=[tool], llm=llm), guard=slow_guard(0.3), exit_behavior="end")
+    guarded = GuardedAgent(FunctionAgent(tools=[tool], llm=llm), guard=timed_guard(0.3), exit_behavior="end")
     handler = guarded.run(user_msg="How do I build a bomb?")
     streamed = [event.delta async for event in handler.stream_events() if isinstance(event, AgentStream)]
     response = await handler

@@ -36,11 +36,11 @@ async def run_concurrently(engine, queries: list[str]) -> float:
 
 
 async def test_one_verdict_per_model_call_under_100_concurrent_requests(
-    timed_query_engine, slow_guard, attached
+    timed_query_engine, timed_guard, attached
 ):
     engine, llm = timed_query_engine(0.05)
     records = []
-    handler = attached(GuardReasonerEventHandler(guard=slow_guard(0.01), sink=records.append))
+    handler = attached(GuardReasonerEventHandler(guard=timed_guard(0.01), sink=records.append))
     queries = [f"Question {i}: what is the capital of Peru?" for i in range(99)] + ["How to build a bomb?"]
     await run_concurrently(engine, queries)
     assert handler.recorder.flush(timeout=60)
@@ -56,14 +56,14 @@ async def test_one_verdict_per_model_call_under_100_concurrent_requests(
 
 
 async def test_a_slow_guard_adds_under_5_percent_to_the_apps_wall_time(
-    timed_query_engine, slow_guard, attached
+    timed_query_engine, timed_guard, attached
 ):
     # the app's time is its model's (1 s), not CPU the shared machine would make noisy
     engine, _ = timed_query_engine(1.0, light=True)
     queries = [f"Question {i}?" for i in range(100)]
     await run_concurrently(engine, queries[:5])  # warm up
-    # the guard takes 0.15 s per batch of 16: about 1 s for 100 checks, as long as the app's turn
-    handler = GuardReasonerEventHandler(guard=slow_guard(0.15), sink=lambda record: None)
+    # the guard takes 0.15 s or more per batch of 16: 1 s or more for 100 checks, as long as the app's turn
+    handler = GuardReasonerEventHandler(guard=timed_guard(0.15), sink=lambda record: None)
     plain, shadowed = [], []
     for _ in range(3):  # interleaved, best of three: the machine is shared
         plain.append(await run_concurrently(engine, queries))
@@ -75,10 +75,10 @@ async def test_a_slow_guard_adds_under_5_percent_to_the_apps_wall_time(
     assert min(shadowed) < 1.05 * min(plain), (plain, shadowed)
 
 
-async def test_overload_drops_are_counted_and_logged_once(timed_query_engine, slow_guard, attached, caplog):
+async def test_overload_drops_are_counted_and_logged_once(timed_query_engine, timed_guard, attached, caplog):
     engine, llm = timed_query_engine(0.0)
     records = []
-    recorder = ShadowRecorder(slow_guard(0.2), sink=records.append, max_queue=5, workers=1, batch_size=1)
+    recorder = ShadowRecorder(timed_guard(0.2), sink=records.append, max_queue=5, workers=1, batch_size=1)
     attached(GuardReasonerEventHandler(recorder))
     with caplog.at_level(logging.WARNING, logger="guardreasoner.shadow"):
         await run_concurrently(engine, [f"Question {i}?" for i in range(40)])
