@@ -130,32 +130,31 @@ class ShadowRecorder:
     ) -> Verdict | None:
         """What a hook calls: without ``enforce``, :meth:`submit` (returns None); with it, judge now, record,
         and raise :class:`GuardReasonerViolation` when the verdict blocks (else return the verdict)."""
-        if not self.enforce:
-            self.submit(prompt, response, stage=stage, metadata=metadata)
+        if (check := self._enforced(prompt, response, stage, metadata)) is None:
             return None
-        check = _Check(prompt, response, stage, dict(metadata or {}))
-        with self._lock:
-            self.submitted += 1
-        started = time.monotonic()
-        verdict = self.guard.classify(prompt, response)
-        return self._enforce(check, verdict, started)
+        return self._enforce(check, self.guard.classify(prompt, response))
 
     async def acheck(
         self, prompt: str, response: str | None = None, *, stage: str, metadata: dict[str, Any] | None = None
     ) -> Verdict | None:
         """:meth:`check` for async hooks (the enforcing check awaits the guard's ``aclassify``)."""
+        if (check := self._enforced(prompt, response, stage, metadata)) is None:
+            return None
+        return self._enforce(check, await self.guard.aclassify(prompt, response))
+
+    def _enforced(
+        self, prompt: str, response: str | None, stage: str, metadata: dict[str, Any] | None
+    ) -> _Check | None:
+        """Without ``enforce``: queue the check and None; with it: the check to judge in the caller."""
         if not self.enforce:
             self.submit(prompt, response, stage=stage, metadata=metadata)
             return None
-        check = _Check(prompt, response, stage, dict(metadata or {}))
         with self._lock:
             self.submitted += 1
-        started = time.monotonic()
-        verdict = await self.guard.aclassify(prompt, response)
-        return self._enforce(check, verdict, started)
+        return _Check(prompt, response, stage, dict(metadata or {}))
 
-    def _enforce(self, check: _Check, verdict: Verdict, started: float) -> Verdict:
-        record = self._record(check, verdict, None, queued_s=0.0, judged_s=time.monotonic() - started)
+    def _enforce(self, check: _Check, verdict: Verdict) -> Verdict:
+        record = self._record(check, verdict, None, queued_s=0.0, judged_s=time.monotonic() - check.enqueued)
         self._emit(record)
         if record["harmful"]:
             raise GuardReasonerViolation(
