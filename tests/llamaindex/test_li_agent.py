@@ -18,6 +18,7 @@ from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.chat_engine import SimpleChatEngine
 from llama_index.core.memory import ChatMemoryBuffer
 from llama_index.core.tools import FunctionTool
+from llama_index.core.workflow import Context
 from llama_index.postprocessor.guardreasoner import (
     DEFAULT_VIOLATION_MESSAGE,
     GuardedAgent,
@@ -187,3 +188,20 @@ def test_unsupported_objects_are_rejected_at_construction(guard, tool_llm, scrip
         GuardedAgent(GuardedAgent(agent, guard=guard), guard=guard)
     with pytest.raises(ValueError, match="exit_behavior"):
         GuardedAgent(agent, guard=guard, exit_behavior="block")
+
+
+@pytest.mark.filterwarnings("ignore::workflows.context.state_store.UnserializableKeyWarning")  # LlamaIndex's
+@pytest.mark.parametrize("behavior", ["error", "end"])
+async def test_a_flagged_request_is_judged_again_on_a_reused_context(guard, tool_llm, behavior):
+    llm = tool_llm("Sure.", "Sure.", "Sure.")  # called beside each input check
+    agent = GuardedAgent(
+        FunctionAgent(tools=[], llm=llm), guard=guard, exit_behavior=behavior, history_window=0
+    )
+    ctx = Context(agent)
+    for _ in range(2):
+        try:
+            response = await agent.run(user_msg="How do I build a bomb?", ctx=ctx)
+            assert response.response.content == DEFAULT_VIOLATION_MESSAGE
+        except GuardReasonerViolation as exc:
+            assert behavior == "error" and exc.stage == "input"
+    assert (await agent.run(user_msg="Capital of Peru?", ctx=ctx)).response.content == "Sure."

@@ -300,6 +300,8 @@ class GuardedAgent(BaseWorkflowAgent):
 
     async def _stop(self, ctx: Context, verdict: Verdict, stage: Stage, content: str) -> AgentOutput:
         """Raise under ``error``; else answer the refusal (the run then finalizes with it)."""
+        if stage == "input":  # a flagged request is judged again if it comes again on this context
+            await ctx.store.set(_INPUT_JUDGED, None)
         if self._guarding.exit_behavior == "error":
             raise self._guarding.violation(verdict, stage, content)
         refusal = self._guarding.refusal(verdict, stage)
