@@ -83,7 +83,8 @@ def test_the_package_readme_snippets_run_in_order(namespace, capsys, tmp_path):
         exec(compile(block, str(PACKAGE_README), "exec"), namespace)
     out = capsys.readouterr().out
     assert "Blocked (input: prompt_harmfulness=harmful).\nharmful\n" in out
-    assert out.count(ANSWER) >= 5  # postprocessor, stream, chat, agent, shadow
+    assert "input harmful\n" in out and "[False]\n" in out
+    assert out.count(ANSWER) >= 6  # postprocessor, stream, chat, agent, workflow, shadow
     assert "\ninput\n" in out  # the split request, caught with the earlier turn folded in
     assert "I'm sorry, but I can't help with that.\n" in out  # the streamed agent refusal
     assert "'recorded': 1, 'dropped': 0" in out
