@@ -35,15 +35,22 @@ from guardreasoner.integrations.options import (
 from guardreasoner.integrations.parallel import Held, arun_beside_check, run_beside_check
 from guardreasoner.integrations.provider import GuardProvider, is_violation
 from guardreasoner.integrations.shadow import ShadowRecord, ShadowRecorder, ShadowSink
-from guardreasoner.integrations.streaming import DEFAULT_STREAM_CHUNK_TOKENS, BufferedStreamModerator
+from guardreasoner.integrations.streaming import (
+    DEFAULT_STREAM_CHUNK_TOKENS,
+    AReadAhead,
+    BufferedStreamModerator,
+    ReadAhead,
+)
 
 __all__ = [
     "DEFAULT_HISTORY_CHARS",
     "DEFAULT_HISTORY_TURNS",
     "DEFAULT_STREAM_CHUNK_TOKENS",
     "DEFAULT_VIOLATION_MESSAGE",
+    "AReadAhead",
     "BufferedStreamModerator",
     "Held",
+    "ReadAhead",
     "ShadowRecord",
     "ShadowRecorder",
     "ShadowSink",
