@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from guardreasoner.guard import GuardReasoner
 from guardreasoner.prompt import build_prompt
-from guardreasoner_llamaindex import GuardReasonerNodePostprocessor
 from llama_index.core import VectorStoreIndex
 from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.llms import MockLLM
 from llama_index.core.schema import ImageNode, MetadataMode, NodeWithScore, TextNode
+from llama_index.postprocessor.guardreasoner import GuardReasonerNodePostprocessor
 
 TEXTS = [
     "Lima is the capital of Peru.",

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from guardreasoner.guard import GuardReasoner
+from guardreasoner.integrations.options import GuardReasonerViolation
+from guardreasoner.integrations.provider import is_violation
 from guardreasoner.verdict import Verdict
 
 __all__ = ["ShadowRecord", "ShadowRecorder", "ShadowSink"]
@@ -153,8 +155,6 @@ class ShadowRecorder:
         return self._enforce(check, verdict, started)
 
     def _enforce(self, check: _Check, verdict: Verdict, started: float) -> Verdict:
-        from guardreasoner.integrations import GuardReasonerViolation
-
         record = self._record(check, verdict, None, queued_s=0.0, judged_s=time.monotonic() - started)
         self._emit(record)
         if record["harmful"]:
@@ -254,8 +254,6 @@ class ShadowRecorder:
     def _record(
         check: _Check, verdict: Verdict | None, error: str | None, *, queued_s: float, judged_s: float
     ) -> ShadowRecord:
-        from guardreasoner.integrations import is_violation
-
         judged_on = "request" if check.response is None else "response"
         return {
             "time": check.submitted,

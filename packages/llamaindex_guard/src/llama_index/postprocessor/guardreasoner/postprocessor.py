@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from guardreasoner import Verdict
-from guardreasoner.guard import GuardReasoner
-from guardreasoner.integrations import GuardProvider, is_violation
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+from llama_index.postprocessor.guardreasoner._common import text_or_none
 
-from guardreasoner_llamaindex._guard import text_or_none
+from guardreasoner import Verdict
+from guardreasoner.guard import GuardReasoner
+from guardreasoner.integrations import GuardProvider, is_violation
 
 
 class GuardReasonerNodePostprocessor(BaseNodePostprocessor):
