@@ -37,7 +37,7 @@ def documented_commands(folder: str) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("folder", ["langchain_guard"])
+@pytest.mark.parametrize("folder", ["langchain_guard", "llamaindex_guard"])
 def test_the_documented_checkout_install_works_in_a_fresh_venv(tmp_path: Path, folder: str):
     commands = documented_commands(folder)
     assert commands, f"no README documents a checkout install of ./packages/{folder}"
