@@ -28,7 +28,7 @@ async def collect(chain, value, run):
 
 @pytest.mark.parametrize("run", ["sync", "async"])
 async def test_in_parallel_a_benign_turn_costs_the_longer_of_check_and_chain(timed_guard, chat_model, run):
-    check, model_delay = 0.4, 0.4
+    check, model_delay = 0.5, 0.6
     times = {}
     for parallel in (False, True):
         model = chat_model(["Lima."], delay=model_delay)
@@ -44,7 +44,7 @@ async def test_in_parallel_a_benign_turn_costs_the_longer_of_check_and_chain(tim
         times[parallel] = time.perf_counter() - begin
         assert output == "Lima."
     assert times[False] >= check + model_delay
-    assert times[True] <= 1.10 * max(check, model_delay) + 0.05, times
+    assert times[True] <= 1.10 * max(check, model_delay), times
 
 
 @pytest.mark.parametrize("run", ["sync", "async"])
