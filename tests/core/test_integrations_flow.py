@@ -216,21 +216,52 @@ def test_each_check_reads_the_prompt_and_the_response_so_far_or_a_bounded_contex
     assert [r for _, r in seen] == ["a b ", "b c d ", "d e "]  # one word of the released text, then the chunk
 
 
-def test_a_harmful_chunk_closes_the_upstream_stream(guard: GuardReasoner):
+@pytest.mark.parametrize("read_ahead", [False, True])
+def test_a_harmful_chunk_closes_the_upstream_stream(guard: GuardReasoner, read_ahead: bool):
     produced: list[int] = []
     closed: list[bool] = []
+    tail = words(SAFE) * 10
 
     def model():
         try:
-            for index, piece in enumerate(words(HARMFUL) + words(SAFE) * 10):
+            for index, piece in enumerate(words(HARMFUL) + tail):
                 produced.append(index)
+                time.sleep(0.005 * read_ahead)  # a model's pace, so reading ahead cannot take it all at once
                 yield piece
         finally:
             closed.append(True)
 
+    moderator = BufferedStreamModerator(guard, "Q?", chunk_tokens=4, read_ahead=read_ahead)
     with pytest.raises(GuardReasonerViolation):
-        list(BufferedStreamModerator(guard, "Q?", chunk_tokens=4).moderate(model()))
-    assert closed == [True] and len(produced) < len(words(HARMFUL)) + 4
+        list(moderator.moderate(model()))
+    deadline = time.monotonic() + 2
+    while not closed and time.monotonic() < deadline:  # the reader thread closes it after its current piece
+        time.sleep(0.01)
+    assert closed == [True]
+    if read_ahead:  # read ahead while the guard judged, then stopped: far short of the whole answer
+        assert len(produced) < len(words(HARMFUL)) + len(tail) // 2
+    else:
+        assert len(produced) < len(words(HARMFUL)) + 4
+
+
+def test_reading_ahead_keeps_the_stream_flowing_while_the_guard_judges(timed_guard):
+    guard = timed_guard(0.1)
+
+    def model():
+        for piece in words(SAFE) * 2:  # 32 pieces, 10 ms each: 0.32 s
+            time.sleep(0.01)
+            yield piece
+
+    times = {}
+    for read_ahead in (False, True):
+        begin = time.perf_counter()
+        released = list(
+            BufferedStreamModerator(guard, "Q?", chunk_tokens=8, read_ahead=read_ahead).moderate(model())
+        )
+        times[read_ahead] = time.perf_counter() - begin
+        assert released == words(SAFE) * 2
+    # Four checks of about 0.1 s each: in series with the stream about 0.72 s; read ahead about 0.42 s.
+    assert times[True] < times[False] - 0.15, times
 
 
 async def test_async_streams_release_and_stop_the_same_way(guard: GuardReasoner):

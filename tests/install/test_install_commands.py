@@ -3,12 +3,14 @@
 Each command documented in a README (root or package) that installs an adapter folder
 (``./packages/langchain_guard``, ``./packages/llamaindex_guard``) runs as written, from the repository root,
 in a new ``python -m venv`` per adapter; then the adapter's import name must import there. pip resolves the
-frameworks from the package registry (through its cache). The index command (``pip install
+frameworks from the package registry (through its cache), under CI's pins (``PIP_CONSTRAINT`` set to
+``.ci/constraints.txt``, so the resolver does not search versions; the command itself is as written). The index command (``pip install
 "guardreasoner[langchain]"``) is not run: the packages are not published from this checkout.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -37,7 +39,7 @@ def documented_commands(folder: str) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("folder", ["langchain_guard"])
+@pytest.mark.parametrize("folder", ["langchain_guard", "llamaindex_guard"])
 def test_the_documented_checkout_install_works_in_a_fresh_venv(tmp_path: Path, folder: str):
     commands = documented_commands(folder)
     assert commands, f"no README documents a checkout install of ./packages/{folder}"
@@ -50,6 +52,7 @@ def test_the_documented_checkout_install_works_in_a_fresh_venv(tmp_path: Path, f
             f'"{bin_dir / "python"}" -m pip install --disable-pip-version-check --quiet {args}',
             shell=True,
             cwd=REPO_ROOT,
+            env={**os.environ, "PIP_CONSTRAINT": str(REPO_ROOT / ".ci" / "constraints.txt")},
             capture_output=True,
             text=True,
             timeout=600,

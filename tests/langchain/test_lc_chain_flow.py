@@ -28,7 +28,7 @@ async def collect(chain, value, run):
 
 @pytest.mark.parametrize("run", ["sync", "async"])
 async def test_in_parallel_a_benign_turn_costs_the_longer_of_check_and_chain(timed_guard, chat_model, run):
-    check, model_delay = 0.4, 0.4
+    check, model_delay = 0.5, 0.6
     times = {}
     for parallel in (False, True):
         model = chat_model(["Lima."], delay=model_delay)
@@ -44,7 +44,7 @@ async def test_in_parallel_a_benign_turn_costs_the_longer_of_check_and_chain(tim
         times[parallel] = time.perf_counter() - begin
         assert output == "Lima."
     assert times[False] >= check + model_delay
-    assert times[True] <= 1.10 * max(check, model_delay) + 0.05, times
+    assert times[True] <= 1.10 * max(check, model_delay), times
 
 
 @pytest.mark.parametrize("run", ["sync", "async"])
@@ -81,8 +81,8 @@ async def test_a_harmful_request_streams_no_token(guard, chat_model, parallel, r
 @pytest.mark.parametrize("chunk", CHUNK_SIZES)
 @pytest.mark.parametrize("run", ["sync", "async"])
 async def test_buffered_streams_leak_no_token_of_a_harmful_answer(guard, chat_model, chunk, run):
-    answer = HARMFUL + " " + " ".join([SAFE] * 5)  # a long tail after the harmful words
-    model = chat_model([answer])
+    answer = HARMFUL + " " + " ".join([SAFE] * 3)  # a long tail after the harmful words
+    model = chat_model([answer], token_delay=0.001)  # a model's pace: the stream is read ahead as it comes
     chain = guard_chain(
         TEMPLATE | model | StrOutputParser(),
         guard,
@@ -97,9 +97,9 @@ async def test_buffered_streams_leak_no_token_of_a_harmful_answer(guard, chat_mo
     assert answer.startswith(released)  # what was released is a prefix judged safe, in order
     words_before = len(HARMFUL[: HARMFUL.index("bomb")].split())
     assert len(released.split()) == (words_before // chunk) * chunk  # every safe whole chunk, no more
-    # The model's generation was stopped at the harmful chunk (a word and a space per two chunks), not run
-    # to the end of its answer.
-    assert model.streamed <= 2 * (words_before + chunk) + 2 < 2 * len(answer.split()) - 1
+    # The model's generation was stopped once the harmful chunk was judged, not run to the end of its
+    # answer (a word and a space are two chunks).
+    assert model.streamed < 2 * len(answer.split()) - 1
 
 
 @pytest.mark.parametrize("chunk", CHUNK_SIZES)

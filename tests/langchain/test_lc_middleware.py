@@ -111,7 +111,7 @@ async def test_a_streamed_agent_shows_a_harmful_answer_never_and_a_safe_one_whol
 
 @pytest.mark.parametrize("run", ["sync", "async"])
 async def test_in_parallel_a_benign_turn_costs_the_longer_of_check_and_model(timed_guard, chat_model, run):
-    check, model_delay = 0.4, 0.4
+    check, model_delay = 0.5, 0.6
     times = {}
     for parallel in (False, True):
         model = chat_model(["Lima."], delay=model_delay)
@@ -123,7 +123,7 @@ async def test_in_parallel_a_benign_turn_costs_the_longer_of_check_and_model(tim
         times[parallel] = time.perf_counter() - begin
         assert result["messages"][-1].content == "Lima."
     assert times[False] >= check + model_delay
-    assert times[True] <= 1.10 * max(check, model_delay) + 0.05, times  # 5 ms of agent overhead allowed
+    assert times[True] <= 1.10 * max(check, model_delay), times
 
 
 def test_harmful_answer_is_swapped_out_of_the_state_on_end(guard, chat_model):

@@ -3,13 +3,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import contextvars
-import queue
 import sys
-import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
 from guardreasoner import InvalidInputError, Verdict
@@ -18,10 +14,12 @@ from guardreasoner.integrations import (
     DEFAULT_HISTORY_TURNS,
     DEFAULT_STREAM_CHUNK_TOKENS,
     DEFAULT_VIOLATION_MESSAGE,
+    AReadAhead,
     BufferedStreamModerator,
     ExitBehavior,
     GuardProvider,
     GuardReasonerViolation,
+    ReadAhead,
     StreamMode,
     arun_beside_check,
     check_exit_behavior,
@@ -156,32 +154,31 @@ class GuardedRunnable(Runnable[Any, Any]):
         request = self._request(value)
         switch = _StopSwitch()
         child = patch_config(config, callbacks=switch.joined(run_manager.get_child()))
-        if not self.check_input:
-            upstream: Iterator[Any] = iter(self.chain.stream(value, child, **kwargs))
-        else:
-            prefetch = (
-                _Prefetch(lambda: self.chain.stream(value, child, **kwargs), switch)
-                if self.parallel_input_check
-                else None
-            )
+
+        def open_stream() -> Iterator[Any]:
+            return self.chain.stream(value, child, **kwargs)
+
+        ahead = None  # the stream, read in a worker thread, held until released
+        if self.check_input:
+            if self.parallel_input_check:
+                ahead = ReadAhead(open_stream, on_stop=switch.stop)
             try:
                 verdict = self.guard.classify(request)
             except BaseException:
-                if prefetch is not None:
-                    prefetch.stop()
+                if ahead is not None:
+                    ahead.close()
                 raise
             if _blocks_request(verdict):
-                if prefetch is not None:
-                    prefetch.stop()
+                if ahead is not None:
+                    ahead.close()
                 yield self._refusal(verdict, "input", request, None)
                 return
-            upstream = (
-                prefetch.chunks() if prefetch is not None else iter(self.chain.stream(value, child, **kwargs))
-            )
+        if ahead is None and self.check_output and self.stream_mode != "passthrough":
+            ahead = ReadAhead(open_stream, on_stop=switch.stop)
+        upstream: Iterable[Any] = ahead if ahead is not None else switch.stoppable(open_stream())
         if not self.check_output:
             yield from upstream
             return
-        upstream = switch.stoppable(upstream)
         reader = _ChunkReader()
         if self.stream_mode == "passthrough":
             text = ""
@@ -203,35 +200,30 @@ class GuardedRunnable(Runnable[Any, Any]):
         request = self._request(value)
         switch = _StopSwitch()
         child = patch_config(config, callbacks=switch.joined(run_manager.get_child()))
-        if not self.check_input:
-            upstream: AsyncIterator[Any] = aiter(self.chain.astream(value, child, **kwargs))
-        else:
-            prefetch = (
-                _APrefetch(self.chain.astream(value, child, **kwargs), switch)
-                if self.parallel_input_check
-                else None
-            )
+        ahead = None  # the stream, read by a task, held until released
+        if self.check_input:
+            if self.parallel_input_check:
+                ahead = AReadAhead(self.chain.astream(value, child, **kwargs), on_stop=switch.stop)
             try:
                 verdict = await self.guard.aclassify(request)
             except BaseException:
-                if prefetch is not None:
-                    await prefetch.stop()
+                if ahead is not None:
+                    await ahead.aclose()
                 raise
             if _blocks_request(verdict):
-                if prefetch is not None:
-                    await prefetch.stop()
+                if ahead is not None:
+                    await ahead.aclose()
                 yield self._refusal(verdict, "input", request, None)
                 return
-            upstream = (
-                prefetch.chunks()
-                if prefetch is not None
-                else aiter(self.chain.astream(value, child, **kwargs))
-            )
+        if ahead is None and self.check_output and self.stream_mode != "passthrough":
+            ahead = AReadAhead(self.chain.astream(value, child, **kwargs), on_stop=switch.stop)
+        upstream: AsyncIterable[Any] = (
+            ahead if ahead is not None else switch.astoppable(self.chain.astream(value, child, **kwargs))
+        )
         if not self.check_output:
             async for chunk in upstream:
                 yield chunk
             return
-        upstream = switch.astoppable(upstream)
         reader = _ChunkReader()
         if self.stream_mode == "passthrough":
             text = ""
@@ -352,6 +344,9 @@ class _StopSwitch(BaseCallbackHandler):
     def __init__(self) -> None:
         self.stopped = False
 
+    def stop(self) -> None:
+        self.stopped = True
+
     def joined(self, manager: Any) -> Any:
         manager.add_handler(self, inherit=True)
         return manager
@@ -380,98 +375,6 @@ class _StopSwitch(BaseCallbackHandler):
             if aclose is not None:
                 with contextlib.suppress(_UpstreamStopped):
                     await aclose()
-
-
-class _Prefetch:
-    """Pulls a stream in a worker thread (with the caller's context) into a queue while the input check
-    runs; the consumer reads the queue after a safe verdict, or :meth:`stop` closes the stream after a
-    harmful one, unread."""
-
-    def __init__(self, open_stream: Callable[[], Iterable[Any]], switch: _StopSwitch):
-        self._queue: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue()
-        self._stopped = threading.Event()
-        self._switch = switch
-        context = contextvars.copy_context()
-        threading.Thread(
-            target=context.run, args=(self._pull, open_stream), name="guardreasoner-prefetch", daemon=True
-        ).start()
-
-    def _pull(self, open_stream: Callable[[], Iterable[Any]]) -> None:
-        try:
-            stream = iter(open_stream())
-            try:
-                for chunk in stream:
-                    if self._stopped.is_set():
-                        return
-                    self._queue.put((chunk, None))
-            finally:
-                close = getattr(stream, "close", None)
-                if close is not None:
-                    with contextlib.suppress(_UpstreamStopped):
-                        close()
-        except BaseException as exc:  # handed to the consumer
-            self._queue.put((_END, exc))
-            return
-        self._queue.put((_END, None))
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._switch.stopped = True
-
-    def chunks(self) -> Iterator[Any]:
-        try:
-            while True:
-                chunk, error = self._queue.get()
-                if error is not None:
-                    raise error
-                if chunk is _END:
-                    return
-                yield chunk
-        finally:
-            self.stop()
-
-
-class _APrefetch:
-    """:class:`_Prefetch` for an async stream: a task pulls it into a queue; :meth:`stop` cancels the task,
-    which closes the stream."""
-
-    def __init__(self, stream: AsyncIterator[Any], switch: _StopSwitch):
-        self._queue: asyncio.Queue[tuple[Any, BaseException | None]] = asyncio.Queue()
-        self._switch = switch
-        self._task = asyncio.ensure_future(self._pull(stream))
-
-    async def _pull(self, stream: AsyncIterator[Any]) -> None:
-        try:
-            async for chunk in stream:
-                self._queue.put_nowait((chunk, None))
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            self._queue.put_nowait((_END, exc))
-            return
-        finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(_UpstreamStopped):
-                    await aclose()
-        self._queue.put_nowait((_END, None))
-
-    async def stop(self) -> None:
-        self._switch.stopped = True
-        self._task.cancel()
-        await asyncio.wait([self._task])
-
-    async def chunks(self) -> AsyncIterator[Any]:
-        try:
-            while True:
-                chunk, error = await self._queue.get()
-                if error is not None:
-                    raise error
-                if chunk is _END:
-                    return
-                yield chunk
-        finally:
-            await self.stop()
 
 
 def guard_chain(

@@ -23,7 +23,6 @@ from guardreasoner.integrations.options import (
     DEFAULT_VIOLATION_MESSAGE,
     ExitBehavior,
     GuardReasonerViolation,
-    GuardViolation,
     StreamMode,
     check_exit_behavior,
     check_stream_mode,
@@ -35,15 +34,22 @@ from guardreasoner.integrations.options import (
 from guardreasoner.integrations.parallel import Held, arun_beside_check, run_beside_check
 from guardreasoner.integrations.provider import GuardProvider, is_violation
 from guardreasoner.integrations.shadow import ShadowRecord, ShadowRecorder, ShadowSink
-from guardreasoner.integrations.streaming import DEFAULT_STREAM_CHUNK_TOKENS, BufferedStreamModerator
+from guardreasoner.integrations.streaming import (
+    DEFAULT_STREAM_CHUNK_TOKENS,
+    AReadAhead,
+    BufferedStreamModerator,
+    ReadAhead,
+)
 
 __all__ = [
     "DEFAULT_HISTORY_CHARS",
     "DEFAULT_HISTORY_TURNS",
     "DEFAULT_STREAM_CHUNK_TOKENS",
     "DEFAULT_VIOLATION_MESSAGE",
+    "AReadAhead",
     "BufferedStreamModerator",
     "Held",
+    "ReadAhead",
     "ShadowRecord",
     "ShadowRecorder",
     "ShadowSink",
@@ -54,7 +60,6 @@ __all__ = [
     "ExitBehavior",
     "GuardProvider",
     "GuardReasonerViolation",
-    "GuardViolation",
     "StreamMode",
     "check_exit_behavior",
     "check_stream_mode",

@@ -19,7 +19,6 @@ __all__ = [
     "DEFAULT_VIOLATION_MESSAGE",
     "ExitBehavior",
     "GuardReasonerViolation",
-    "GuardViolation",
     "StreamMode",
     "check_exit_behavior",
     "check_stream_mode",
@@ -132,7 +131,3 @@ class GuardReasonerViolation(GuardReasonerError):
         self.verdict = verdict
         self.stage = stage
         self.content = content
-
-
-GuardViolation = GuardReasonerViolation
-"""The class's former name, kept while ``guardreasoner_llamaindex`` (renamed by its own change) imports it."""

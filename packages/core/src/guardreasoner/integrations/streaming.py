@@ -8,15 +8,22 @@ closes the upstream stream (which stops the model's generation where the framewo
 ``exit_behavior`` (raise, or end the stream with the refusal). What was released before stays released:
 it was judged safe with everything before it.
 
-Trade-off: the first text reaches the user after ``chunk_tokens`` tokens and one check, and each further
-check pauses the stream while the guard runs (one check per chunk: a 500-token answer in 100-token chunks
-costs five checks). Larger chunks mean fewer checks and a later first token; smaller ones the reverse.
-``context_tokens`` bounds what each check re-reads of the already released text (None: all of it).
+The stream is read ahead while the guard judges (in a worker thread or task), so the model is not paused
+by the checks; the checks run one at a time, in order. Trade-off: the first text reaches the user after
+``chunk_tokens`` tokens and one check; a 500-token answer in 100-token chunks costs five checks, and when
+the checks are slower than the model the release falls behind the model by the checks' backlog. Larger
+chunks mean fewer checks and a later first token; smaller ones the reverse. ``context_tokens`` bounds what
+each check re-reads of the already released text (None: all of it).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
+import queue
 import re
+import threading
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -25,7 +32,7 @@ from guardreasoner.integrations.options import GuardReasonerViolation
 from guardreasoner.integrations.provider import is_violation
 from guardreasoner.verdict import Verdict
 
-__all__ = ["DEFAULT_STREAM_CHUNK_TOKENS", "BufferedStreamModerator"]
+__all__ = ["DEFAULT_STREAM_CHUNK_TOKENS", "AReadAhead", "BufferedStreamModerator", "ReadAhead"]
 
 DEFAULT_STREAM_CHUNK_TOKENS = 64
 
@@ -53,6 +60,7 @@ class BufferedStreamModerator(Generic[T]):
         context_tokens: int | None = None,
         text_of: Callable[[T], str] = str,
         stage: str = "output",
+        read_ahead: bool = True,
     ):
         if chunk_tokens < 1:
             raise ValueError(f"stream_chunk_tokens must be >= 1, got {chunk_tokens}.")
@@ -64,6 +72,7 @@ class BufferedStreamModerator(Generic[T]):
         self.context_tokens = context_tokens
         self.text_of = text_of
         self.stage = stage
+        self.read_ahead = read_ahead
         self.checks = 0
         self.released = 0
         self.verdicts: list[Verdict] = []
@@ -74,8 +83,12 @@ class BufferedStreamModerator(Generic[T]):
     # -- drivers --------------------------------------------------------------------------------------
 
     def moderate(self, stream: Iterable[T]) -> Iterator[T]:
-        """The pieces of ``stream`` that were judged safe, chunk by chunk; raises on a harmful chunk."""
-        upstream = iter(stream)
+        """The pieces of ``stream`` that were judged safe, chunk by chunk; raises on a harmful chunk.
+
+        With ``read_ahead`` (default) the stream is read in a worker thread (:class:`ReadAhead`), so it
+        keeps flowing while the guard judges a chunk; a harmful verdict stops it there.
+        """
+        upstream = stream if isinstance(stream, ReadAhead) or not self.read_ahead else ReadAhead(stream)
         try:
             for piece in upstream:
                 if self._hold(piece):
@@ -90,8 +103,9 @@ class BufferedStreamModerator(Generic[T]):
         yield from self._release()  # the last judged chunk, or pieces with no text (metadata) at the end
 
     async def amoderate(self, stream: AsyncIterable[T]) -> AsyncIterator[T]:
-        """:meth:`moderate` for an async stream (the checks await the guard's ``aclassify``)."""
-        upstream = aiter(stream)
+        """:meth:`moderate` for an async stream (the checks await the guard's ``aclassify``; the read-ahead
+        is a task, :class:`AReadAhead`)."""
+        upstream = stream if isinstance(stream, AReadAhead) or not self.read_ahead else AReadAhead(stream)
         try:
             async for piece in upstream:
                 if self._hold(piece):
@@ -144,3 +158,112 @@ class BufferedStreamModerator(Generic[T]):
     def stats(self) -> dict[str, Any]:
         """What was judged and released so far."""
         return {"checks": self.checks, "released": self.released, "held": len(self._held)}
+
+
+_END = object()
+
+
+class ReadAhead(Generic[T]):
+    """Reads a stream in a worker thread (with the caller's context variables) into a queue, so the stream
+    keeps flowing while its consumer waits (for the guard); iterate it to get the items in order.
+
+    ``source`` is an iterable, or a callable that opens one (called in the worker). :meth:`close` (or an
+    early stop of the iteration) stops reading after the current item and closes the source; ``on_stop``
+    is called at once (a framework's way to stop the model sooner). The source's error is raised to the
+    consumer in its place in the stream.
+    """
+
+    def __init__(
+        self, source: Iterable[T] | Callable[[], Iterable[T]], *, on_stop: Callable[[], None] | None = None
+    ):
+        self._queue: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue()
+        self._stopped = threading.Event()
+        self._on_stop = on_stop
+        context = contextvars.copy_context()
+        threading.Thread(
+            target=context.run, args=(self._pull, source), name="guardreasoner-read-ahead", daemon=True
+        ).start()
+
+    def _pull(self, source: Iterable[T] | Callable[[], Iterable[T]]) -> None:
+        stream: Iterator[T] | None = None
+        try:
+            stream = iter(source() if callable(source) else source)
+            for item in stream:
+                if self._stopped.is_set():
+                    break
+                self._queue.put((item, None))
+        except BaseException as exc:  # handed to the consumer
+            self._queue.put((_END, exc))
+            return
+        finally:
+            if stream is not None and self._stopped.is_set():
+                with contextlib.suppress(GeneratorExit):
+                    getattr(stream, "close", lambda: None)()
+        self._queue.put((_END, None))
+
+    def __iter__(self) -> Iterator[T]:
+        try:
+            while True:
+                item, error = self._queue.get()
+                if error is not None:
+                    raise error
+                if item is _END:
+                    return
+                yield item
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if not self._stopped.is_set():
+            self._stopped.set()
+            if self._on_stop is not None:
+                self._on_stop()
+
+
+class AReadAhead(Generic[T]):
+    """:class:`ReadAhead` for an async stream: a task reads it into a queue; :meth:`aclose` cancels the
+    task (which stops the stream) after calling ``on_stop``."""
+
+    def __init__(self, source: AsyncIterable[T], *, on_stop: Callable[[], None] | None = None):
+        self._queue: asyncio.Queue[tuple[Any, BaseException | None]] = asyncio.Queue()
+        self._on_stop = on_stop
+        self._closed = False
+        self._task = asyncio.ensure_future(self._pull(source))
+
+    async def _pull(self, source: AsyncIterable[T]) -> None:
+        stream = aiter(source)
+        try:
+            async for item in stream:
+                self._queue.put_nowait((item, None))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._queue.put_nowait((_END, exc))
+            return
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(GeneratorExit, RuntimeError):
+                    await aclose()
+        self._queue.put_nowait((_END, None))
+
+    async def __aiter__(self) -> AsyncIterator[T]:
+        try:
+            while True:
+                item, error = await self._queue.get()
+                if error is not None:
+                    raise error
+                if item is _END:
+                    return
+                yield item
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._on_stop is not None:
+            self._on_stop()
+        self._task.cancel()
+        await asyncio.wait([self._task])
