@@ -8,21 +8,16 @@ violation the upstream stream is closed; ``exit_behavior="error"`` raises
 :class:`~guardreasoner.integrations.GuardReasonerViolation` from the consumer's loop, ``"end"``/``"replace"``
 end the stream with the refusal (and ``on_violation`` is told, so the adapter can mark the response).
 
-In ``buffered`` and ``whole`` modes the upstream is read ahead (a thread, or a task for an async stream)
-while a chunk is being judged, so the model goes on generating instead of waiting for each check; when the
-moderator stops, the reader stops after the piece it is reading and closes the upstream.
+In ``buffered`` and ``whole`` modes the moderator reads the upstream ahead while a chunk is being judged, so
+the model goes on generating instead of waiting for each check.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import inspect
-import queue
 import sys
-import threading
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from llama_index.postprocessor.guardreasoner._common import Guarding
 
@@ -66,7 +61,7 @@ class StreamGuard:
                     yield piece
                 self._judge_whole(self.guarding.guard.classify(prompt, text), text)
             else:
-                yield from self.moderator(prompt, text_of).moderate(_read_ahead(stream))
+                yield from self.moderator(prompt, text_of).moderate(stream)
         except GuardReasonerViolation as exc:
             self._raise_under_error(exc)
             on_violation(exc.verdict, exc.content)
@@ -90,7 +85,7 @@ class StreamGuard:
                     yield piece
                 self._judge_whole(await self.guarding.guard.aclassify(prompt, text), text)
             else:
-                async for piece in self.moderator(prompt, text_of).amoderate(_aread_ahead(stream)):
+                async for piece in self.moderator(prompt, text_of).amoderate(stream):
                     yield piece
         except GuardReasonerViolation as exc:
             self._raise_under_error(exc)
@@ -105,67 +100,6 @@ class StreamGuard:
     def _raise_under_error(self, exc: GuardReasonerViolation) -> None:
         if self.guarding.exit_behavior == "error":
             raise exc
-
-
-_DONE = object()
-
-
-def _read_ahead(stream: Iterable[T]) -> Iterator[T]:
-    """``stream``'s pieces, read by a thread (with the caller's context variables) into a queue."""
-    pieces: queue.SimpleQueue[tuple[Any, BaseException | None]] = queue.SimpleQueue()
-    stop = threading.Event()
-
-    def read() -> None:
-        upstream = iter(stream)
-        try:
-            for piece in upstream:
-                pieces.put((piece, None))
-                if stop.is_set():
-                    break
-            pieces.put((_DONE, None))
-        except BaseException as exc:  # handed to the consumer
-            pieces.put((_DONE, exc))
-        finally:
-            if callable(close := getattr(upstream, "close", None)):
-                close()  # stops the model's generation where the stream supports it
-
-    context = contextvars.copy_context()
-    threading.Thread(target=context.run, args=(read,), name="guardreasoner-read-ahead", daemon=True).start()
-    try:
-        while (item := pieces.get())[0] is not _DONE:
-            yield item[0]
-        if item[1] is not None:
-            raise item[1]
-    finally:
-        stop.set()
-
-
-async def _aread_ahead(stream: AsyncIterable[T]) -> AsyncIterator[T]:
-    """``stream``'s pieces, read by a task into a queue."""
-    pieces: asyncio.Queue[tuple[Any, BaseException | None]] = asyncio.Queue()
-
-    async def read() -> None:
-        upstream = aiter(stream)
-        try:
-            async for piece in upstream:
-                pieces.put_nowait((piece, None))
-            pieces.put_nowait((_DONE, None))
-        except Exception as exc:  # handed to the consumer
-            pieces.put_nowait((_DONE, exc))
-        finally:
-            if callable(aclose := getattr(upstream, "aclose", None)):
-                await aclose()
-
-    reader = asyncio.ensure_future(read())
-    try:
-        while (item := await pieces.get())[0] is not _DONE:
-            yield item[0]
-        if item[1] is not None:
-            raise item[1]
-    finally:
-        if not reader.done():
-            reader.cancel()
-            await asyncio.wait([reader])
 
 
 __all__ = ["DEFAULT_STREAM_CHUNK_TOKENS", "StreamGuard"]

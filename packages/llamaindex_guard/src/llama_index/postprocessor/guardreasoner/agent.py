@@ -353,7 +353,7 @@ def _check_agent(agent: Any) -> None:
         }
         extra = next((text for method, text in hint.items() if callable(getattr(agent, method, None))), "")
         raise TypeError(
-            "GuardedAgent wraps a LlamaIndex 0.14 agent (FunctionAgent, ReActAgent, CodeActAgent or another "
+            "GuardedAgent wraps a LlamaIndex 0.14 agent (FunctionAgent, ReActAgent or another "
             f"BaseWorkflowAgent), got {type(agent).__name__}.{extra}"
         )
     if agent.tool_retriever is not None:
