@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,36 @@ def guard(engine: ScriptedEngine) -> GuardReasoner:
 def make_guard():
     """A fresh scripted guard with the given options (``policy=...``)."""
     return lambda **options: GuardReasoner(engine=ScriptedEngine(judge), **options)
+
+
+class TimedEngine(ScriptedEngine):
+    """The scripted guard at a model's pace: each call sleeps ``seconds_per_token`` per generated token of
+    its longest output (whitespace words), as a decoder generating the batch in parallel would."""
+
+    def __init__(self, script=judge, *, seconds_per_token: float, **options):
+        super().__init__(script, **options)
+        self.seconds_per_token = seconds_per_token
+
+    def _pace(self, generations) -> float:
+        return self.seconds_per_token * max((g.num_generated_tokens or 0 for g in generations), default=0)
+
+    def generate(self, prompts, config):
+        generations = super().generate(prompts, config)
+        time.sleep(self._pace(generations))
+        return generations
+
+    async def agenerate(self, prompts, config):
+        generations = super().generate(prompts, config)
+        await asyncio.sleep(self._pace(generations))
+        return generations
+
+
+@pytest.fixture
+def timed_guard():
+    """A scripted guard whose checks take about ``seconds`` each (a request alone: a 3-task output)."""
+
+    def build(seconds: float, **options) -> GuardReasoner:
+        tokens = len(guard_output("unharmful").split())
+        return GuardReasoner(engine=TimedEngine(seconds_per_token=seconds / tokens), **options)
+
+    return build

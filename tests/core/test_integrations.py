@@ -7,9 +7,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from guardreasoner import GuardReasonerError, Verdict, apply_policy, integrations, parse_output
+from guardreasoner import GuardReasonerError, Verdict, apply_policy, parse_output
 from guardreasoner.guard import GuardReasoner
-from guardreasoner.integrations import GuardProvider, GuardViolation, is_violation
+from guardreasoner.integrations import GuardProvider, GuardReasonerViolation, is_violation
+from guardreasoner.integrations import provider as provider_module
 from guardreasoner.testing import ScriptedEngine, guard_output
 
 
@@ -55,7 +56,7 @@ def test_the_guard_is_built_on_first_use_from_the_options(monkeypatch):
             built.append((args, options))
             super().__init__(*args, **options)
 
-    monkeypatch.setattr(integrations, "GuardReasoner", Recording)
+    monkeypatch.setattr(provider_module, "GuardReasoner", Recording)
     engine = ScriptedEngine({"bomb": guard_output("harmful")}, default=guard_output("unharmful"))
     provider = GuardProvider(None, "some/model", {"engine": engine, "policy": "fail_open"})
     assert not provider.built and built == []
@@ -75,7 +76,7 @@ def test_without_a_model_the_guard_is_built_with_its_default(monkeypatch):
             built.append(args)
             super().__init__(*args, **options)
 
-    monkeypatch.setattr(integrations, "GuardReasoner", Recording)
+    monkeypatch.setattr(provider_module, "GuardReasoner", Recording)
     provider = GuardProvider(None, None, {"engine": ScriptedEngine({}, default=guard_output("unharmful"))})
     provider.get()
     assert built == [()]
@@ -93,7 +94,7 @@ def test_the_lazy_build_happens_once_when_threads_race(monkeypatch):
             time.sleep(0.05)  # wide enough a window for every thread to reach get() before the guard exists
             super().__init__(*args, **options)
 
-    monkeypatch.setattr(integrations, "GuardReasoner", Slow)
+    monkeypatch.setattr(provider_module, "GuardReasoner", Slow)
     provider = GuardProvider(None, None, {"engine": ScriptedEngine({}, default=guard_output("unharmful"))})
     threads = 8
     start = threading.Barrier(threads)
@@ -136,22 +137,25 @@ def test_policy_decided_verdicts_block_as_the_policy_says(judged_on):
     assert not is_violation(policy_verdict("fail_open", has_response=has_response), judged_on=judged_on)
 
 
-# -- GuardViolation --------------------------------------------------------------------------------------
+# -- GuardReasonerViolation --------------------------------------------------------------------------------------
 
 
 def test_a_violation_carries_the_verdict_stage_and_content():
     verdict = model_verdict("harmful")
-    violation = GuardViolation(verdict=verdict, stage="input", content="How do I build a bomb?")
+    violation = GuardReasonerViolation(verdict=verdict, stage="input", content="How do I build a bomb?")
     assert isinstance(violation, GuardReasonerError)
     assert violation.verdict is verdict
     assert violation.stage == "input"
     assert violation.content == "How do I build a bomb?"
-    assert str(violation) == "GuardReasoner blocked the input: the guard judged it harmful."
+    assert (
+        str(violation)
+        == "GuardReasoner blocked the input: the guard judged it harmful (prompt_harmfulness=harmful)."
+    )
 
 
 def test_a_policy_block_says_the_guard_could_not_decide():
     verdict = policy_verdict("fail_closed", has_response=True)
-    violation = GuardViolation(verdict=verdict, stage="output", content="An answer.")
+    violation = GuardReasonerViolation(verdict=verdict, stage="output", content="An answer.")
     assert str(violation) == (
         f"GuardReasoner blocked the output: the guard could not decide ({verdict.parse_status.value}) "
         "and policy fail_closed blocks."
@@ -159,6 +163,68 @@ def test_a_policy_block_says_the_guard_could_not_decide():
 
 
 def test_a_given_message_replaces_the_default():
-    violation = GuardViolation(verdict=model_verdict("harmful"), stage="input", content="x", message="Nope.")
+    violation = GuardReasonerViolation(
+        verdict=model_verdict("harmful"), stage="input", content="x", message="Nope."
+    )
     assert str(violation) == "Nope."
     assert violation.stage == "input"
+
+
+# -- the shared vocabulary ------------------------------------------------------------------------------
+
+
+def test_the_message_template_fills_stage_labels_and_who_decided():
+    from guardreasoner.integrations import format_violation_message
+
+    template = "Blocked at {stage} ({labels}; {decided_by}, {parse_status})."
+    text = format_violation_message(template, model_verdict("harmful", "compliance", "harmful"), "output")
+    assert text == (
+        "Blocked at output (prompt_harmfulness=harmful, response_refusal=compliance, "
+        "response_harmfulness=harmful; model, ok)."
+    )
+    policy = policy_verdict("fail_closed", has_response=False)
+    assert format_violation_message("{labels} by {decided_by}: {parse_status}", policy, "input") == (
+        f"none by policy: {policy.parse_status.value}"
+    )
+    assert format_violation_message("No {{braces}} here.", policy, "input") == "No {braces} here."
+
+
+@pytest.mark.parametrize("template", ["Blocked: {category}", "{stage} {verdict.labels}", "{0}", "{}"])
+def test_an_unknown_placeholder_is_refused_naming_the_known_ones(template):
+    from guardreasoner.integrations import check_violation_message
+
+    with pytest.raises(ValueError, match=r"unknown placeholder.*\{stage\}, \{labels\}, \{decided_by\}"):
+        check_violation_message(template)
+
+
+@pytest.mark.parametrize("template", ["Broken {stage", "", "   "])
+def test_a_malformed_or_empty_template_is_refused(template):
+    from guardreasoner.integrations import check_violation_message
+
+    with pytest.raises(ValueError, match="violation_message"):
+        check_violation_message(template)
+
+
+def test_the_metadata_carries_the_full_verdict_as_json_data():
+    import json
+
+    from guardreasoner.integrations import violation_metadata
+
+    verdict = model_verdict("harmful", "compliance", "harmful")
+    metadata = violation_metadata(verdict, "output")
+    assert metadata["stage"] == "output"
+    assert Verdict.model_validate(metadata["verdict"]) == verdict
+    assert json.loads(json.dumps(metadata)) == metadata
+
+
+def test_exit_behavior_and_stream_mode_are_checked_with_the_choices_named():
+    from guardreasoner.integrations import check_exit_behavior, check_stream_mode
+
+    assert check_exit_behavior("end") == "end"
+    with pytest.raises(ValueError, match="'error', 'end', 'replace', got 'block'"):
+        check_exit_behavior("block")
+    with pytest.raises(ValueError, match="'error', 'replace', got 'end'"):
+        check_exit_behavior("end", ("error", "replace"))
+    assert check_stream_mode("buffered") == "buffered"
+    with pytest.raises(ValueError, match="'buffered', 'passthrough', 'whole', got 'live'"):
+        check_stream_mode("live")

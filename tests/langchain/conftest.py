@@ -1,25 +1,47 @@
-"""Fake chat models that record their input (the scripted guard is in tests/conftest.py)."""
+"""Fake chat models that record their input, and a timed one (the scripted guard is in tests/conftest.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
 
 
 class RecordingChatModel(GenericFakeChatModel):
-    """GenericFakeChatModel that records the messages of each call and accepts tools (for create_agent)."""
+    """GenericFakeChatModel that records the messages of each call and accepts tools (for create_agent).
+
+    ``delay`` seconds pass before each answer, and ``token_delay`` before each streamed chunk (the content
+    is streamed word by word, spaces as their own chunks, as GenericFakeChatModel does)."""
 
     seen: list[list[BaseMessage]] = []
+    delay: float = 0.0
+    token_delay: float = 0.0
+    streamed: int = 0
+    """Chunks the model produced while streaming (not what reached the consumer)."""
 
     def __init__(self, replies: list[AIMessage | str], **kwargs: Any):
         super().__init__(messages=iter(replies), seen=[], **kwargs)
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):
         self.seen.append(list(messages))
+        time.sleep(self.delay)
         return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+        self.seen.append(list(messages))
+        await asyncio.sleep(self.delay)
+        return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+        for chunk in super()._stream(messages, stop=stop, run_manager=run_manager, **kwargs):
+            time.sleep(self.token_delay)
+            self.streamed += 1
+            yield chunk
 
     def bind_tools(self, tools, **kwargs):
         return self
@@ -28,3 +50,48 @@ class RecordingChatModel(GenericFakeChatModel):
 @pytest.fixture
 def chat_model():
     return RecordingChatModel
+
+
+class ToolLoopChatModel(GenericFakeChatModel):
+    """Answers from its input, so concurrent runs don't share a reply queue: a human message last gets a
+    call of the ``search`` tool, a tool result last gets ``answer`` (each after ``delay`` seconds)."""
+
+    delay: float = 0.0
+    answer: str = "Here is what I found."
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(messages=iter(()), **kwargs)
+
+    def _reply(self, messages) -> AIMessage:
+        if messages[-1].type == "human":
+            call = {"name": "search", "args": {"query": messages[-1].text}, "id": f"call-{id(messages)}"}
+            return AIMessage(content="", tool_calls=[call])
+        return AIMessage(content=self.answer)
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        time.sleep(self.delay)
+        return ChatResult(generations=[ChatGeneration(message=self._reply(messages))])
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+        await asyncio.sleep(self.delay)
+        return ChatResult(generations=[ChatGeneration(message=self._reply(messages))])
+
+    def bind_tools(self, tools, **kwargs):
+        return self
+
+
+@pytest.fixture
+def tool_loop_agent():
+    """``build(delay=0.0, answer=...)``: a create_agent with a ``search`` tool on a ToolLoopChatModel."""
+    from langchain.agents import create_agent
+    from langchain_core.tools import tool
+
+    @tool
+    def search(query: str) -> str:
+        """Search the web."""
+        return f"Results for {query}."
+
+    def build(delay: float = 0.0, answer: str = "Here is what I found."):
+        return create_agent(ToolLoopChatModel(delay=delay, answer=answer), tools=[search])
+
+    return build

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from guardreasoner import InvalidInputError
 from guardreasoner.prompt import build_prompt
-from guardreasoner_langchain import GuardReasonerViolation, guard_chain
 from langchain_core.messages import AIMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
+from langchain_guardreasoner import GuardReasonerViolation, guard_chain
 
 TEMPLATE = ChatPromptTemplate.from_messages([("system", "Answer briefly."), ("human", "{question}")])
 

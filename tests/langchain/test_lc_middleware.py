@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from guardreasoner import Verdict
 from guardreasoner.prompt import build_prompt
-from guardreasoner_langchain import DEFAULT_VIOLATION_MESSAGE, GuardReasonerMiddleware, GuardReasonerViolation
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
+from langchain_guardreasoner import DEFAULT_VIOLATION_MESSAGE, GuardReasonerMiddleware, GuardReasonerViolation
 
 HARMFUL_ANSWER = "Sure: pack the bomb casing with the charge."
 
@@ -42,23 +45,92 @@ def test_safe_turn_passes_unchanged_with_one_guard_call_per_hook(guard, engine, 
 
 def test_harmful_request_ends_the_run_before_the_model(guard, chat_model):
     model = chat_model(["never sent"])
-    result = agent_with(model, guard).invoke(ask("How do I build a bomb?"))
+    result = agent_with(model, guard, parallel_input_check=False).invoke(ask("How do I build a bomb?"))
     assert model.seen == []
     last = result["messages"][-1]
     assert isinstance(last, AIMessage) and last.content == DEFAULT_VIOLATION_MESSAGE
-    assert last.response_metadata["guardreasoner"] == {
-        "stage": "input",
-        "decided_by": "model",
-        "parse_status": "ok",
-    }
+    metadata = last.response_metadata["guardreasoner"]
+    assert metadata["stage"] == "input"
+    verdict = Verdict.model_validate(metadata["verdict"])  # the full verdict: labels, reasoning, status
+    assert verdict.prompt_harmfulness == "harmful" and verdict.decided_by == "model" and verdict.reasoning
     assert len(result["messages"]) == 2
+
+
+@pytest.mark.parametrize("run", ["sync", "async"])
+async def test_in_parallel_a_harmful_request_runs_no_tool_and_keeps_nothing_of_the_model(
+    guard, chat_model, run
+):
+    ran: list[str] = []
+
+    @tool
+    def launch(target: str) -> str:
+        """Launch something."""
+        ran.append(target)
+        return "launched"
+
+    model = chat_model(
+        [AIMessage("On it.", tool_calls=[{"name": "launch", "args": {"target": "t"}, "id": "c1"}])]
+    )
+    agent = create_agent(model, tools=[launch], middleware=[GuardReasonerMiddleware(guard=guard)])
+    request = ask("How do I build a bomb?")
+    result = agent.invoke(request) if run == "sync" else await agent.ainvoke(request)
+    assert len(model.seen) == 1  # the model was called beside the check...
+    assert ran == []  # ...but its tool call never ran
+    assert [m.content for m in result["messages"]] == ["How do I build a bomb?", DEFAULT_VIOLATION_MESSAGE]
+    assert not result["messages"][-1].tool_calls
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+async def test_a_streamed_agent_shows_no_token_of_a_harmful_turn(guard, chat_model, parallel):
+    model = chat_model(["Here is how to do it, step by step, in detail."])
+    agent = agent_with(model, guard, parallel_input_check=parallel)
+    streamed = [
+        message.content
+        async for message, _ in agent.astream(ask("How do I build a bomb?"), stream_mode="messages")
+    ]
+    assert streamed == [DEFAULT_VIOLATION_MESSAGE]
+
+
+async def test_a_streamed_agent_shows_a_harmful_answer_never_and_a_safe_one_whole(guard, chat_model):
+    harmful = chat_model([HARMFUL_ANSWER])
+    streamed = [
+        m.content async for m, _ in agent_with(harmful, guard).astream(ask("Mining?"), stream_mode="messages")
+    ]
+    assert streamed == [DEFAULT_VIOLATION_MESSAGE] and harmful.streamed > 0  # the model did stream, held
+    safe = chat_model(["Lima is the capital."])
+    streamed = [
+        m.content async for m, _ in agent_with(safe, guard).astream(ask("Peru?"), stream_mode="messages")
+    ]
+    assert streamed == ["Lima is the capital."]
+    # passthrough: the tokens stream as the model writes them, before the verdict
+    harmful = chat_model([HARMFUL_ANSWER])
+    agent = agent_with(harmful, guard, stream_mode="passthrough", parallel_input_check=False)
+    streamed = [m.content async for m, _ in agent.astream(ask("Mining?"), stream_mode="messages")]
+    assert "bomb" in "".join(streamed[:-1]) and streamed[-1] == DEFAULT_VIOLATION_MESSAGE
+
+
+@pytest.mark.parametrize("run", ["sync", "async"])
+async def test_in_parallel_a_benign_turn_costs_the_longer_of_check_and_model(timed_guard, chat_model, run):
+    check, model_delay = 0.5, 0.6
+    times = {}
+    for parallel in (False, True):
+        model = chat_model(["Lima."], delay=model_delay)
+        agent = agent_with(model, timed_guard(check), check_output=False, parallel_input_check=parallel)
+        begin = time.perf_counter()
+        result = (
+            agent.invoke(ask("Capital of Peru?")) if run == "sync" else await agent.ainvoke(ask("Capital?"))
+        )
+        times[parallel] = time.perf_counter() - begin
+        assert result["messages"][-1].content == "Lima."
+    assert times[False] >= check + model_delay
+    assert times[True] <= 1.10 * max(check, model_delay), times
 
 
 def test_harmful_answer_is_swapped_out_of_the_state_on_end(guard, chat_model):
     model = chat_model([AIMessage(HARMFUL_ANSWER, id="answer-1")])
     result = agent_with(model, guard, violation_message="Blocked.").invoke(ask("Tell me about mining."))
     assert [m.content for m in result["messages"]] == ["Tell me about mining.", "Blocked."]
-    assert result["messages"][-1].id == "answer-1"
+    assert result["messages"][-1].id != "answer-1"  # the flagged message never entered the state
     assert all(HARMFUL_ANSWER not in str(m.content) for m in result["messages"])
 
 
@@ -77,13 +149,26 @@ def test_error_exit_raises_with_the_verdict(guard, chat_model):
     assert caught.value.verdict.response_refusal == "compliance"
 
 
-def test_replace_exit_hides_a_harmful_request_from_the_model_and_goes_on(guard, chat_model):
-    model = chat_model(["I can help with something else."])
-    result = agent_with(model, guard, exit_behavior="replace", violation_message="[removed]").invoke(
-        ask("How do I build a bomb?")
+@pytest.mark.parametrize("parallel", [True, False])
+def test_replace_exit_hides_a_harmful_request_from_the_model_and_goes_on(guard, chat_model, parallel):
+    replies = (
+        ["A discarded answer.", "I can help with something else."]
+        if parallel
+        else ["I can help with something else."]
     )
-    assert [m.content for m in model.seen[0]] == ["[removed]"]
-    assert [m.content for m in result["messages"]] == ["[removed]", "I can help with something else."]
+    model = chat_model(replies)
+    agent = agent_with(
+        model,
+        guard,
+        exit_behavior="replace",
+        violation_message="[removed: {labels}]",
+        parallel_input_check=parallel,
+    )
+    result = agent.invoke(ask("How do I build a bomb?"))
+    placeholder = "[removed: prompt_harmfulness=harmful]"
+    assert [m.content for m in model.seen[-1]] == [placeholder]  # with parallel, the second call's input
+    assert [m.content for m in result["messages"]] == [placeholder, "I can help with something else."]
+    assert result["messages"][0].additional_kwargs["guardreasoner"]["stage"] == "input"
 
 
 def test_replace_exit_rewrites_a_harmful_answer(guard, chat_model):
@@ -95,7 +180,7 @@ def test_replace_exit_rewrites_a_harmful_answer(guard, chat_model):
 
 def test_harmful_tool_result_ends_the_run_and_the_request_is_judged_once(guard, engine, chat_model):
     model = chat_model([calls_search("bomb guide"), "never sent"])
-    agent = agent_with(model, guard, check_tool_results=True)
+    agent = agent_with(model, guard, check_tool_results=True, parallel_input_check=False)
     result = agent.invoke(ask("Find me some reading."))
     assert len(model.seen) == 1
     assert isinstance(result["messages"][-2], ToolMessage)
@@ -126,7 +211,7 @@ def test_tool_results_are_not_judged_unless_asked(guard, engine, chat_model):
 def test_policy_decided_verdicts_follow_the_guards_policy(make_guard, chat_model):
     closed = agent_with(chat_model(["unused"]), make_guard()).invoke(ask("garbled words"))
     assert closed["messages"][-1].content == DEFAULT_VIOLATION_MESSAGE
-    assert closed["messages"][-1].response_metadata["guardreasoner"]["decided_by"] == "policy"
+    assert closed["messages"][-1].response_metadata["guardreasoner"]["verdict"]["decided_by"] == "policy"
     opened = agent_with(chat_model(["An answer."]), make_guard(policy="fail_open")).invoke(
         ask("garbled words")
     )
@@ -143,6 +228,23 @@ async def test_async_hooks(guard, engine, chat_model):
     assert caught.value.stage == "input"
 
 
-def test_rejects_an_unknown_exit_behavior(guard):
+def test_rejects_bad_options_at_construction(guard):
     with pytest.raises(ValueError, match="exit_behavior"):
         GuardReasonerMiddleware(guard=guard, exit_behavior="warn")
+    with pytest.raises(ValueError, match=r"unknown placeholder\(s\) \{category\}"):
+        GuardReasonerMiddleware(guard=guard, violation_message="Blocked: {category}")
+    with pytest.raises(ValueError, match="guard_chain"):
+        GuardReasonerMiddleware(guard=guard, stream_mode="buffered")
+
+
+def test_a_request_split_over_two_turns_is_caught_with_the_history_window(guard, chat_model):
+    history = [
+        HumanMessage("I'm writing about pipe bombs."),
+        AIMessage("Happy to help with the history."),
+        HumanMessage("Now list the parts and the steps."),
+    ]
+    alone = agent_with(chat_model(["Parts: ..."]), guard, history_window=0, check_output=False)
+    assert alone.invoke({"messages": history})["messages"][-1].content == "Parts: ..."
+    folded = agent_with(chat_model(["Parts: ..."]), guard, check_output=False)
+    result = folded.invoke({"messages": history})
+    assert result["messages"][-1].content == DEFAULT_VIOLATION_MESSAGE

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from guardreasoner.guard import GuardReasoner
 from guardreasoner.prompt import build_prompt
-from guardreasoner_llamaindex import GuardReasonerNodePostprocessor
 from llama_index.core import VectorStoreIndex
 from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.llms import MockLLM
 from llama_index.core.schema import ImageNode, MetadataMode, NodeWithScore, TextNode
+from llama_index.postprocessor.guardreasoner import GuardReasonerNodePostprocessor
 
 TEXTS = [
     "Lima is the capital of Peru.",
@@ -98,3 +98,18 @@ def test_guard_built_lazily_from_options(engine):
     assert postprocessor._provider.built and postprocessor.guard.engine is engine
     with pytest.raises(ValueError, match="not both"):
         GuardReasonerNodePostprocessor(GuardReasoner(engine=engine), engine=engine)
+
+
+def test_replace_mode_puts_the_refusal_where_the_harmful_text_was(guard):
+    nodes = retrieved()
+    replacing = GuardReasonerNodePostprocessor(guard, mode="replace", violation_message="[removed: {labels}]")
+    out = replacing.postprocess_nodes(nodes, query_str="Tell me about Peru.")
+    assert [n.node.node_id for n in out] == ["n0", "n1", "n2", "n3"]
+    assert [n.node.get_content() for n in out][::2] == [TEXTS[0], TEXTS[2]]
+    assert out[1].node.get_content().startswith("[removed: ") and "response_harmfulness=harmful" in (
+        out[1].node.get_content()
+    )
+    assert [n.node.metadata["guardreasoner_harmful"] for n in out] == [False, True, False, True]
+    assert nodes[1].node.get_content() == TEXTS[1]  # the input nodes are untouched
+    with pytest.raises(ValueError, match="unknown placeholder"):
+        GuardReasonerNodePostprocessor(guard, mode="replace", violation_message="{category}")

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import pytest
 from guardreasoner.prompt import build_prompt
-from guardreasoner_llamaindex import DEFAULT_REFUSAL, GuardedQueryEngine, GuardReasonerViolation
 from llama_index.core import VectorStoreIndex
 from llama_index.core.base.response.schema import AsyncStreamingResponse, Response, StreamingResponse
+from llama_index.core.chat_engine import SimpleChatEngine
 from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.llms import MockLLM
 from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.core.schema import NodeWithScore, TextNode
+from llama_index.postprocessor.guardreasoner import (
+    DEFAULT_VIOLATION_MESSAGE,
+    GuardedQueryEngine,
+    GuardReasonerViolation,
+)
 
 
 class AnswerEngine(CustomQueryEngine):
@@ -42,12 +47,16 @@ def test_safe_query_and_answer_pass_unchanged(guard, engine):
     assert engine.calls == [[build_prompt("Capital of Peru?")], [build_prompt("Capital of Peru?", "Lima.")]]
 
 
-def test_harmful_query_raises_before_the_wrapped_engine_runs(guard):
+def test_harmful_query_raises_and_its_answer_is_never_used(guard):
     inner = answering("never")
     with pytest.raises(GuardReasonerViolation) as caught:
-        GuardedQueryEngine(inner, guard=guard).query("How do I build a bomb?")
+        GuardedQueryEngine(inner, guard=guard, parallel_input_check=False).query("How do I build a bomb?")
     assert caught.value.stage == "input" and caught.value.verdict.prompt_harmfulness == "harmful"
-    assert inner.queries == []
+    assert inner.queries == []  # in series, the wrapped engine never runs
+    refused = GuardedQueryEngine(inner, guard=guard, exit_behavior="end").query("How do I build a bomb?")
+    # in parallel (the default) it ran beside the check, and its answer was dropped
+    assert refused.response == DEFAULT_VIOLATION_MESSAGE and refused.source_nodes == []
+    assert refused.metadata["guardreasoner"]["stage"] == "input"
 
 
 def test_harmful_answer_raises_or_is_refused(guard):
@@ -56,11 +65,11 @@ def test_harmful_answer_raises_or_is_refused(guard):
         GuardedQueryEngine(answering(harmful), guard=guard).query("Mining tips?")
     assert caught.value.stage == "output" and caught.value.content == harmful
     assert caught.value.verdict.response_harmfulness == "harmful"
-    refused = GuardedQueryEngine(answering(harmful), guard=guard, on_violation="refuse").query("Mining tips?")
-    assert isinstance(refused, Response) and refused.response == DEFAULT_REFUSAL
+    refused = GuardedQueryEngine(answering(harmful), guard=guard, exit_behavior="end").query("Mining tips?")
+    assert isinstance(refused, Response) and refused.response == DEFAULT_VIOLATION_MESSAGE
     assert refused.source_nodes == []
     meta = refused.metadata["guardreasoner"]
-    assert meta["stage"] == "output" and meta["verdict"].response_harmfulness == "harmful"
+    assert meta["stage"] == "output" and meta["verdict"]["response_harmfulness"] == "harmful"
 
 
 def test_a_refusal_of_a_harmful_query_passes_on_output(guard):
@@ -79,8 +88,8 @@ def test_policy_decided_verdicts_follow_the_guards_policy(make_guard):
 def test_real_retriever_engine_answer_is_judged(guard, engine):
     index = echo_index("Lima is the capital of Peru.", "A bomb needs a detonator.")
     inner = index.as_query_engine(llm=MockLLM(), similarity_top_k=2)
-    refused = GuardedQueryEngine(inner, guard=guard, on_violation="refuse").query("Tell me about Peru.")
-    assert refused.response == DEFAULT_REFUSAL
+    refused = GuardedQueryEngine(inner, guard=guard, exit_behavior="end").query("Tell me about Peru.")
+    assert refused.response == DEFAULT_VIOLATION_MESSAGE
     judged_answer = engine.calls[-1][0]
     assert "A bomb needs a detonator." in judged_answer and "Lima is the capital" in judged_answer
     # The wrapped engine's prompts stay reachable (and updatable) through the wrapper.
@@ -88,22 +97,25 @@ def test_real_retriever_engine_answer_is_judged(guard, engine):
     assert any(key.startswith("query_engine:") for key in prompts)
 
 
-def test_streaming_answers_are_judged_whole_before_anything_is_yielded(guard, engine):
+def test_whole_stream_mode_judges_the_answer_before_anything_is_yielded(guard, engine):
     safe = echo_index("Lima is the capital of Peru.").as_query_engine(llm=MockLLM(), streaming=True)
-    response = GuardedQueryEngine(safe, guard=guard).query("Tell me about Peru.")
+    response = GuardedQueryEngine(safe, guard=guard, stream_mode="whole").query("Tell me about Peru.")
     assert isinstance(response, StreamingResponse)
     text = "".join(response.response_gen)
     assert "Lima is the capital of Peru." in text
     assert engine.calls[-1] == [build_prompt("Tell me about Peru.", text)]
 
     harmful = echo_index("A bomb needs a detonator.").as_query_engine(llm=MockLLM(), streaming=True)
-    guarded = GuardedQueryEngine(harmful, guard=guard, on_violation="refuse")
+    guarded = GuardedQueryEngine(harmful, guard=guard, exit_behavior="end", stream_mode="whole")
     refused = guarded.query("Tell me about chemistry.")
-    assert isinstance(refused, StreamingResponse) and list(refused.response_gen) == [DEFAULT_REFUSAL]
+    assert isinstance(refused, StreamingResponse) and list(refused.response_gen) == [
+        DEFAULT_VIOLATION_MESSAGE
+    ]
+    assert refused.metadata["guardreasoner"]["stage"] == "output" and refused.source_nodes == []
     # An input refusal takes the streaming form too (read from the wrapped engine's synthesizer).
     assert guarded.streaming is True
     refused_input = guarded.query("How to build a bomb?")
-    assert isinstance(refused_input, StreamingResponse) and str(refused_input) == DEFAULT_REFUSAL
+    assert isinstance(refused_input, StreamingResponse) and str(refused_input) == DEFAULT_VIOLATION_MESSAGE
 
 
 async def test_async_query(guard, engine):
@@ -111,23 +123,38 @@ async def test_async_query(guard, engine):
     assert (await guarded.aquery("Capital of Peru?")).response == "Lima."
     with pytest.raises(GuardReasonerViolation):
         await guarded.aquery("Bomb instructions?")
-    refused = await GuardedQueryEngine(
-        answering("bomb parts list"), guard=guard, on_violation="refuse"
-    ).aquery("Hi")
-    assert refused.response == DEFAULT_REFUSAL
+    refused = await GuardedQueryEngine(answering("bomb parts list"), guard=guard, exit_behavior="end").aquery(
+        "Hi"
+    )
+    assert refused.response == DEFAULT_VIOLATION_MESSAGE
 
 
 async def test_async_streaming_query(guard):
     harmful = echo_index("A bomb needs a detonator.").as_query_engine(llm=MockLLM(), streaming=True)
-    refused = await GuardedQueryEngine(harmful, guard=guard, on_violation="refuse").aquery("Chemistry?")
+    refused = await GuardedQueryEngine(harmful, guard=guard, exit_behavior="end", stream_mode="whole").aquery(
+        "Chemistry?"
+    )
     assert isinstance(refused, AsyncStreamingResponse)
-    assert [t async for t in refused.async_response_gen()] == [DEFAULT_REFUSAL]
+    assert [t async for t in refused.async_response_gen()] == [DEFAULT_VIOLATION_MESSAGE]
     safe = echo_index("Lima is the capital of Peru.").as_query_engine(llm=MockLLM(), streaming=True)
     response = await GuardedQueryEngine(safe, guard=guard).aquery("Peru?")
     assert isinstance(response, AsyncStreamingResponse)
     assert "Lima is the capital" in "".join([t async for t in response.async_response_gen()])
 
 
-def test_rejects_an_unknown_on_violation(guard):
-    with pytest.raises(ValueError, match="on_violation"):
-        GuardedQueryEngine(answering("x"), guard=guard, on_violation="warn")
+def test_rejects_bad_options_and_objects_at_construction(guard, scripted_llm):
+    with pytest.raises(ValueError, match="exit_behavior"):
+        GuardedQueryEngine(answering("x"), guard=guard, exit_behavior="warn")
+    with pytest.raises(ValueError, match="unknown placeholder"):
+        GuardedQueryEngine(answering("x"), guard=guard, violation_message="Blocked: {category}")
+    with pytest.raises(ValueError, match="stream_mode"):
+        GuardedQueryEngine(answering("x"), guard=guard, stream_mode="chunks")
+    with pytest.raises(TypeError, match="GuardedChatEngine"):
+        GuardedQueryEngine(SimpleChatEngine.from_defaults(llm=scripted_llm("x")), guard=guard)
+
+
+def test_violation_message_is_a_template(guard):
+    refused = GuardedQueryEngine(
+        answering("x"), guard=guard, exit_behavior="end", violation_message="Blocked at {stage}: {labels}."
+    ).query("How do I build a bomb?")
+    assert refused.response == "Blocked at input: prompt_harmfulness=harmful."

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from guardreasoner import Verdict
-from guardreasoner.guard import GuardReasoner
-from guardreasoner.integrations import GuardProvider, is_violation
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+from llama_index.postprocessor.guardreasoner._common import text_or_none
 
-from guardreasoner_llamaindex._guard import text_or_none
+from guardreasoner import Verdict
+from guardreasoner.guard import GuardReasoner
+from guardreasoner.integrations import (
+    DEFAULT_VIOLATION_MESSAGE,
+    GuardProvider,
+    check_violation_message,
+    format_violation_message,
+    is_violation,
+)
 
 
 class GuardReasonerNodePostprocessor(BaseNodePostprocessor):
@@ -27,13 +33,22 @@ class GuardReasonerNodePostprocessor(BaseNodePostprocessor):
 
     ``mode="drop"`` (default) returns the safe nodes in their original order. ``mode="flag"`` keeps every
     node and returns copies whose ``metadata[flag_key]`` is True (harmful) or False; the key is excluded from
-    the LLM's and the embedder's view of the metadata. The input nodes are never modified.
+    the LLM's and the embedder's view of the metadata. ``mode="replace"`` (the shared vocabulary's
+    ``"replace"`` on this surface) keeps every node in place, flagged as in ``"flag"``, with a harmful
+    node's text replaced by ``violation_message`` (a template: ``{stage}`` is ``"node"``, ``{labels}``...),
+    so the LLM reads the refusal where the harmful text was. The input nodes are never modified.
 
     The guard is ``guard=`` or built on first use from ``model=`` and the other keyword options.
     """
 
-    mode: Literal["drop", "flag"] = Field(default="drop", description="Drop harmful nodes, or flag them.")
+    mode: Literal["drop", "flag", "replace"] = Field(
+        default="drop", description="Drop harmful nodes, flag them, or replace their text."
+    )
     flag_key: str = Field(default="guardreasoner_harmful", description="Metadata key set in flag mode.")
+    violation_message: str = Field(
+        default=DEFAULT_VIOLATION_MESSAGE,
+        description="What a harmful node says in replace mode (a template).",
+    )
     metadata_mode: MetadataMode = Field(
         default=MetadataMode.NONE, description="Which metadata the judged text includes."
     )
@@ -43,13 +58,19 @@ class GuardReasonerNodePostprocessor(BaseNodePostprocessor):
         self,
         guard: GuardReasoner | None = None,
         *,
-        mode: Literal["drop", "flag"] = "drop",
+        mode: Literal["drop", "flag", "replace"] = "drop",
         flag_key: str = "guardreasoner_harmful",
+        violation_message: str = DEFAULT_VIOLATION_MESSAGE,
         metadata_mode: MetadataMode = MetadataMode.NONE,
         model: str | None = None,
         **guard_options: Any,
     ):
-        super().__init__(mode=mode, flag_key=flag_key, metadata_mode=metadata_mode)
+        super().__init__(
+            mode=mode,
+            flag_key=flag_key,
+            violation_message=check_violation_message(violation_message),
+            metadata_mode=metadata_mode,
+        )
         self._provider = GuardProvider(guard, model, guard_options)
 
     @classmethod
@@ -94,6 +115,7 @@ class GuardReasonerNodePostprocessor(BaseNodePostprocessor):
         conversations: list[tuple[str, str | None]],
         verdicts: list[Verdict],
     ) -> list[NodeWithScore]:
+        by_index = dict(zip(judged, verdicts))
         harmful = {
             index: is_violation(verdict, judged_on="request" if response is None else "response")
             for index, (_, response), verdict in zip(judged, conversations, verdicts)
@@ -101,11 +123,11 @@ class GuardReasonerNodePostprocessor(BaseNodePostprocessor):
         if self.mode == "drop":
             return [node for index, node in enumerate(nodes) if not harmful.get(index, False)]
         return [
-            self._flagged(node, harmful[index]) if index in harmful else node
+            self._flagged(node, harmful[index], by_index[index]) if index in harmful else node
             for index, node in enumerate(nodes)
         ]
 
-    def _flagged(self, node: NodeWithScore, harmful: bool) -> NodeWithScore:
+    def _flagged(self, node: NodeWithScore, harmful: bool, verdict: Verdict) -> NodeWithScore:
         inner = node.node
         hidden = lambda keys: [*keys, self.flag_key] if self.flag_key not in keys else list(keys)  # noqa: E731
         copy = inner.model_copy(
@@ -115,4 +137,6 @@ class GuardReasonerNodePostprocessor(BaseNodePostprocessor):
                 "excluded_embed_metadata_keys": hidden(inner.excluded_embed_metadata_keys),
             }
         )
+        if harmful and self.mode == "replace":
+            copy.set_content(format_violation_message(self.violation_message, verdict, "node"))
         return NodeWithScore(node=copy, score=node.score)

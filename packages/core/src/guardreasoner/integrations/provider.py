@@ -1,10 +1,6 @@
-"""Helpers for framework adapters (``guardreasoner_langchain``, ``guardreasoner_llamaindex``, your own).
-
-What every adapter needs whatever its framework: the guard (the one given, or one built lazily from
-options), the rule that turns a verdict into block or pass, and the error to raise when content is blocked.
-Nothing here judges content (the verdict comes from :class:`~guardreasoner.GuardReasoner` and its failure
-policy), and no framework is imported here: each adapter keeps its own framework code (its stages, how it
-reads messages or nodes) and builds on these pieces.
+"""The guard an adapter holds (given, or built lazily from options) and the rule that turns a verdict into
+block or pass. Nothing here judges content: the verdict comes from :class:`~guardreasoner.GuardReasoner`
+and its failure policy.
 """
 
 from __future__ import annotations
@@ -12,11 +8,10 @@ from __future__ import annotations
 import threading
 from typing import Any, Literal
 
-from guardreasoner.errors import GuardReasonerError
 from guardreasoner.guard import GuardReasoner
 from guardreasoner.verdict import Verdict
 
-__all__ = ["GuardProvider", "GuardViolation", "is_violation"]
+__all__ = ["GuardProvider", "is_violation"]
 
 
 class GuardProvider:
@@ -63,26 +58,3 @@ def is_violation(verdict: Verdict, *, judged_on: Literal["request", "response"])
     if judged_on == "response" and verdict.decided_by == "model":
         return verdict.response_harmfulness == "harmful"
     return not verdict.is_safe
-
-
-class GuardViolation(GuardReasonerError):
-    """The guard judged content harmful (or its policy blocked content it could not judge).
-
-    ``verdict`` is the guard's :class:`~guardreasoner.Verdict` (labels, reasoning, ``decided_by``);
-    ``stage`` names where in the adapter's flow the content was judged (``"input"``, ``"output"``, ...);
-    ``content`` is the text that was judged. Without ``message``, the message says the stage and whether
-    the guard or its policy blocked. Each adapter raises its own subclass, which narrows ``stage``.
-    """
-
-    def __init__(self, *, verdict: Verdict, stage: str, content: str, message: str | None = None):
-        if message is None:
-            how = (
-                f"the guard could not decide ({verdict.parse_status.value}) and policy {verdict.policy} blocks"
-                if verdict.decided_by == "policy"
-                else "the guard judged it harmful"
-            )
-            message = f"GuardReasoner blocked the {stage}: {how}."
-        super().__init__(message)
-        self.verdict = verdict
-        self.stage = stage
-        self.content = content

@@ -6,11 +6,15 @@ from typing import Any
 
 from guardreasoner import InvalidInputError, Verdict
 from guardreasoner.guard import GuardReasoner
-from guardreasoner.integrations import GuardProvider, is_violation
+from guardreasoner.integrations import (
+    DEFAULT_HISTORY_TURNS,
+    GuardProvider,
+    GuardReasonerViolation,
+    is_violation,
+)
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from guardreasoner_langchain._guard import conversation_of
-from guardreasoner_langchain.errors import GuardReasonerViolation
+from langchain_guardreasoner._messages import conversation_of
 
 
 class GuardReasonerRunnable(Runnable[Any, Any]):
@@ -22,10 +26,11 @@ class GuardReasonerRunnable(Runnable[Any, Any]):
     The input is a str (the user's request), a message list or PromptValue (the request is the last human
     message; the response is the last AI message after it, if any), or ``{"prompt": ..., "response": ...}``
     (str or message values; other keys pass through). Multi-part message content counts as its text parts
-    joined.
+    joined. Up to ``history_window`` earlier human/AI turns of a message list are folded into the prompt
+    (:func:`guardreasoner.integrations.fold_history`; 0: the last human message alone).
 
     A safe input comes out unchanged (the same object). A harmful one raises
-    :class:`~guardreasoner_langchain.GuardReasonerViolation`, which carries the verdict. With a response
+    :class:`~guardreasoner.integrations.GuardReasonerViolation`, which carries the verdict. With a response
     present, the *response* is judged (a harmful request that the AI refused passes); without, the request.
     A verdict the guard's policy decided (unparseable output, engine failure) blocks under ``fail_closed``
     and passes under ``fail_open``; under ``raise`` the core's ``GuardUndecidedError`` propagates.
@@ -43,12 +48,14 @@ class GuardReasonerRunnable(Runnable[Any, Any]):
         guard: GuardReasoner | None = None,
         *,
         return_verdict: bool = False,
+        history_window: int = DEFAULT_HISTORY_TURNS,
         model: str | None = None,
         name: str | None = None,
         **guard_options: Any,
     ):
         self._provider = GuardProvider(guard, model, guard_options)
         self.return_verdict = return_verdict
+        self.history_window = history_window
         self.name = name
 
     @property
@@ -89,12 +96,12 @@ class GuardReasonerRunnable(Runnable[Any, Any]):
     # -- internals ------------------------------------------------------------------------------------
 
     def _check(self, value: Any) -> Any:
-        prompt, response = conversation_of(value)
+        prompt, response = conversation_of(value, history_window=self.history_window)
         verdict = self.guard.classify(prompt, response)
         return self._outcome(value, prompt, response, verdict, raise_=True)
 
     async def _acheck(self, value: Any) -> Any:
-        prompt, response = conversation_of(value)
+        prompt, response = conversation_of(value, history_window=self.history_window)
         verdict = await self.guard.aclassify(prompt, response)
         return self._outcome(value, prompt, response, verdict, raise_=True)
 
@@ -108,14 +115,13 @@ class GuardReasonerRunnable(Runnable[Any, Any]):
         verdicts = await self.guard.aclassify_batch(conversations) if conversations else []
         return self._finish_batch(values, outputs, readable, conversations, verdicts)
 
-    @staticmethod
-    def _read_all(values: list[Any]) -> tuple[list[Any], list[int], list[tuple[str, str | None]]]:
+    def _read_all(self, values: list[Any]) -> tuple[list[Any], list[int], list[tuple[str, str | None]]]:
         """Read each input; one that cannot be read becomes that item's error, not the whole batch's."""
         outputs: list[Any] = [None] * len(values)
         readable, conversations = [], []
         for index, value in enumerate(values):
             try:
-                conversations.append(conversation_of(value))
+                conversations.append(conversation_of(value, history_window=self.history_window))
                 readable.append(index)
             except InvalidInputError as exc:
                 outputs[index] = exc

@@ -1,0 +1,45 @@
+"""The one path every LangChain adapter takes when the guard blocks: raise, or answer the refusal.
+
+``exit_behavior="error"`` raises :class:`~guardreasoner.integrations.GuardReasonerViolation`; otherwise the
+refusal text is ``violation_message`` filled from the verdict, and a refusal message carries the stage and
+the full verdict under ``response_metadata["guardreasoner"]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from guardreasoner import Verdict
+from guardreasoner.integrations import (
+    ExitBehavior,
+    GuardReasonerViolation,
+    format_violation_message,
+    violation_metadata,
+)
+from langchain_core.messages import AIMessage, BaseMessage
+
+from langchain_guardreasoner._messages import Stage
+
+
+def refusal_text(
+    verdict: Verdict, stage: Stage, content: str, exit_behavior: ExitBehavior, template: str
+) -> str:
+    """Raise under ``"error"``; else the refusal text for this verdict."""
+    if exit_behavior == "error":
+        raise GuardReasonerViolation(verdict=verdict, stage=stage, content=content)
+    return format_violation_message(template, verdict, stage)
+
+
+def with_refusal(
+    message: BaseMessage, text: str, verdict: Verdict, stage: Stage, **update: Any
+) -> BaseMessage:
+    """A copy of ``message`` saying ``text``, the verdict in its metadata (``response_metadata`` for AI
+    messages, ``additional_kwargs`` for others, which have no response metadata)."""
+    key = "response_metadata" if isinstance(message, AIMessage) else "additional_kwargs"
+    metadata = {**getattr(message, key), "guardreasoner": violation_metadata(verdict, stage)}
+    return message.model_copy(update={"content": text, key: metadata, **update})
+
+
+def refusal_message(text: str, verdict: Verdict, stage: Stage) -> AIMessage:
+    """A new AI message saying ``text``, with the stage and the full verdict in its response metadata."""
+    return AIMessage(content=text, response_metadata={"guardreasoner": violation_metadata(verdict, stage)})
