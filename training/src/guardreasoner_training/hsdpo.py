@@ -27,6 +27,7 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import use_adapter
 
 from guardreasoner_training.errors import TrainingDataError
+from guardreasoner_training.presets import HSDPOHyperparameters
 from guardreasoner_training.formats import preference_example, tokenize_answer, tokenize_prompt
 from guardreasoner_training.losses import SFT_NORMALIZATIONS, hsdpo_loss
 from guardreasoner_training.modeling import (
@@ -41,34 +42,13 @@ WEIGHT_COLUMN = "sample_weight"
 
 
 @dataclass
-class HSDPOConfig(DPOConfig, ModelOptions):
-    """trl's DPOConfig with the paper's HS-DPO settings as defaults.
+class HSDPOConfig(HSDPOHyperparameters, DPOConfig, ModelOptions):
+    """trl's DPOConfig with the paper's HS-DPO settings as defaults (:class:`~guardreasoner_training.presets.HSDPOHyperparameters`).
 
     The paper: learning rate 5e-6, 2 epochs, cosine without warm-up, β = 0.01, sigmoid loss plus an SFT term on
     the chosen answer with weight 2.0 (LLaMA-Factory's ``pref_ftx``), cutoff 2048, effective batch 256.
     """
 
-    learning_rate: float = field(default=5e-6, metadata={"help": "Peak learning rate (the paper's 5e-6)."})
-    num_train_epochs: float = field(default=2.0, metadata={"help": "Epochs (the paper's 2)."})
-    lr_scheduler_type: str = field(
-        default="cosine", metadata={"help": "Learning-rate schedule (the paper's cosine)."}
-    )
-    warmup_steps: float = field(default=0, metadata={"help": "Warm-up steps (the paper uses none)."})
-    logging_steps: float = field(default=5, metadata={"help": "Log every N steps."})
-    beta: float = field(default=0.01, metadata={"help": "DPO β (the paper's 0.01)."})
-    max_length: int | None = field(
-        default=2048, metadata={"help": "Truncate prompt+answer to this many tokens."}
-    )
-    sft_weight: float = field(
-        default=2.0,
-        metadata={"help": "Weight of the SFT term on the chosen answer (the paper's pref_ftx 2.0)."},
-    )
-    sft_normalization: str = field(
-        default="sequence",
-        metadata={
-            "help": "'sequence' (mean NLL per answer, LLaMA-Factory) or 'token' (over all tokens, trl)."
-        },
-    )
     weight_column: str = field(
         default=WEIGHT_COLUMN, metadata={"help": "Dataset column holding the sample weights."}
     )

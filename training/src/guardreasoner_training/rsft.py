@@ -8,7 +8,7 @@ directory so the core runs the model the way it was trained.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,32 +23,18 @@ from guardreasoner_training.modeling import (
     prepare_model_and_tokenizer,
     resume_point,
 )
+from guardreasoner_training.presets import RSFTHyperparameters
 from guardreasoner_training.records import TrainRecord
 
 
 @dataclass
-class RSFTConfig(SFTConfig, ModelOptions):
-    """trl's SFTConfig with the paper's R-SFT settings as defaults.
+class RSFTConfig(RSFTHyperparameters, SFTConfig, ModelOptions):
+    """trl's SFTConfig with the paper's R-SFT settings as defaults (:class:`~guardreasoner_training.presets.RSFTHyperparameters`).
 
     The paper: learning rate 5e-5, 3 epochs, cosine schedule without warm-up, cutoff 2048 tokens, effective
     batch 384 (4 GPUs × 6 × 16 accumulation), bf16. See :mod:`guardreasoner_training.presets` for the per-size
     batch layouts. ``max_length`` is not used: ``cutoff_len`` truncates, also for padding-free batches.
     """
-
-    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate (the paper's 5e-5)."})
-    num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs (the paper's 3)."})
-    lr_scheduler_type: str = field(
-        default="cosine", metadata={"help": "Learning-rate schedule (the paper's cosine)."}
-    )
-    warmup_steps: float = field(default=0, metadata={"help": "Warm-up steps (the paper uses none)."})
-    logging_steps: float = field(default=5, metadata={"help": "Log every N steps."})
-    completion_only_loss: bool | None = field(
-        default=True, metadata={"help": "Loss on the answer (completion) only, not on the prompt."}
-    )
-    cutoff_len: int | None = field(
-        default=2048, metadata={"help": "Truncate prompt+answer to this many tokens (the paper's 2048)."}
-    )
-    max_length: int | None = field(default=None, metadata={"help": "Unused: see cutoff_len."})
 
     def __post_init__(self) -> None:
         if self.max_length is not None:
