@@ -27,16 +27,17 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import use_adapter
 
 from guardreasoner_training.errors import TrainingDataError
-from guardreasoner_training.presets import HSDPOHyperparameters
 from guardreasoner_training.formats import preference_example, tokenize_answer, tokenize_prompt
 from guardreasoner_training.losses import SFT_NORMALIZATIONS, hsdpo_loss
 from guardreasoner_training.modeling import (
     ModelOptions,
     RunnableModelSaving,
     apply_speedups,
+    filter_counted,
     prepare_model_and_tokenizer,
     resume_point,
 )
+from guardreasoner_training.presets import HSDPOHyperparameters
 
 WEIGHT_COLUMN = "sample_weight"
 
@@ -183,7 +184,12 @@ class HSDPOTrainer(RunnableModelSaving, DPOTrainer):
             dataset, processing_class, args.prompt_format, num_proc=args.dataset_num_proc
         )
         if args.max_length is not None:
-            dataset = dataset.filter(lambda example: len(example["prompt_ids"]) < args.max_length)
+            dataset = filter_counted(
+                dataset,
+                lambda example: len(example["prompt_ids"]) < args.max_length,
+                f"HS-DPO {dataset_name} pairs: their prompt alone takes max_length={args.max_length} tokens or more "
+                "(raise --cutoff-len to keep them)",
+            )
         return dataset
 
     def _set_signature_columns_if_needed(self) -> None:

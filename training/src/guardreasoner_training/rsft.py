@@ -20,6 +20,7 @@ from guardreasoner_training.modeling import (
     ModelOptions,
     RunnableModelSaving,
     apply_speedups,
+    filter_counted,
     prepare_model_and_tokenizer,
     resume_point,
 )
@@ -118,18 +119,25 @@ class RSFTTrainer(RunnableModelSaving, SFTTrainer):
         cutoff = getattr(args, "cutoff_len", None)
         if cutoff is None or packing:
             return dataset
-        return truncate_dataset(dataset, cutoff, num_proc=args.dataset_num_proc)
+        return truncate_dataset(dataset, cutoff, num_proc=args.dataset_num_proc, name=dataset_name)
 
 
-def truncate_dataset(dataset: Any, cutoff: int, *, num_proc: int | None = None) -> Any:
-    """Cut tokenized examples to ``cutoff`` tokens and drop those left with no answer token."""
+def truncate_dataset(dataset: Any, cutoff: int, *, num_proc: int | None = None, name: str = "train") -> Any:
+    """Cut tokenized examples to ``cutoff`` tokens and drop those left with no answer token (with a warning
+    that counts them)."""
 
     def cut(example: dict[str, Any]) -> dict[str, Any]:
         return {"input_ids": example["input_ids"][:cutoff], "labels": example["labels"][:cutoff]}
 
     kwargs = {"num_proc": num_proc} if num_proc else {}
     dataset = dataset.map(cut, **kwargs)
-    return dataset.filter(lambda example: any(label != -100 for label in example["labels"]), **kwargs)
+    return filter_counted(
+        dataset,
+        lambda example: any(label != -100 for label in example["labels"]),
+        f"R-SFT {name} examples: their prompt alone takes cutoff_len={cutoff} tokens or more, leaving no answer "
+        "token to learn (raise --cutoff-len to keep them)",
+        **kwargs,
+    )
 
 
 def train_rsft(
