@@ -79,10 +79,11 @@ def test_stage_flags_come_from_the_config_dataclasses():
         (("--prompt-format", "xml"), "--prompt-format 'xml' is not a format; choose one of raw, chat."),
     ],
 )
-def test_training_option_errors_are_one_line(tmp_path, small_llama_dir, args, message):
+def test_training_option_errors_are_one_line(tmp_path, args, message):
+    """Each is reported before anything is loaded (the model directory here is empty)."""
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps(r.as_row()) + "\n" for r in case_records()))
-    result = train_cli("rsft", data, "-o", tmp_path / "out", "--model", small_llama_dir, *args)
+    result = train_cli("rsft", data, "-o", tmp_path / "out", "--model", tmp_path, *args)
     assert result.returncode == 2
     assert message in error_line(result)
 

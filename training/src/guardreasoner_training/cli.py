@@ -253,11 +253,7 @@ def _stage_config(
         gradient_checkpointing=gradient_checkpointing,
     )
     kwargs["bf16"] = _choose_bf16(bf16)
-    for item in extra or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            fail(f"--arg '{item}': give key=value, for example --arg max_steps=10.")
-        kwargs[key.strip()] = _parse_value(value)
+    kwargs.update(_extra_args(extra))
     return config_class(output_dir=str(output_dir), **fields, disable_tqdm=True, report_to=[], **kwargs)
 
 
@@ -273,13 +269,20 @@ def _choose_bf16(bf16: bool | None) -> bool:
     return False
 
 
-def _parse_value(value: str) -> Any:
+def _extra_args(extra: list[str] | None) -> dict[str, Any]:
+    """The ``--arg key=value`` extras; a value is read as JSON when it parses, else kept as a string."""
     import json
 
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return value
+    kwargs: dict[str, Any] = {}
+    for item in extra or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--arg '{item}': give key=value, for example --arg max_steps=10.")
+        try:
+            kwargs[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key.strip()] = value
+    return kwargs
 
 
 def _check_base_model(model: str) -> None:
@@ -327,17 +330,20 @@ def rsft(
     fields: dict[str, Any],
 ) -> None:
     """Reasoning SFT: full fine-tuning (or LoRA) with the loss on the answer only."""
+    from guardreasoner.prompt import PromptFormat
+
     from guardreasoner_training.prepare import load_training_records
     from guardreasoner_training.presets import get_preset
 
-    from guardreasoner.prompt import PromptFormat
-
     formats = [f.value for f in PromptFormat]
     if fields["prompt_format"] not in formats:
-        fail(f"--prompt-format '{fields['prompt_format']}' is not a format; choose one of {', '.join(formats)}.")
+        fail(
+            f"--prompt-format '{fields['prompt_format']}' is not a format; choose one of {', '.join(formats)}."
+        )
+    _extra_args(extra)
     with _reported_errors():
         fields["chat_template"] = _chat_template(fields["chat_template"])
-        base = model or get_preset(preset).base_model
+        base = model or get_preset(preset).base_model  # an unknown preset fails here, before anything loads
         records = load_training_records(data)
         evaluation = load_training_records(eval_data) if eval_data else None
         _check_base_model(base)
@@ -473,9 +479,12 @@ def hsdpo(
     """Hard-sample DPO: weighted sigmoid DPO plus an SFT term on the chosen answer. The format is read from --model."""
     from guardreasoner.model_source import read_prompt_format
 
+    from guardreasoner_training.presets import get_preset
     from guardreasoner_training.records import read_rows
 
+    _extra_args(extra)
     with _reported_errors():
+        get_preset(preset)  # an unknown preset fails here, before anything loads
         prompt_format = read_prompt_format(model) if Path(model).is_dir() else "raw"
         rows = read_rows(pairs)
         _check_base_model(model)
