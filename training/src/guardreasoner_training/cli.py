@@ -343,7 +343,8 @@ def rsft(
     _extra_args(extra)
     with _reported_errors():
         fields["chat_template"] = _chat_template(fields["chat_template"])
-        base = model or get_preset(preset).base_model  # an unknown preset fails here, before anything loads
+        chosen = get_preset(preset)  # an unknown preset fails here, before anything loads
+        base = model or chosen.base_model
         records = load_training_records(data)
         evaluation = load_training_records(eval_data) if eval_data else None
         _check_base_model(base)
