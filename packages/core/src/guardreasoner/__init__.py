@@ -3,6 +3,8 @@
 Importing this package loads no ML framework: each engine imports its dependency when it is used.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from guardreasoner.conversation import Conversation
 from guardreasoner.engines import Engine, Generation, GenerationConfig
 from guardreasoner.errors import (
@@ -21,7 +23,10 @@ from guardreasoner.policy import FailurePolicy, apply_policy
 from guardreasoner.prompt import INSTRUCTION, PromptFormat, build_prompt
 from guardreasoner.verdict import ParseStatus, Task, TaskReasoning, Verdict
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("guardreasoner")  # written once, in packages/core/pyproject.toml
+except PackageNotFoundError:  # sources on sys.path without an install
+    __version__ = "0+unknown"
 
 __all__ = [
     "INSTRUCTION",
