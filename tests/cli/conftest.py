@@ -38,6 +38,13 @@ SCRIPTED_ENGINE_MODULE = textwrap.dedent(
         return ScriptedEngine(answer)
 
 
+    def small_context():
+        """The instruction plus 60 words (the scripted engine counts words as tokens)."""
+        from guardreasoner.prompt import INSTRUCTION
+
+        return ScriptedEngine(lambda prompt: guard_output("unharmful"), max_context_tokens=len(INSTRUCTION.split()) + 60)
+
+
     not_an_engine = 42
     '''
 )

@@ -128,6 +128,35 @@ def test_vllm_missing_names_its_extra(run, workdir, error_line):
     assert 'pip install "guardreasoner[vllm]"' in error_line(result)
 
 
+def test_too_long_conversations_say_what_to_shorten(run, error_line):
+    """The engine's context holds the instruction and 60 words; --max-new-tokens 10 leaves 50 for the texts."""
+    small = ("classify", "--engine", "cli_engines:small_context", "--max-new-tokens", "10")
+    long_prompt = ("--prompt", " ".join(["word"] * 100))
+    result = run(*small, *long_prompt)
+    assert result.returncode == 2
+    line = error_line(result)
+    assert "prompt tokens but only" in line and "pass --truncation head_tail" in line
+    assert "lower --max-new-tokens" in line
+
+    cut = run(*small, *long_prompt, "--truncation", "head_tail", "--json")
+    assert cut.returncode == 0, cut.stderr
+    assert json.loads(cut.stdout)["input_truncated"] is True
+
+    both = run(
+        *small,
+        "--prompt",
+        " ".join(["ask"] * 55),
+        "--response",
+        " ".join(["say"] * 60),
+        "--truncation",
+        "head_tail",
+    )
+    assert both.returncode == 2
+    line = error_line(both)
+    assert "Only the longer text is cut, the response (" in line and "the prompt (" in line
+    assert "Shorten the prompt" in line
+
+
 # -- JSONL files ----------------------------------------------------------------------------------------
 
 

@@ -41,7 +41,6 @@ class ExitCode(IntEnum):
     (``--input``: at least one such conversation)."""
 
 
-
 def stderr_console() -> Console:
     """A console on stderr that prints text as given: no markup, no highlighting."""
     return Console(stderr=True, markup=False, highlight=False)

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.text import Text
 
 from guardreasoner.engines import ENGINE_KINDS
-from guardreasoner.errors import GuardReasonerError, GuardUndecidedError
+from guardreasoner.errors import ContextLengthError, GuardReasonerError, GuardUndecidedError
 from guardreasoner.model_source import DEFAULT_MODEL
 from guardreasoner.policy import FailurePolicy
 from guardreasoner.terminal import ExitCode, fail, progress_bar, spinner, stderr_console
@@ -27,6 +27,7 @@ from guardreasoner.verdict import Verdict
 
 RECORD_KEYS = ("prompt", "response", "id")
 POLICIES = tuple(policy.value for policy in FailurePolicy)
+TRUNCATIONS = ("error", "head_tail")
 
 EXIT_CODES_HELP = """\b
 Exit status:
@@ -74,16 +75,23 @@ def classify_command(
         str,
         typer.Option(help="fail_closed, fail_open or raise: what an undecided verdict counts as."),
     ] = FailurePolicy.FAIL_CLOSED.value,
-    max_new_tokens: Annotated[
-        int, typer.Option(help="Token limit for the reasoning and answers.")
-    ] = 2048,
+    max_new_tokens: Annotated[int, typer.Option(help="Token limit for the reasoning and answers.")] = 2048,
     batch_size: Annotated[int, typer.Option(help="With --input: conversations per engine call.")] = 32,
+    truncation: Annotated[
+        str,
+        typer.Option(
+            help="error: a conversation longer than the model's context minus --max-new-tokens is an error; "
+            "head_tail: keep the head and tail of its longer text (the verdict says input_truncated)."
+        ),
+    ] = "error",
     base_url: Annotated[str | None, typer.Option(help="For --engine openai: the server's /v1 URL.")] = None,
     device: Annotated[str | None, typer.Option(help="For --engine hf: cpu, cuda, cuda:1, ...")] = None,
 ) -> None:
     """Classify a conversation (--prompt/--response) or a JSONL file of them (--input)."""
     _check_options(prompt, response, input, output, engine, policy, base_url, device)
     check_positive(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    if truncation not in TRUNCATIONS:
+        fail(f"--truncation '{truncation}' is not a mode; choose one of {', '.join(TRUNCATIONS)}.")
     records = read_records(input) if input is not None else []
     done = read_done(output, records) if output is not None else {}
 
@@ -96,6 +104,7 @@ def classify_command(
                 engine=_load_engine_spec(engine) if ":" in engine else engine,
                 policy=policy,
                 max_new_tokens=max_new_tokens,
+                truncation=truncation,
                 **({} if ":" in engine else {"model": model}),
                 **{k: v for k, v in {"base_url": base_url, "device": device}.items() if v is not None},
             )
@@ -112,6 +121,14 @@ def classify_command(
             verdicts = _classify_file(guard, records, done, output, batch_size, console)
     except GuardUndecidedError as exc:
         fail(str(exc), ExitCode.UNDECIDED)
+    except ContextLengthError as exc:  # the library's advice, in the command line's words
+        message = str(exc)
+        for python, flag in (
+            ("truncation='head_tail'", "--truncation head_tail"),
+            ("max_new_tokens", "--max-new-tokens"),
+        ):
+            message = message.replace(python, flag)
+        fail(message)
     except GuardReasonerError as exc:
         fail(str(exc), ExitCode.USAGE)
     code = exit_code(verdicts)
