@@ -24,7 +24,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-__all__ = ["ExitCode", "fail", "print_error", "progress_bar", "run_app", "spinner", "stderr_console"]
+__all__ = ["WIDE", "ExitCode", "fail", "print_error", "progress_bar", "run_app", "spinner", "stderr_console"]
+
+
+WIDE = 160
+"""The width tables are drawn at when the output is not a terminal (a pipe, a file, a test)."""
 
 
 class ExitCode(IntEnum):

@@ -22,7 +22,7 @@ from guardreasoner.eval.errors import EvaluationError
 from guardreasoner.eval.report import run_table, task_table, write_report
 from guardreasoner.eval.runner import DatasetRun, run_benchmarks
 from guardreasoner.eval.scoring import EvalResult, Mode, evaluate_predictions
-from guardreasoner.terminal import ExitCode, fail, progress_bar, stderr_console
+from guardreasoner.terminal import WIDE, ExitCode, fail, progress_bar, stderr_console
 
 
 def eval_command(
@@ -103,6 +103,8 @@ def eval_command(
     check_positive(limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens)
     # Tables and progress go to stderr when stdout carries the JSON.
     console = Console(stderr=json_output, highlight=False)
+    if not console.is_terminal:  # a pipe or a file: rows are not wrapped to a terminal's width
+        console.width = max(console.width, WIDE)
     data_dir = benchmark_dir or default_data_dir()
     names = [name.strip() for name in datasets.split(",") if name.strip()] if datasets else None
     try:
