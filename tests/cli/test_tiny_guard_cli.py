@@ -9,12 +9,14 @@ from guardreasoner import Verdict
 from guardreasoner.testing import TINY_GUARD_CASES
 
 
+def hf(model) -> tuple:
+    return ("--model", model, "--engine", "hf")
+
+
 @pytest.mark.slow
 def test_classify_prints_the_models_verdict_as_json(run, trained_guard_dir):
     case = TINY_GUARD_CASES[1]
-    result = run(
-        "classify", "--model", trained_guard_dir, "--engine", "hf", "--prompt", case.prompt, "--json"
-    )
+    result = run("classify", *hf(trained_guard_dir), "--prompt", case.prompt, "--json")
     assert result.returncode == 0, result.stderr
     verdict = Verdict.model_validate_json(result.stdout)
     assert (
@@ -27,10 +29,7 @@ def test_classify_readable_output_and_harmful_exit_status(run, trained_guard_dir
     case = TINY_GUARD_CASES[4]
     result = run(
         "classify",
-        "--model",
-        trained_guard_dir,
-        "--engine",
-        "hf",
+        *hf(trained_guard_dir),
         "--prompt",
         case.prompt,
         "--response",
@@ -49,10 +48,7 @@ def test_classify_file_writes_one_verdict_a_line(run, trained_guard_dir, workdir
     )
     result = run(
         "classify",
-        "--model",
-        trained_guard_dir,
-        "--engine",
-        "hf",
+        *hf(trained_guard_dir),
         "--input",
         source,
         "--output",
