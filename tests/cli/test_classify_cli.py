@@ -284,6 +284,10 @@ def test_eval_json_flag_prints_json_to_stdout(run, workdir):
         (("--predictions", ".", "--model", "m"), "--predictions and --model exclude each other"),
         (("--predictions", "none"), "does not exist"),
         (("--predictions", ".", "--limit", "0"), "--limit 0: give a whole number of 1 or more"),
+        (
+            ("--model", "m", "--engine", "foo"),
+            "--engine 'foo' is not an engine; choose one of auto, hf, vllm",
+        ),
         (("--json", "f1.json"), "Got unexpected extra argument(s) (f1.json)"),
     ],
 )

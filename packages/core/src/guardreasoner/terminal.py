@@ -24,7 +24,17 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-__all__ = ["WIDE", "ExitCode", "fail", "print_error", "progress_bar", "run_app", "spinner", "stderr_console"]
+__all__ = [
+    "WIDE",
+    "ExitCode",
+    "check_positive",
+    "fail",
+    "print_error",
+    "progress_bar",
+    "run_app",
+    "spinner",
+    "stderr_console",
+]
 
 
 WIDE = 160
@@ -60,6 +70,13 @@ def fail(message: str, code: int = ExitCode.USAGE) -> NoReturn:
     """Print the error line and end the command with ``code``."""
     print_error(message)
     raise typer.Exit(int(code))
+
+
+def check_positive(**options: int | None) -> None:
+    """Each option given must be 1 or more."""
+    for name, value in options.items():
+        if value is not None and value < 1:
+            fail(f"--{name.replace('_', '-')} {value}: give a whole number of 1 or more.")
 
 
 def run_app(app: typer.Typer) -> NoReturn:

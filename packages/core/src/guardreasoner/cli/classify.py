@@ -22,7 +22,7 @@ from guardreasoner.engines import ENGINE_KINDS
 from guardreasoner.errors import ContextLengthError, GuardReasonerError, GuardUndecidedError
 from guardreasoner.model_source import DEFAULT_MODEL
 from guardreasoner.policy import FailurePolicy
-from guardreasoner.terminal import ExitCode, fail, progress_bar, spinner, stderr_console
+from guardreasoner.terminal import ExitCode, check_positive, fail, progress_bar, spinner, stderr_console
 from guardreasoner.verdict import Verdict
 
 RECORD_KEYS = ("prompt", "response", "id")
@@ -189,13 +189,6 @@ def _check_options(
             fail(f"--output '{output}': the folder '{output.parent}' does not exist; create it first.")
         if input is not None and output.resolve() == input.resolve():
             fail(f"--output '{output}' is the --input file; give another file.")
-
-
-def check_positive(**options: int | None) -> None:
-    """Each option given must be 1 or more."""
-    for name, value in options.items():
-        if value is not None and value < 1:
-            fail(f"--{name.replace('_', '-')} {value}: give a whole number of 1 or more.")
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:

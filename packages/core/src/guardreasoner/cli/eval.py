@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from guardreasoner.cli.classify import check_positive
+from guardreasoner.engines import ENGINE_KINDS
 from guardreasoner.errors import GuardReasonerError
 from guardreasoner.eval.benchmarks import select_datasets
 from guardreasoner.eval.download import default_data_dir
@@ -22,7 +22,7 @@ from guardreasoner.eval.errors import EvaluationError
 from guardreasoner.eval.report import run_table, task_table, write_report
 from guardreasoner.eval.runner import DatasetRun, run_benchmarks
 from guardreasoner.eval.scoring import EvalResult, Mode, evaluate_predictions
-from guardreasoner.terminal import WIDE, ExitCode, fail, progress_bar, stderr_console
+from guardreasoner.terminal import WIDE, ExitCode, check_positive, fail, progress_bar, stderr_console
 
 
 def eval_command(
@@ -101,6 +101,8 @@ def eval_command(
     if predictions is not None and model is not None:
         fail("--predictions and --model exclude each other: score existing outputs or run a guard, not both.")
     check_positive(limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    if engine not in ENGINE_KINDS:
+        fail(f"--engine '{engine}' is not an engine; choose one of {', '.join(ENGINE_KINDS)}.")
     # Tables and progress go to stderr when stdout carries the JSON.
     console = Console(stderr=json_output, highlight=False)
     if not console.is_terminal:  # a pipe or a file: rows are not wrapped to a terminal's width
