@@ -87,6 +87,9 @@ def run_app(app: typer.Typer) -> NoReturn:
         print_error("aborted.")
         code = 130
     except typer.TyperException as exc:  # click's usage errors (typer vendors click)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare command: its help, as click prints it
+            typer.echo(exc.format_message(), err=True)
+            sys.exit(ExitCode.USAGE)
         context = getattr(exc, "ctx", None)
         hint = f" (see '{context.command_path} --help')" if context is not None else ""
         print_error(exc.format_message() + hint)
