@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 from guardreasoner import Verdict
@@ -32,6 +35,36 @@ def test_exit_status_says_safe_harmful_or_undecided(run, prompt, code, decision)
     result = run("classify", *ENGINE, "--prompt", prompt)
     assert result.returncode == code, result.stderr
     assert decision in result.stdout
+
+
+def test_help_lists_the_exit_statuses(run):
+    result = run("classify", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "Exit status: 0 decided safe by the model" in text and "2 usage or input error" in text
+    assert "3 undecided: the model gave no usable answer" in text
+
+
+def test_progress_shows_on_a_terminal_only(run, workdir):
+    """On a terminal a spinner says the model is generating; piped, stderr stays clean."""
+    piped = run("classify", *ENGINE, "--prompt", "hi")
+    assert piped.returncode == 0 and "Generating" not in piped.stderr
+    main, secondary = os.openpty()
+    environment = {**os.environ, "COLUMNS": "60", "TERM": "xterm", "PYTHONPATH": os.pathsep.join(
+        [str(workdir), os.environ.get("PYTHONPATH", "")]
+    )}  # fmt: skip
+    process = subprocess.run(
+        [sys.executable, "-m", "guardreasoner", "classify", *ENGINE, "--prompt", "hi"],
+        stdout=subprocess.PIPE, stderr=secondary, cwd=workdir, env=environment, timeout=120,
+    )  # fmt: skip
+    os.close(secondary)
+    shown = b""
+    with contextlib.suppress(OSError):
+        while chunk := os.read(main, 65536):
+            shown += chunk
+    os.close(main)
+    assert process.returncode == 0
+    assert b"Generating" in shown
 
 
 def test_fail_open_undecided_still_exits_3_and_json_says_who_decided(run):
