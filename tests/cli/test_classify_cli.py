@@ -193,7 +193,9 @@ def test_too_long_conversations_say_what_to_shorten(run, error_line):
 def test_a_bare_command_shows_its_help(run):
     result = run()
     assert result.returncode == 2
-    assert result.stderr.startswith("Usage: ") and "classify" in result.stderr and "error:" not in result.stderr
+    assert (
+        result.stderr.startswith("Usage: ") and "classify" in result.stderr and "error:" not in result.stderr
+    )
 
 
 # -- JSONL files ----------------------------------------------------------------------------------------

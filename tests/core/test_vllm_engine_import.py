@@ -26,7 +26,6 @@ from guardreasoner.engines import GenerationConfig
 # -- no vLLM ------------------------------------------------------------------------------------------
 
 
-
 def test_constructing_without_vllm_names_the_extra(monkeypatch, tiny_model_dir):
     monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` fail even where it is installed
     from guardreasoner.engines.vllm import VLLMEngine

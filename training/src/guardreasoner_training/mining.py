@@ -210,7 +210,9 @@ def mine_files(
         report = MiningReport()
         rows = read_rows(path)
         sets.append(
-            mine_pairs((SampleSet.from_row(row, str(path)) for row in rows), unreadable=unreadable, report=report)
+            mine_pairs(
+                (SampleSet.from_row(row, str(path)) for row in rows), unreadable=unreadable, report=report
+            )
         )
         reports.append(report)
         if on_file is not None:
@@ -218,6 +220,12 @@ def mine_files(
     merged = merge_pairs(sets)
     output = Path(output)
     write_jsonl(output, merged)
-    summary = {"files": [str(p) for p in samples], "reports": [r.as_dict() for r in reports], "pairs": len(merged)}
-    output.with_name(output.name + ".report.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    summary = {
+        "files": [str(p) for p in samples],
+        "reports": [r.as_dict() for r in reports],
+        "pairs": len(merged),
+    }
+    output.with_name(output.name + ".report.json").write_text(
+        json.dumps(summary, indent=2) + "\n", encoding="utf-8"
+    )
     return merged

@@ -51,7 +51,8 @@ class ModelOptions:
         },
     )
     use_lora: bool = field(
-        default=False, metadata={"help": "Train a LoRA adapter instead of all weights.", "aliases": ["--lora"]}
+        default=False,
+        metadata={"help": "Train a LoRA adapter instead of all weights.", "aliases": ["--lora"]},
     )
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})

@@ -36,7 +36,9 @@ class _Common:
     )
     gradient_checkpointing: bool | None = field(
         default=None,
-        metadata={"help": "transformers' deprecated name of activation_checkpointing (trl sets it; unset here)."},
+        metadata={
+            "help": "transformers' deprecated name of activation_checkpointing (trl sets it; unset here)."
+        },
     )
 
 
