@@ -1,17 +1,14 @@
 """The ``guardreasoner-train`` command line: one subcommand per stage, each reading and writing plain files.
 
-The training stages' flags come from their config dataclasses (name, type, default and help from each field;
-``aliases`` from its metadata, as trl's parser reads them), so a default is written once, in the config. Everything
+The training stages' flags come from their config dataclasses (:func:`~guardreasoner_training.flags.config_flags`),
+so a default and its help are written once, in the config. Everything
 heavy (torch, transformers, trl) is imported inside the commands, so ``--help`` is quick.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import inspect
-import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from guardreasoner.terminal import fail, run_app
 
+from guardreasoner_training.flags import config_flags
 from guardreasoner_training.modeling import ModelOptions
 from guardreasoner_training.presets import HSDPOHyperparameters, RSFTHyperparameters
 from guardreasoner_training.progress import console, progress_bar
@@ -82,51 +80,6 @@ def _reported_errors() -> Iterator[None]:
         yield
     except _errors() as exc:
         fail(str(exc))
-
-
-def config_flags(
-    *sources: tuple[type, tuple[str, ...]],
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Add the named fields of config dataclasses to a command as flags; the command gets their values in ``fields``.
-
-    ``--field-name`` (``--x/--no-x`` for booleans) plus the field's ``aliases``, its type, default and help.
-    """
-    derived: list[inspect.Parameter] = []
-    for source, names in sources:
-        hints = typing.get_type_hints(source)
-        fields = {f.name: f for f in dataclasses.fields(source)}
-        for name in names:
-            field = fields[name]
-            flags = ["--" + name.replace("_", "-"), *field.metadata.get("aliases", [])]
-            if hints[name] is bool:
-                flags = [f"{flag}/--no-{flag[2:]}" for flag in flags]
-            option = typer.Option(*flags, help=field.metadata["help"])
-            derived.append(
-                inspect.Parameter(
-                    name,
-                    inspect.Parameter.KEYWORD_ONLY,
-                    default=field.default,
-                    annotation=Annotated[hints[name], option],
-                )
-            )
-
-    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        own = [
-            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-            for p in inspect.signature(command, eval_str=True).parameters.values()
-            if p.name != "fields"
-        ]
-
-        def run(**kwargs: Any) -> Any:
-            fields = {p.name: kwargs.pop(p.name) for p in derived}
-            return command(**kwargs, fields=fields)
-
-        run.__name__, run.__doc__ = command.__name__, command.__doc__
-        run.__signature__ = inspect.Signature([*own, *derived])  # type: ignore[attr-defined]
-        run.__annotations__ = {p.name: p.annotation for p in [*own, *derived]}
-        return run
-
-    return decorate
 
 
 @app.callback()
