@@ -10,9 +10,11 @@ from guardreasoner import MissingExtraError
 
 
 def test_import_loads_no_heavy_dependency():
+    """The one slim-import check: the core, its CLI and every engine module import without their frameworks."""
     code = (
         "import sys, guardreasoner, guardreasoner.guard, guardreasoner.cli, guardreasoner.testing, "
-        "guardreasoner.integrations; "
+        "guardreasoner.integrations, guardreasoner.engines.hf, guardreasoner.engines.openai, "
+        "guardreasoner.engines.vllm, guardreasoner.eval.download; "
         "heavy = [m for m in ('torch', 'transformers', 'vllm', 'openai', 'langchain', 'langchain_core', "
         "'llama_index') if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"

@@ -30,7 +30,7 @@ def test_datasets_option_restricts_scoring(write_predictions, cli, tmp_path):
     write_predictions("AegisSafetyTest", RECORDS)
     root = write_predictions("HarmBenchPrompt", RECORDS)
     result = cli(
-        "eval", "--predictions", root, "--datasets", "harmbenchprompt", "--json", tmp_path / "f1.json"
+        "eval", "--predictions", root, "--datasets", "harmbenchprompt", "--json-file", tmp_path / "f1.json"
     )
     assert result.exit_code == 0, result.output
     table = json.loads((tmp_path / "f1.json").read_text())
@@ -41,11 +41,11 @@ def test_datasets_option_restricts_scoring(write_predictions, cli, tmp_path):
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        ((), 2, "Give either --predictions DIR"),
+        ((), 2, "Give --predictions DIR"),
         (("--predictions", ".", "--model", "m"), 2, "not both"),
-        (("--predictions", "{tmp}/none"), 1, "does not exist"),
-        (("--predictions", "{tmp}"), 1, "holds no predictions for any known dataset"),
-        (("--predictions", "{tmp}", "--datasets", "Nope"), 1, "Unknown dataset(s): Nope"),
+        (("--predictions", "{tmp}/none"), 2, "does not exist"),
+        (("--predictions", "{tmp}"), 2, "holds no predictions for any known dataset"),
+        (("--predictions", "{tmp}", "--datasets", "Nope"), 2, "Unknown dataset(s): Nope"),
     ],
 )
 def test_bad_input_gets_an_error_that_says_what_to_do(cli, tmp_path, args, code, message):
@@ -61,7 +61,7 @@ def test_a_live_run_without_benchmark_files_says_how_to_get_them(cli, tmp_path, 
         "guardreasoner.guard.create_engine", lambda *args, **kwargs: ScriptedEngine(lambda p: "")
     )
     result = cli("eval", "--model", "any", "--benchmark-dir", tmp_path, "--output", tmp_path / "out")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "guardreasoner data download" in result.output
 
 
@@ -90,7 +90,7 @@ def test_live_evaluation_of_the_tiny_guard_end_to_end(cli, trained_guard_dir, sh
         "strict",
         "--output",
         tmp_path / "predictions",
-        "--json",
+        "--json-file",
         tmp_path / "f1.json",
         "--report",
         tmp_path / "report",

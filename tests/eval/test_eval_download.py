@@ -10,8 +10,8 @@ import shutil
 import threading
 
 import pytest
-from guardreasoner import datasets
-from guardreasoner.datasets import CHECKSUMS, DownloadError, download_benchmarks
+from guardreasoner.eval import download as datasets
+from guardreasoner.eval.download import CHECKSUMS, DownloadError, download_benchmarks
 
 pytestmark = pytest.mark.network_loopback
 

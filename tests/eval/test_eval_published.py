@@ -77,7 +77,13 @@ def test_reference_mode_reproduces_the_published_script(shared_data, size):
 def test_cli_prints_and_writes_the_published_figures(shared_data, cli, tmp_path):
     target = tmp_path / "8B.json"
     result = cli(
-        "eval", "--predictions", shared_data / "predictions" / "8B", "--mode", "reference", "--json", target
+        "eval",
+        "--predictions",
+        shared_data / "predictions" / "8B",
+        "--mode",
+        "reference",
+        "--json-file",
+        target,
     )
     assert result.exit_code == 0, result.output
     table = json.loads(target.read_text())

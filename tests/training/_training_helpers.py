@@ -26,7 +26,7 @@ def cpu_args(output_dir: Path | str, **overrides) -> dict:
         report_to=[],
         save_strategy="no",
         disable_tqdm=True,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         dataloader_num_workers=0,
         seed=0,
         logging_steps=1,

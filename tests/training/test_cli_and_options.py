@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -12,18 +15,104 @@ from guardreasoner.engines.base import GenerationConfig
 from guardreasoner.testing import guard_output
 from guardreasoner_training import attention
 from guardreasoner_training.cli import app
-from guardreasoner_training.presets import accumulation_steps, get_preset
-from guardreasoner_training.rsft import RSFTConfig, train_rsft
+from guardreasoner_training.presets import accumulation_steps, batch_layout, get_preset
+from guardreasoner_training.rsft import RSFTConfig, train_rsft, truncate_dataset
 from typer.testing import CliRunner
 
 STAGES = ("synthesize", "prepare", "rsft", "sample", "mine", "hsdpo")
 
 
-def test_help_lists_the_stages():
-    result = CliRunner().invoke(app, ["--help"])
-    assert result.exit_code == 0
+def train_cli(*args, env=None):
+    """``guardreasoner-train`` as a user runs it: a subprocess, a narrow terminal."""
+    environment = {**os.environ, "COLUMNS": "60", "NO_COLOR": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "guardreasoner_training", *map(str, args)],
+        capture_output=True, text=True, timeout=300, env=environment,
+    )  # fmt: skip
+
+
+def error_line(result) -> str:
+    assert "Traceback" not in result.stderr, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    return line
+
+
+def test_help_lists_the_stages_without_loading_torch():
+    """``--help`` imports none of torch, transformers, trl or peft (it took seconds when it did)."""
+    code = (
+        "import runpy, sys\n"
+        "sys.argv = ['guardreasoner-train', '--help']\n"
+        "try:\n    runpy.run_module('guardreasoner_training', run_name='__main__')\n"
+        "except SystemExit as exit:\n    assert exit.code in (0, None), exit.code\n"
+        "print('heavy:', sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "heavy: []" in result.stdout
     for stage in STAGES:
-        assert stage in result.output
+        assert stage in result.stdout
+
+
+def test_stage_flags_come_from_the_config_dataclasses():
+    """Defaults and help of the derived flags are the configs' own (changing a config default changes the flag)."""
+    from guardreasoner_training.hsdpo import HSDPOConfig
+
+    rsft_help = " ".join(CliRunner().invoke(app, ["rsft", "--help"], env={"COLUMNS": "300"}).output.split())
+    hsdpo_help = " ".join(CliRunner().invoke(app, ["hsdpo", "--help"], env={"COLUMNS": "300"}).output.split())
+    for config, text in ((RSFTConfig, rsft_help), (HSDPOConfig, hsdpo_help)):
+        fields = {f.name: f for f in config.__dataclass_fields__.values()}
+        for name in ("learning_rate", "num_train_epochs", "lr_scheduler_type", "lora_r"):
+            flag = "--" + name.replace("_", "-")
+            assert flag in text and fields[name].metadata["help"] in text, (config.__name__, name)
+            assert f"[default: {fields[name].default}]" in text, (config.__name__, name)
+    assert "--epochs" in rsft_help and "--cutoff-len" in rsft_help and "--lora / --no-use-lora" in rsft_help
+    assert "--cutoff-len" in hsdpo_help and "--beta" in hsdpo_help
+    assert "the paper's batch layout for that size (--model is the model)" in hsdpo_help
+    assert "base model" not in hsdpo_help.split("--preset", 1)[1].split("--per-device-batch", 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--preset", "9b"), "Unknown preset '9b'; choose one of 1b, 3b, 8b."),
+        (("--arg", "max_steps"), "--arg 'max_steps': give key=value"),
+        (("--prompt-format", "xml"), "--prompt-format 'xml' is not a format; choose one of raw, chat."),
+    ],
+)
+def test_training_option_errors_are_one_line(tmp_path, args, message):
+    """Each is reported before anything is loaded (the model directory here is empty)."""
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(r.as_row()) + "\n" for r in case_records()))
+    result = train_cli("rsft", data, "-o", tmp_path / "out", "--model", tmp_path, *args)
+    assert result.returncode == 2
+    assert message in error_line(result)
+
+
+def test_offline_default_preset_fails_fast_with_the_model_dir_hint(tmp_path):
+    """HF_HUB_OFFLINE and an empty cache: the preset's hub model is reported before anything loads."""
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(r.as_row()) + "\n" for r in case_records()))
+    result = train_cli(
+        "rsft", data, "-o", tmp_path / "out", env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    )
+    assert result.returncode == 2
+    line = error_line(result)
+    assert "'meta-llama/Llama-3.2-1B'" in line and "HF_HUB_OFFLINE is set" in line
+    assert "hf download meta-llama/Llama-3.2-1B --local-dir DIR" in line and "--model DIR" in line
+
+
+def test_examples_over_the_cutoff_are_counted_when_dropped(caplog):
+    from datasets import Dataset
+
+    rows = [
+        {"input_ids": list(range(10)), "labels": [-100] * 6 + [1, 2, 3, 4]},  # answer starts at token 6
+        {"input_ids": list(range(10)), "labels": [-100] * 3 + [1] * 7},  # answer starts at token 3
+        {"input_ids": list(range(4)), "labels": [-100, 5, 6, 7]},
+    ]
+    with caplog.at_level("WARNING", logger="guardreasoner_training"):
+        kept = truncate_dataset(Dataset.from_list(rows), 5)
+    assert len(kept) == 2 and [len(r) for r in kept["input_ids"]] == [5, 4]
+    assert "Left out 1 of 3 R-SFT train examples: their prompt alone takes cutoff_len=5 tokens" in caplog.text
 
 
 def test_prepare_rsft_mine_hsdpo_through_the_cli(small_llama_dir, tmp_path):
@@ -34,13 +123,14 @@ def test_prepare_rsft_mine_hsdpo_through_the_cli(small_llama_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert "train 5" in result.output
 
-    cpu = ["--arg", "use_cpu=true", "--arg", "max_steps=2", "--arg", "save_strategy=no", "--no-bf16"]
+    cpu = ["--arg", "use_cpu=true", "--arg", "max_steps=2", "--arg", "save_strategy=no"]
     result = runner.invoke(app, [
         "rsft", str(tmp_path / "data" / "train.jsonl"), "-o", str(tmp_path / "rsft"), "--model", str(small_llama_dir),
         "--per-device-batch", "5", "--grad-accum", "1", "--prompt-format", "chat", "--chat-template", "tokenizer",
         "--no-gradient-checkpointing", *cpu,
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert "bf16 off: this machine has no CUDA device that supports it" in result.output  # no CUDA in CI
     assert json.loads((tmp_path / "rsft" / "guardreasoner.json").read_text())["prompt_format"] == "chat"
 
     samples = tmp_path / "samples.jsonl"
@@ -85,8 +175,15 @@ def test_lora_trains_and_saves_a_merged_model_the_core_loads(small_llama_dir, tm
     assert generation.num_generated_tokens >= 1
 
 
-def test_presets_keep_the_paper_batches():
+def test_presets_keep_the_paper_batches(monkeypatch):
     assert get_preset("8B").base_model == "meta-llama/Llama-3.1-8B"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert batch_layout("3b", "rsft") == {
+        "per_device_train_batch_size": 6, "gradient_accumulation_steps": 32, "activation_checkpointing": True,
+    }  # fmt: skip
+    assert batch_layout("1b", "hsdpo", per_device_batch=4, gradient_checkpointing=False) == {
+        "per_device_train_batch_size": 4, "gradient_accumulation_steps": 32, "activation_checkpointing": False,
+    }  # fmt: skip
     assert accumulation_steps(384, 6, 4) == 16  # the reference: 4 GPUs x 6 x 16
     assert accumulation_steps(256, 1, 4) == 64
     assert accumulation_steps(384, 32, 1) == 12

@@ -1,16 +1,24 @@
-"""The ``guardreasoner-train`` command line: one subcommand per stage, each reading and writing plain files."""
+"""The ``guardreasoner-train`` command line: one subcommand per stage, each reading and writing plain files.
+
+The training stages' flags come from their config dataclasses (:func:`~guardreasoner_training.flags.config_flags`),
+so a default and its help are written once, in the config. Everything
+heavy (torch, transformers, trl) is imported inside the commands, so ``--help`` is quick.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from guardreasoner.terminal import fail, run_app
 
+from guardreasoner_training.flags import config_flags
+from guardreasoner_training.modeling import ModelOptions
+from guardreasoner_training.presets import HSDPOHyperparameters, RSFTHyperparameters
 from guardreasoner_training.progress import console, progress_bar
 
 app = typer.Typer(
@@ -21,15 +29,10 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
 )
 
-Format = Annotated[
-    str, typer.Option("--prompt-format", help="raw (plain text, as the released models run) or chat.")
-]
-ChatTemplate = Annotated[
-    str, typer.Option(help="For chat: llama3 (LLaMA-Factory's, the paper's), tokenizer, or a Jinja file.")
-]
-Preset = Annotated[str, typer.Option(help="1b, 3b or 8b: base model and the paper's batch layout.")]
 Checkpointing = Annotated[
     bool | None,
     typer.Option(
@@ -42,16 +45,26 @@ ExtraArgs = Annotated[
     typer.Option("--arg", help="Any other trl/transformers training argument, as key=value (repeatable)."),
 ]
 OutputDir = Annotated[Path, typer.Option("--output-dir", "-o", help="Where the model and checkpoints go.")]
-Lora = Annotated[bool, typer.Option(help="Train a LoRA adapter (merged into the saved model).")]
-LoraRank = Annotated[int, typer.Option(help="LoRA rank.")]
-Liger = Annotated[bool, typer.Option(help="Liger's fused RMSNorm/SwiGLU/RoPE kernels (CUDA).")]
-Bf16 = Annotated[bool, typer.Option(help="bf16 mixed precision (fp32 master weights).")]
+Bf16 = Annotated[
+    bool | None,
+    typer.Option(
+        "--bf16/--no-bf16",
+        help="bf16 mixed precision (fp32 master weights). Default: on where a CUDA device supports bf16, else off.",
+    ),
+]
 Resume = Annotated[bool, typer.Option(help="Resume from the last checkpoint in --output-dir.")]
+PerDeviceBatch = Annotated[int | None, typer.Option(help="Sequences (pairs for hsdpo) per device and step.")]
 
-
-def _fail(exc: Exception) -> None:
-    console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-    raise typer.Exit(2) from exc
+MODEL_FLAGS = (
+    "use_lora",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "liger_kernels",
+    "compile_layers",
+    "master_dtype",
+)
+SCHEDULE_FLAGS = ("learning_rate", "num_train_epochs", "lr_scheduler_type", "warmup_steps", "logging_steps")
 
 
 def _errors() -> tuple[type[Exception], ...]:
@@ -62,11 +75,11 @@ def _errors() -> tuple[type[Exception], ...]:
 
 @contextmanager
 def _reported_errors() -> Iterator[None]:
-    """What every stage does with a user-facing error: one red line and exit status 2, no traceback."""
+    """What every stage does with a user-facing error: one plain ``error:`` line and exit status 2, no traceback."""
     try:
         yield
     except _errors() as exc:
-        _fail(exc)
+        fail(str(exc))
 
 
 @app.callback()
@@ -179,42 +192,58 @@ def _stage_config(
     grad_accum: int | None,
     extra: list[str] | None,
     gradient_checkpointing: bool | None,
-    **fields: Any,
+    bf16: bool | None,
+    fields: dict[str, Any],
 ) -> Any:
-    """A training stage's config (rsft, hsdpo): its own ``fields``, the preset's batch layout, the ``--arg`` extras."""
-    from guardreasoner_training.presets import (
-        HSDPO_EFFECTIVE_BATCH,
-        RSFT_EFFECTIVE_BATCH,
-        accumulation_steps,
-        get_preset,
-        world_size,
-    )
+    """A training stage's config (rsft, hsdpo): its flags' ``fields``, the preset's batch layout, the ``--arg`` extras."""
+    from guardreasoner_training.presets import batch_layout
 
-    chosen = get_preset(preset)
-    default_batch = chosen.rsft_per_device_batch if stage == "rsft" else chosen.hsdpo_per_device_batch
-    effective = RSFT_EFFECTIVE_BATCH if stage == "rsft" else HSDPO_EFFECTIVE_BATCH
-    batch = per_device_batch or default_batch
-    accum = grad_accum or accumulation_steps(effective, batch, world_size())
-    kwargs: dict[str, Any] = {
-        "per_device_train_batch_size": batch,
-        "gradient_accumulation_steps": accum,
-        "gradient_checkpointing": chosen.gradient_checkpointing
-        if gradient_checkpointing is None
-        else gradient_checkpointing,
-    }
-    for item in extra or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"--arg takes key=value, got '{item}'.")
-        kwargs[key.strip()] = _parse_value(value)
+    kwargs: dict[str, Any] = batch_layout(
+        preset,
+        stage,  # type: ignore[arg-type]
+        per_device_batch=per_device_batch,
+        grad_accum=grad_accum,
+        gradient_checkpointing=gradient_checkpointing,
+    )
+    kwargs["bf16"] = _choose_bf16(bf16)
+    kwargs.update(_extra_args(extra))
     return config_class(output_dir=str(output_dir), **fields, disable_tqdm=True, report_to=[], **kwargs)
 
 
-def _parse_value(value: str) -> Any:
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return value
+def _choose_bf16(bf16: bool | None) -> bool:
+    """``--bf16``/``--no-bf16`` as given; left out, bf16 where a CUDA device supports it (and say so when not)."""
+    if bf16 is not None:
+        return bf16
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return True
+    console.print("bf16 off: this machine has no CUDA device that supports it (pass --bf16 to force it).")
+    return False
+
+
+def _extra_args(extra: list[str] | None) -> dict[str, Any]:
+    """The ``--arg key=value`` extras; a value is read as JSON when it parses, else kept as a string."""
+    import json
+
+    kwargs: dict[str, Any] = {}
+    for item in extra or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--arg '{item}': give key=value, for example --arg max_steps=10.")
+        try:
+            kwargs[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key.strip()] = value
+    return kwargs
+
+
+def _check_base_model(model: str) -> None:
+    """Fail fast when a hub id is neither cached nor reachable, instead of after the hub's retries."""
+    from guardreasoner.model_source import check_hub_model
+
+    if not Path(model).expanduser().exists():
+        check_hub_model(model)
 
 
 def _chat_template(value: str) -> str:
@@ -225,47 +254,56 @@ def _chat_template(value: str) -> str:
 
 
 @app.command()
+@config_flags(
+    (RSFTHyperparameters, (*SCHEDULE_FLAGS, "cutoff_len")),
+    (ModelOptions, ("prompt_format", "chat_template", "attn_implementation", *MODEL_FLAGS)),
+)
 def rsft(
     data: Annotated[Path, typer.Argument(help="The prepared training set (train.jsonl).")],
     output_dir: OutputDir,
     model: Annotated[
         str | None, typer.Option(help="Base model (hub id or directory; default: the preset's).")
     ] = None,
-    preset: Preset = "1b",
-    prompt_format: Format = "raw",
-    chat_template: ChatTemplate = "llama3",
+    preset: Annotated[
+        str, typer.Option(help="1b, 3b or 8b: the base model (unless --model) and the paper's batch layout.")
+    ] = "1b",
     eval_data: Annotated[Path | None, typer.Option(help="Optional eval set (eval.jsonl).")] = None,
-    epochs: Annotated[float, typer.Option(help="Epochs (paper: 3).")] = 3.0,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (paper: 5e-5).")] = 5e-5,
-    cutoff_len: Annotated[
-        int, typer.Option(help="Tokens per example, prompt + answer (paper: 2048).")
-    ] = 2048,
-    per_device_batch: Annotated[int | None, typer.Option(help="Sequences per device and step.")] = None,
+    per_device_batch: PerDeviceBatch = None,
     grad_accum: Annotated[
         int | None, typer.Option(help="Accumulation (default: reach the paper's 384).")
     ] = None,
-    lora: Lora = False,
-    lora_r: LoraRank = 16,
     padding_free: Annotated[
         bool, typer.Option(help="Concatenate each batch into one row (no padding).")
     ] = False,
-    attn: Annotated[str | None, typer.Option(help="sdpa, flex_attention or guardreasoner_varlen.")] = None,
-    liger: Liger = False,
-    compile_layers: Annotated[
-        bool, typer.Option("--compile", help="torch.compile each decoder layer.")
-    ] = False,
-    bf16: Bf16 = True,
+    bf16: Bf16 = None,
     resume: Resume = False,
     gradient_checkpointing: Checkpointing = None,
     extra: ExtraArgs = None,
+    *,
+    fields: dict[str, Any],
 ) -> None:
     """Reasoning SFT: full fine-tuning (or LoRA) with the loss on the answer only."""
+    from guardreasoner.prompt import PromptFormat
+
     from guardreasoner_training.prepare import load_training_records
     from guardreasoner_training.presets import get_preset
-    from guardreasoner_training.progress import RichProgressCallback
-    from guardreasoner_training.rsft import RSFTConfig, train_rsft
 
+    formats = [f.value for f in PromptFormat]
+    if fields["prompt_format"] not in formats:
+        fail(
+            f"--prompt-format '{fields['prompt_format']}' is not a format; choose one of {', '.join(formats)}."
+        )
+    _extra_args(extra)
     with _reported_errors():
+        fields["chat_template"] = _chat_template(fields["chat_template"])
+        chosen = get_preset(preset)  # an unknown preset fails here, before anything loads
+        base = model or chosen.base_model
+        records = load_training_records(data)
+        evaluation = load_training_records(eval_data) if eval_data else None
+        _check_base_model(base)
+        from guardreasoner_training.callbacks import RichProgressCallback
+        from guardreasoner_training.rsft import RSFTConfig, train_rsft
+
         config = _stage_config(
             RSFTConfig,
             stage="rsft",
@@ -275,22 +313,9 @@ def rsft(
             grad_accum=grad_accum,
             extra=extra,
             gradient_checkpointing=gradient_checkpointing,
-            num_train_epochs=epochs,
-            learning_rate=learning_rate,
-            cutoff_len=cutoff_len,
-            prompt_format=prompt_format,
-            chat_template=_chat_template(chat_template),
-            use_lora=lora,
-            lora_r=lora_r,
-            padding_free=padding_free,
-            attn_implementation=attn,
-            liger_kernels=liger,
-            compile_layers=compile_layers,
             bf16=bf16,
+            fields={**fields, "padding_free": padding_free},
         )
-        records = load_training_records(data)
-        evaluation = load_training_records(eval_data) if eval_data else None
-        base = model or get_preset(preset).base_model
         saved = train_rsft(
             records,
             base,
@@ -300,7 +325,7 @@ def rsft(
             callbacks=[RichProgressCallback("R-SFT")],
         )
     console.print(
-        f"R-SFT model saved to {saved} (prompt format {prompt_format}, recorded in guardreasoner.json)"
+        f"R-SFT model saved to {saved} (prompt format {config.prompt_format}, recorded in guardreasoner.json)"
     )
 
 
@@ -369,73 +394,57 @@ def mine(
     With several sample files (the main model's, then the 'diversity' models'), each is mined and scaled on its
     own and the sets are merged, keeping the first pair for each input.
     """
-    from guardreasoner_training.mining import MiningReport, SampleSet, merge_pairs, mine_pairs
-    from guardreasoner_training.records import read_rows, write_jsonl
+    from guardreasoner_training.mining import MiningReport, mine_files
+
+    def show(path: Path, report: MiningReport) -> None:
+        console.print(
+            f"{path}: {report.pairs} hard of {report.prompts} prompts {report.by_task}, all right "
+            f"{report.all_right}, all wrong {report.all_wrong}, unreadable samples {report.unreadable_samples}"
+        )
 
     with _reported_errors():
-        sets, reports = [], []
-        for path in samples:
-            report = MiningReport()
-            rows = read_rows(path)
-            sets.append(
-                mine_pairs(
-                    (SampleSet.from_row(row, str(path)) for row in rows), unreadable=unreadable, report=report
-                )
-            )
-            reports.append(report)
-            console.print(
-                f"{path}: {report.pairs} hard of {report.prompts} prompts {report.by_task}, all right "
-                f"{report.all_right}, all wrong {report.all_wrong}, unreadable samples "
-                f"{report.unreadable_samples}"
-            )
-        merged = merge_pairs(sets)
-        write_jsonl(output, merged)
-        summary = {
-            "files": [str(p) for p in samples],
-            "reports": [r.as_dict() for r in reports],
-            "pairs": len(merged),
-        }
-        output.with_name(output.name + ".report.json").write_text(
-            json.dumps(summary, indent=2) + "\n", encoding="utf-8"
-        )
+        merged = mine_files(samples, output, unreadable=unreadable, on_file=show)
     console.print(f"{len(merged)} pairs -> {output}")
 
 
 @app.command()
+@config_flags(
+    (HSDPOHyperparameters, (*SCHEDULE_FLAGS, "beta", "sft_weight", "sft_normalization", "max_length")),
+    (ModelOptions, MODEL_FLAGS),
+)
 def hsdpo(
     pairs: Annotated[Path, typer.Argument(help="Hard pairs from `mine` (JSONL).")],
     model: Annotated[str, typer.Option(help="The R-SFT model directory (policy and reference).")],
     output_dir: OutputDir,
-    preset: Preset = "1b",
-    epochs: Annotated[float, typer.Option(help="Epochs (paper: 2).")] = 2.0,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (paper: 5e-6).")] = 5e-6,
-    beta: Annotated[float, typer.Option(help="DPO beta (paper: 0.01).")] = 0.01,
-    sft_weight: Annotated[float, typer.Option(help="SFT term on the chosen answer (paper: 2.0).")] = 2.0,
-    sft_normalization: Annotated[
-        str, typer.Option(help="sequence (LLaMA-Factory) or token (trl).")
-    ] = "sequence",
-    cutoff_len: Annotated[int, typer.Option(help="Tokens per sequence (paper: 2048).")] = 2048,
-    per_device_batch: Annotated[int | None, typer.Option(help="Pairs per device and step.")] = None,
+    preset: Annotated[
+        str, typer.Option(help="1b, 3b or 8b: the paper's batch layout for that size (--model is the model).")
+    ] = "1b",
+    per_device_batch: PerDeviceBatch = None,
     grad_accum: Annotated[
         int | None, typer.Option(help="Accumulation (default: reach the paper's 256).")
     ] = None,
-    lora: Lora = False,
-    lora_r: LoraRank = 16,
-    liger: Liger = False,
-    bf16: Bf16 = True,
+    bf16: Bf16 = None,
     resume: Resume = False,
     gradient_checkpointing: Checkpointing = None,
     extra: ExtraArgs = None,
+    *,
+    fields: dict[str, Any],
 ) -> None:
     """Hard-sample DPO: weighted sigmoid DPO plus an SFT term on the chosen answer. The format is read from --model."""
     from guardreasoner.model_source import read_prompt_format
 
-    from guardreasoner_training.hsdpo import HSDPOConfig, train_hsdpo
-    from guardreasoner_training.progress import RichProgressCallback
+    from guardreasoner_training.presets import get_preset
     from guardreasoner_training.records import read_rows
 
+    _extra_args(extra)
     with _reported_errors():
+        get_preset(preset)  # an unknown preset fails here, before anything loads
         prompt_format = read_prompt_format(model) if Path(model).is_dir() else "raw"
+        rows = read_rows(pairs)
+        _check_base_model(model)
+        from guardreasoner_training.callbacks import RichProgressCallback
+        from guardreasoner_training.hsdpo import HSDPOConfig, train_hsdpo
+
         config = _stage_config(
             HSDPOConfig,
             stage="hsdpo",
@@ -445,22 +454,14 @@ def hsdpo(
             grad_accum=grad_accum,
             extra=extra,
             gradient_checkpointing=gradient_checkpointing,
-            num_train_epochs=epochs,
-            learning_rate=learning_rate,
-            beta=beta,
-            sft_weight=sft_weight,
-            sft_normalization=sft_normalization,
-            max_length=cutoff_len,
-            prompt_format=prompt_format,
-            chat_template="tokenizer",  # the R-SFT model saved the template it was trained with
-            use_lora=lora,
-            lora_r=lora_r,
-            liger_kernels=liger,
             bf16=bf16,
+            fields={
+                **fields,
+                "prompt_format": prompt_format,
+                "chat_template": "tokenizer",  # the R-SFT model saved the template it was trained with
+            },
         )
-        saved = train_hsdpo(
-            read_rows(pairs), model, config, resume=resume, callbacks=[RichProgressCallback("HS-DPO")]
-        )
+        saved = train_hsdpo(rows, model, config, resume=resume, callbacks=[RichProgressCallback("HS-DPO")])
     console.print(f"HS-DPO model saved to {saved}")
 
 
@@ -474,13 +475,16 @@ def presets() -> None:
             f"{preset.name}: {preset.base_model}; R-SFT {preset.rsft_per_device_batch}/device (effective "
             f"{RSFT_EFFECTIVE_BATCH}), HS-DPO {preset.hsdpo_per_device_batch}/device (effective {HSDPO_EFFECTIVE_BATCH})"
         )
+    r, h = RSFTHyperparameters(), HSDPOHyperparameters()
     console.print(
-        "R-SFT: lr 5e-5, 3 epochs, cosine, cutoff 2048. HS-DPO: lr 5e-6, 2 epochs, beta 0.01, SFT weight 2.0."
+        f"R-SFT: lr {r.learning_rate:g}, {r.num_train_epochs:g} epochs, {r.lr_scheduler_type}, cutoff {r.cutoff_len}. "
+        f"HS-DPO: lr {h.learning_rate:g}, {h.num_train_epochs:g} epochs, {h.lr_scheduler_type}, beta {h.beta:g}, "
+        f"SFT weight {h.sft_weight:g}, cutoff {h.max_length}."
     )
 
 
 def main() -> None:
-    app()
+    run_app(app)
 
 
 if __name__ == "__main__":

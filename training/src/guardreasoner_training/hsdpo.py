@@ -34,42 +34,23 @@ from guardreasoner_training.modeling import (
     ModelOptions,
     RunnableModelSaving,
     apply_speedups,
+    filter_counted,
     prepare_model_and_tokenizer,
     resume_point,
 )
+from guardreasoner_training.presets import HSDPOHyperparameters
 
 WEIGHT_COLUMN = "sample_weight"
 
 
 @dataclass
-class HSDPOConfig(DPOConfig, ModelOptions):
-    """trl's DPOConfig with the paper's HS-DPO settings as defaults.
+class HSDPOConfig(HSDPOHyperparameters, DPOConfig, ModelOptions):
+    """trl's DPOConfig with the paper's HS-DPO settings as defaults (:class:`~guardreasoner_training.presets.HSDPOHyperparameters`).
 
     The paper: learning rate 5e-6, 2 epochs, cosine without warm-up, β = 0.01, sigmoid loss plus an SFT term on
     the chosen answer with weight 2.0 (LLaMA-Factory's ``pref_ftx``), cutoff 2048, effective batch 256.
     """
 
-    learning_rate: float = field(default=5e-6, metadata={"help": "Peak learning rate (the paper's 5e-6)."})
-    num_train_epochs: float = field(default=2.0, metadata={"help": "Epochs (the paper's 2)."})
-    lr_scheduler_type: str = field(
-        default="cosine", metadata={"help": "Learning-rate schedule (the paper's cosine)."}
-    )
-    warmup_steps: float = field(default=0, metadata={"help": "Warm-up steps (the paper uses none)."})
-    logging_steps: float = field(default=5, metadata={"help": "Log every N steps."})
-    beta: float = field(default=0.01, metadata={"help": "DPO β (the paper's 0.01)."})
-    max_length: int | None = field(
-        default=2048, metadata={"help": "Truncate prompt+answer to this many tokens."}
-    )
-    sft_weight: float = field(
-        default=2.0,
-        metadata={"help": "Weight of the SFT term on the chosen answer (the paper's pref_ftx 2.0)."},
-    )
-    sft_normalization: str = field(
-        default="sequence",
-        metadata={
-            "help": "'sequence' (mean NLL per answer, LLaMA-Factory) or 'token' (over all tokens, trl)."
-        },
-    )
     weight_column: str = field(
         default=WEIGHT_COLUMN, metadata={"help": "Dataset column holding the sample weights."}
     )
@@ -204,7 +185,12 @@ class HSDPOTrainer(RunnableModelSaving, DPOTrainer):
             dataset, processing_class, args.prompt_format, num_proc=args.dataset_num_proc
         )
         if args.max_length is not None:
-            dataset = dataset.filter(lambda example: len(example["prompt_ids"]) < args.max_length)
+            dataset = filter_counted(
+                dataset,
+                lambda example: len(example["prompt_ids"]) < args.max_length,
+                f"HS-DPO {dataset_name} pairs: their prompt alone takes max_length={args.max_length} tokens or more "
+                "(raise --cutoff-len to keep them)",
+            )
         return dataset
 
     def _set_signature_columns_if_needed(self) -> None:

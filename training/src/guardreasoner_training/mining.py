@@ -17,15 +17,18 @@ mined sets, keeping the first pair for each ``input``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from guardreasoner.parsing import parse_output
 from guardreasoner.tasks import PAPER_ORDER
 
 from guardreasoner_training.errors import TrainingDataError
-from guardreasoner_training.records import GoldLabels, labels_from_output, response_of
+from guardreasoner_training.records import GoldLabels, labels_from_output, read_rows, response_of, write_jsonl
 
 WEIGHT_RANGE = (0.8, 1.2)
 
@@ -186,4 +189,42 @@ def merge_pairs(pair_sets: Iterable[list[dict[str, Any]]]) -> list[dict[str, Any
                 continue
             seen.add(pair["input"])
             merged.append(pair)
+    return merged
+
+
+def mine_files(
+    samples: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    *,
+    unreadable: str = "skip",
+    on_file: Callable[[Path, MiningReport], None] | None = None,
+) -> list[dict[str, Any]]:
+    """The ``mine`` stage over files: mine each sample file on its own, merge the sets (:func:`merge_pairs`),
+    write the pairs to ``output`` and a summary to ``{output}.report.json``; returns the merged pairs.
+
+    ``on_file(path, report)`` is called after each file is mined.
+    """
+    sets, reports = [], []
+    for path in map(Path, samples):
+        report = MiningReport()
+        rows = read_rows(path)
+        sets.append(
+            mine_pairs(
+                (SampleSet.from_row(row, str(path)) for row in rows), unreadable=unreadable, report=report
+            )
+        )
+        reports.append(report)
+        if on_file is not None:
+            on_file(path, report)
+    merged = merge_pairs(sets)
+    output = Path(output)
+    write_jsonl(output, merged)
+    summary = {
+        "files": [str(p) for p in samples],
+        "reports": [r.as_dict() for r in reports],
+        "pairs": len(merged),
+    }
+    output.with_name(output.name + ".report.json").write_text(
+        json.dumps(summary, indent=2) + "\n", encoding="utf-8"
+    )
     return merged

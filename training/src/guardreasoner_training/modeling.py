@@ -7,7 +7,9 @@ so that every saved directory carries the model card.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -38,7 +40,8 @@ class ModelOptions:
     attn_implementation: str | None = field(
         default=None,
         metadata={
-            "help": "transformers attention: 'sdpa', 'flex_attention', 'eager', or 'guardreasoner_varlen' (padding-free, CUDA)."
+            "help": "transformers attention: 'sdpa', 'flex_attention', 'eager', or 'guardreasoner_varlen' (padding-free, CUDA).",
+            "aliases": ["--attn"],
         },
     )
     master_dtype: str = field(
@@ -47,7 +50,10 @@ class ModelOptions:
             "help": "dtype of the trained weights; float32 with --bf16 is mixed precision with fp32 master weights."
         },
     )
-    use_lora: bool = field(default=False, metadata={"help": "Train a LoRA adapter instead of all weights."})
+    use_lora: bool = field(
+        default=False,
+        metadata={"help": "Train a LoRA adapter instead of all weights.", "aliases": ["--lora"]},
+    )
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
@@ -56,11 +62,17 @@ class ModelOptions:
     )
     liger_kernels: bool = field(
         default=False,
-        metadata={"help": "Replace RMSNorm, SwiGLU and RoPE with Liger's Triton kernels (CUDA)."},
+        metadata={
+            "help": "Replace RMSNorm, SwiGLU and RoPE with Liger's Triton kernels (CUDA).",
+            "aliases": ["--liger"],
+        },
     )
     compile_layers: bool = field(
         default=False,
-        metadata={"help": "torch.compile each decoder layer (dynamic shapes), not the whole model."},
+        metadata={
+            "help": "torch.compile each decoder layer (dynamic shapes), not the whole model.",
+            "aliases": ["--compile"],
+        },
     )
 
     def check_model_options(self) -> None:
@@ -69,6 +81,18 @@ class ModelOptions:
             raise ValueError(f"attn_implementation='{VARLEN_ATTENTION}' needs padding_free=True.")
         if self.master_dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"master_dtype must be float32, bfloat16 or float16, got '{self.master_dtype}'.")
+
+
+logger = logging.getLogger("guardreasoner_training")
+
+
+def filter_counted(dataset: Any, keep: Callable[[dict[str, Any]], bool], what: str, **kwargs: Any) -> Any:
+    """``dataset.filter(keep)``, saying how many examples it left out and why (``what``) in a warning."""
+    before = len(dataset)
+    dataset = dataset.filter(keep, **kwargs)
+    if len(dataset) < before:
+        logger.warning("Left out %d of %d %s.", before - len(dataset), before, what)
+    return dataset
 
 
 def model_init_kwargs(options: ModelOptions, given: dict[str, Any] | None) -> dict[str, Any]:

@@ -8,7 +8,7 @@ directory so the core runs the model the way it was trained.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,35 +21,22 @@ from guardreasoner_training.modeling import (
     ModelOptions,
     RunnableModelSaving,
     apply_speedups,
+    filter_counted,
     prepare_model_and_tokenizer,
     resume_point,
 )
+from guardreasoner_training.presets import RSFTHyperparameters
 from guardreasoner_training.records import TrainRecord
 
 
 @dataclass
-class RSFTConfig(SFTConfig, ModelOptions):
-    """trl's SFTConfig with the paper's R-SFT settings as defaults.
+class RSFTConfig(RSFTHyperparameters, SFTConfig, ModelOptions):
+    """trl's SFTConfig with the paper's R-SFT settings as defaults (:class:`~guardreasoner_training.presets.RSFTHyperparameters`).
 
     The paper: learning rate 5e-5, 3 epochs, cosine schedule without warm-up, cutoff 2048 tokens, effective
     batch 384 (4 GPUs × 6 × 16 accumulation), bf16. See :mod:`guardreasoner_training.presets` for the per-size
     batch layouts. ``max_length`` is not used: ``cutoff_len`` truncates, also for padding-free batches.
     """
-
-    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate (the paper's 5e-5)."})
-    num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs (the paper's 3)."})
-    lr_scheduler_type: str = field(
-        default="cosine", metadata={"help": "Learning-rate schedule (the paper's cosine)."}
-    )
-    warmup_steps: float = field(default=0, metadata={"help": "Warm-up steps (the paper uses none)."})
-    logging_steps: float = field(default=5, metadata={"help": "Log every N steps."})
-    completion_only_loss: bool | None = field(
-        default=True, metadata={"help": "Loss on the answer (completion) only, not on the prompt."}
-    )
-    cutoff_len: int | None = field(
-        default=2048, metadata={"help": "Truncate prompt+answer to this many tokens (the paper's 2048)."}
-    )
-    max_length: int | None = field(default=None, metadata={"help": "Unused: see cutoff_len."})
 
     def __post_init__(self) -> None:
         if self.max_length is not None:
@@ -133,18 +120,25 @@ class RSFTTrainer(RunnableModelSaving, SFTTrainer):
         cutoff = getattr(args, "cutoff_len", None)
         if cutoff is None or packing:
             return dataset
-        return truncate_dataset(dataset, cutoff, num_proc=args.dataset_num_proc)
+        return truncate_dataset(dataset, cutoff, num_proc=args.dataset_num_proc, name=dataset_name)
 
 
-def truncate_dataset(dataset: Any, cutoff: int, *, num_proc: int | None = None) -> Any:
-    """Cut tokenized examples to ``cutoff`` tokens and drop those left with no answer token."""
+def truncate_dataset(dataset: Any, cutoff: int, *, num_proc: int | None = None, name: str = "train") -> Any:
+    """Cut tokenized examples to ``cutoff`` tokens and drop those left with no answer token (with a warning
+    that counts them)."""
 
     def cut(example: dict[str, Any]) -> dict[str, Any]:
         return {"input_ids": example["input_ids"][:cutoff], "labels": example["labels"][:cutoff]}
 
     kwargs = {"num_proc": num_proc} if num_proc else {}
     dataset = dataset.map(cut, **kwargs)
-    return dataset.filter(lambda example: any(label != -100 for label in example["labels"]), **kwargs)
+    return filter_counted(
+        dataset,
+        lambda example: any(label != -100 for label in example["labels"]),
+        f"R-SFT {name} examples: their prompt alone takes cutoff_len={cutoff} tokens or more, leaving no answer "
+        "token to learn (raise --cutoff-len to keep them)",
+        **kwargs,
+    )
 
 
 def train_rsft(

@@ -3,6 +3,8 @@
 Importing this package loads no ML framework: each engine imports its dependency when it is used.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 import guardreasoner.audit as audit
 from guardreasoner.conversation import Conversation
 from guardreasoner.engines import Engine, Generation, GenerationConfig
@@ -23,7 +25,10 @@ from guardreasoner.prompt import INSTRUCTION, PromptFormat, build_prompt
 from guardreasoner.tasks import Task
 from guardreasoner.verdict import ParseStatus, TaskReasoning, Verdict
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("guardreasoner")  # written once, in packages/core/pyproject.toml
+except PackageNotFoundError:  # sources on sys.path without an install
+    __version__ = "0+unknown"
 
 __all__ = [
     "INSTRUCTION",

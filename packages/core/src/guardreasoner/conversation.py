@@ -151,9 +151,13 @@ def fit_to_context(
         cut = int((excess + len(TRUNCATION_MARKER) // 2 + 8) * chars_per_token * 1.1) + 1
         keep = len(text) - cut
         if keep < 32:
+            other = "prompt" if field == "response" else "response"
+            sizes = {name: count_tokens(getattr(current, name) or "") or 0 for name in (field, other)}
             raise ContextLengthError(
-                f"The conversation cannot be cut to fit {budget} prompt tokens: the instruction and the shortest "
-                "useful text already exceed it. Lower max_new_tokens or use a model with a longer context."
+                f"The conversation cannot be cut to fit {budget} prompt tokens: it takes {used}, {excess} too many. "
+                f"Only the longer text is cut, the {field} ({sizes[field]} tokens), and it cannot lose {excess} "
+                f"and keep a useful head and tail: the {other} ({sizes[other]} tokens) and the instruction take "
+                f"the rest. Shorten the {other}, lower max_new_tokens, or use a model with a longer context."
             )
         head = keep // 2
         current = current.model_copy(

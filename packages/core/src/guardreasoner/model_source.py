@@ -91,9 +91,40 @@ def _download(repo_id: str) -> str:
             f"The released guards are {', '.join(RELEASED_MODELS)}."
         ) from exc
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        raise _unreachable(repo_id, type(exc).__name__) from exc
+
+
+def check_hub_model(repo_id: str) -> None:
+    """Fail fast, before a long load, when ``repo_id`` is neither in the hub cache nor reachable on the hub.
+
+    With ``HF_HUB_OFFLINE`` set only the cache is looked at; otherwise one metadata request with a short timeout
+    stands in for the retries a download would make on a machine with no network.
+    """
+    from huggingface_hub import HfApi, constants, try_to_load_from_cache
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return
+    if constants.HF_HUB_OFFLINE:
+        raise _unreachable(repo_id, "HF_HUB_OFFLINE is set")
+    try:
+        HfApi().model_info(repo_id, timeout=10)
+    except GatedRepoError as exc:
         raise ModelNotFoundError(
-            f"Could not load '{repo_id}': it is not a local directory, it is not in the hub cache, and the hub "
-            f"cannot be reached (offline, HF_HUB_OFFLINE=1, or a network error: {type(exc).__name__}). "
-            f"Download it where there is network (huggingface-cli download {repo_id} --local-dir DIR) and pass "
-            "--model DIR, or set HF_HOME to a cache that holds it."
+            f"'{repo_id}' is gated on the hub: accept its licence on its hub page, then log in (hf auth login) "
+            "or set HF_TOKEN; or pass --model DIR with a local copy."
         ) from exc
+    except RepositoryNotFoundError as exc:
+        raise ModelNotFoundError(
+            f"The hub has no model '{repo_id}' (or it is private and no token is set); pass --model DIR or a hub id."
+        ) from exc
+    except Exception as exc:  # any transport error: no DNS, refused, timed out
+        raise _unreachable(repo_id, type(exc).__name__) from exc
+
+
+def _unreachable(repo_id: str, why: str) -> ModelNotFoundError:
+    return ModelNotFoundError(
+        f"Could not load '{repo_id}': it is not a local directory, it is not in the hub cache, and the hub "
+        f"cannot be reached ({why}). Download it where there is network (hf download {repo_id} --local-dir DIR) "
+        "and pass --model DIR, or set HF_HOME to a cache that holds it."
+    )

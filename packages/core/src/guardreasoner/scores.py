@@ -23,13 +23,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from guardreasoner.eval.benchmarks import EvalTask
+from guardreasoner.tasks import Task
 from guardreasoner.verdict import ScoreStatus, Verdict
 
 LEADS = ("", " ")
 """The text a label word's first token may carry before the word: nothing, or the space after the colon."""
 
-TASKS = {task.verdict_field: task for task in EvalTask}
+TASKS = {task.verdict_field: task for task in Task}
 """Label field -> its task (answer key, positive and negative labels)."""
 
 SCORE_FIELDS = {field: f"{field}_score" for field in TASKS}

@@ -87,7 +87,7 @@ def audit_command(
     }
     from guardreasoner.audit import audit
     from guardreasoner.audit.errors import AuditInputError
-    from guardreasoner.cli.progress import progress_bar
+    from guardreasoner.terminal import progress_bar
 
     bar = progress_bar()
     task = None

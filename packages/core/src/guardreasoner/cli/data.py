@@ -9,8 +9,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from guardreasoner.datasets import (
+from guardreasoner.eval.download import (
     BASE_URL_ENV,
     DATA_DIR_ENV,
     DownloadError,
@@ -18,6 +19,7 @@ from guardreasoner.datasets import (
     default_data_dir,
     download_benchmarks,
 )
+from guardreasoner.terminal import fail
 
 app = typer.Typer(help="The paper's benchmark files.", no_args_is_help=True)
 _console = Console()
@@ -45,7 +47,9 @@ def download(
         ),
     ] = None,
 ) -> None:
-    """Fetch the benchmark files, verify their checksums, and keep files already present and verified."""
+    """Fetch the benchmark files, verify their checksums, and keep files already present and verified.
+
+    Exit status: 0 all files present and verified, 1 a file could not be fetched or verified."""
     target = directory or default_data_dir()
     table = Table(title=f"Benchmark files in {escape(str(target))}", title_justify="left")
     for header in ("File", "Status", "SHA-256"):
@@ -55,7 +59,7 @@ def download(
     def report(status: FileStatus) -> None:
         digest = status.sha256[:16] + "…" if status.sha256 else ""
         style = "red" if status.action == "failed" else None
-        table.add_row(status.name, status.action, digest, style=style)
+        table.add_row(Text(status.name), status.action, digest, style=style)
         if status.warning:
             warnings.append(status.warning)
 
@@ -65,8 +69,7 @@ def download(
     except DownloadError as exc:
         if table.row_count:
             _console.print(table)
-        _console.print(f"[red]Error:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from exc
+        fail(str(exc), 1)
     _console.print(table)
     for warning in warnings:
-        _console.print(f"[yellow]Warning:[/yellow] {escape(warning)}")
+        _console.print(Text("Warning: ", "yellow") + Text(warning))

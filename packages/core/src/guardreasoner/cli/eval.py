@@ -11,18 +11,17 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from guardreasoner.cli.progress import progress_bar
-from guardreasoner.datasets import default_data_dir
+from guardreasoner.engines import ENGINE_KINDS
 from guardreasoner.errors import EvaluationError, GuardReasonerError
 from guardreasoner.eval.benchmarks import select_datasets
+from guardreasoner.eval.download import default_data_dir
 from guardreasoner.eval.report import run_table, task_table, write_report
 from guardreasoner.eval.runner import DatasetRun, run_benchmarks
 from guardreasoner.eval.scoring import EvalResult, Mode, evaluate_predictions
-
-_console = Console()
+from guardreasoner.terminal import WIDE, ExitCode, check_positive, fail, progress_bar, stderr_console
 
 
 def eval_command(
@@ -69,17 +68,24 @@ def eval_command(
     ] = None,
     limit: Annotated[
         int | None,
-        typer.Option("--limit", min=1, help="With --model: only the first N records of each dataset."),
+        typer.Option("--limit", help="With --model: only the first N records of each dataset."),
     ] = None,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="With --model: conversations per guard call.")
+        int, typer.Option("--batch-size", help="With --model: conversations per guard call.")
     ] = 32,
     max_new_tokens: Annotated[
-        int, typer.Option("--max-new-tokens", min=1, help="With --model: the generation limit.")
+        int, typer.Option("--max-new-tokens", help="With --model: the generation limit.")
     ] = 2048,
+    json_output: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print {task: {dataset: F1, 'weighted_average': F1}} as JSON on stdout (tables go to stderr).",
+        ),
+    ] = False,
     json_path: Annotated[
         Path | None,
-        typer.Option("--json", help="Write {task: {dataset: F1, 'weighted_average': F1}} to this file."),
+        typer.Option("--json-file", help="Write the same JSON to this file."),
     ] = None,
     report: Annotated[
         Path | None,
@@ -87,11 +93,19 @@ def eval_command(
     ] = None,
 ) -> None:
     """Score a guard on the paper's benchmarks: prompt harmfulness, response harmfulness, refusal detection."""
-    if (predictions is None) == (model is None):
-        _fail(
-            "Give either --predictions DIR (score existing outputs) or --model MODEL (run a guard), not both.",
-            2,
+    if predictions is None and model is None:
+        fail(
+            "Give --predictions DIR (score existing outputs) or --model MODEL (run a guard over the benchmarks)."
         )
+    if predictions is not None and model is not None:
+        fail("--predictions and --model exclude each other: score existing outputs or run a guard, not both.")
+    check_positive(limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    if engine not in ENGINE_KINDS:
+        fail(f"--engine '{engine}' is not an engine; choose one of {', '.join(ENGINE_KINDS)}.")
+    # Tables and progress go to stderr when stdout carries the JSON.
+    console = Console(stderr=json_output, highlight=False)
+    if not console.is_terminal:  # a pipe or a file: rows are not wrapped to a terminal's width
+        console.width = max(console.width, WIDE)
     data_dir = benchmark_dir or default_data_dir()
     names = [name.strip() for name in datasets.split(",") if name.strip()] if datasets else None
     try:
@@ -99,7 +113,9 @@ def eval_command(
         runs = None
         if model is not None:
             predictions = output or Path("guardreasoner-eval") / re.sub(r"[^\w.-]+", "_", model.strip("/"))
-            runs = _run(model, engine, predictions, data_dir, selected, limit, batch_size, max_new_tokens)
+            runs = _run(
+                model, engine, predictions, data_dir, selected, limit, batch_size, max_new_tokens, console
+            )
             names = [dataset.name for dataset in selected]
             if all(run.reason for run in runs):
                 raise EvaluationError(
@@ -107,16 +123,18 @@ def eval_command(
                     "or pass --benchmark-dir."
                 )
         result = evaluate_predictions(predictions, mode=mode, benchmark_dir=data_dir, datasets=names)
-        _print(result, runs)
+        _print(result, console)
+        if json_output:
+            typer.echo(json.dumps(result.to_json(), indent=2))
         if json_path is not None:
             json_path.parent.mkdir(parents=True, exist_ok=True)
             json_path.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
-            _console.print(f"Wrote {json_path}")
+            console.print(Text(f"Wrote {json_path}"))
         if report is not None:
             for path in write_report(result, report, runs):
-                _console.print(f"Wrote {path}")
+                console.print(Text(f"Wrote {path}"))
     except GuardReasonerError as exc:
-        _fail(str(exc), 1)
+        fail(str(exc), ExitCode.USAGE)
 
 
 def _run(
@@ -128,12 +146,15 @@ def _run(
     limit: int | None,
     batch_size: int,
     max_new_tokens: int,
+    console: Console,
 ) -> list[DatasetRun]:
     from guardreasoner.guard import GuardReasoner
 
-    _console.print(f"Running {model} ({engine}) over {len(selected)} dataset(s); predictions go to {output}")
+    console.print(
+        Text(f"Running {model} ({engine}) over {len(selected)} dataset(s); predictions go to {output}")
+    )
     with GuardReasoner(model, engine=engine, max_new_tokens=max_new_tokens, truncation="head_tail") as guard:
-        bar = progress_bar(description="{task.description:<22}", console=_console)
+        bar = progress_bar(description="{task.description:<22}", console=stderr_console())
         with bar as progress, _quiet_guard_warnings():
             bars: dict[str, int] = {}
 
@@ -151,7 +172,7 @@ def _run(
                 batch_size=batch_size,
                 on_progress=advance,
             )
-    _console.print(_table("Generation", *run_table(runs)))
+    console.print(_table("Generation", *run_table(runs)))
     return runs
 
 
@@ -167,13 +188,16 @@ def _quiet_guard_warnings():
         logger.setLevel(level)
 
 
-def _print(result: EvalResult, runs: list[DatasetRun] | None) -> None:
-    _console.print(f"Predictions: {escape(result.source)}   mode: {result.mode.value}", highlight=False)
+def _print(result: EvalResult, console: Console) -> None:
+    console.print(Text(f"Predictions: {result.source}   mode: {result.mode.value}"))
     for task, task_score in result.tasks.items():
-        _console.print(_table(task.title, *task_table(task_score, result.mode)))
+        console.print(_table(task.title, *task_table(task_score, result.mode)))
     if result.ignored_folders:
-        _console.print(
-            f"[yellow]Ignored prediction folders with unknown names: {escape(', '.join(result.ignored_folders))}[/yellow]"
+        console.print(
+            Text(
+                f"Ignored prediction folders with unknown names: {', '.join(result.ignored_folders)}",
+                "yellow",
+            )
         )
 
 
@@ -185,10 +209,5 @@ def _table(title: str, headers: list[str], rows: list[list[str]]) -> Table:
         average = row[0] == "Weighted average"
         if average:
             table.add_section()
-        table.add_row(*(escape(cell) for cell in row), style="bold" if average else None)
+        table.add_row(*(Text(cell) for cell in row), style="bold" if average else None)
     return table
-
-
-def _fail(message: str, code: int) -> None:
-    _console.print(f"[red]Error:[/red] {escape(message)}")
-    raise typer.Exit(code)

@@ -1,0 +1,5 @@
+"""``python -m guardreasoner``: the command line."""
+
+from guardreasoner.cli import main
+
+main()
