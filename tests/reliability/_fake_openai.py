@@ -183,7 +183,7 @@ class FakeOpenAIServer:
             return await _send(writer, 200, {"id": "x", "object": "text_completion", "choices": []})
         text = ok_output(prompt)
         if mode == "long":
-            text = text.replace("The request carries", "The request carries " + "and so on " * 4000)
+            text = text.replace("The request carries", "The request carries " + "and so on " * 4000, 1)
         answer = completion(text, chat="messages" in body)
         if mode == "slow":
             data = json.dumps(answer).encode()
