@@ -163,6 +163,14 @@ class BufferedStreamModerator(Generic[T]):
 _END = object()
 
 
+def _unpack(entry: tuple[Any, BaseException | None]) -> Any:
+    """A read-ahead entry's item (``_END`` when the stream is done), or the stream's error, raised."""
+    item, error = entry
+    if error is not None:
+        raise error
+    return item
+
+
 class ReadAhead(Generic[T]):
     """Reads a stream in a worker thread (with the caller's context variables) into a queue, so the stream
     keeps flowing while its consumer waits (for the guard); iterate it to get the items in order.
@@ -203,12 +211,7 @@ class ReadAhead(Generic[T]):
 
     def __iter__(self) -> Iterator[T]:
         try:
-            while True:
-                item, error = self._queue.get()
-                if error is not None:
-                    raise error
-                if item is _END:
-                    return
+            while (item := _unpack(self._queue.get())) is not _END:
                 yield item
         finally:
             self.close()
@@ -249,12 +252,7 @@ class AReadAhead(Generic[T]):
 
     async def __aiter__(self) -> AsyncIterator[T]:
         try:
-            while True:
-                item, error = await self._queue.get()
-                if error is not None:
-                    raise error
-                if item is _END:
-                    return
+            while (item := _unpack(await self._queue.get())) is not _END:
                 yield item
         finally:
             await self.aclose()
