@@ -47,6 +47,20 @@ def check_stream_mode(value: str) -> StreamMode:
     return value  # type: ignore[return-value]
 
 
+def check_history_window(value: int) -> int:
+    """``value`` (earlier turns folded into the request; 0: the message alone) when it is >= 0."""
+    if value < 0:
+        raise ValueError(f"history_window must be >= 0, got {value}.")
+    return value
+
+
+def check_stream_chunk_tokens(value: int) -> int:
+    """``value`` (tokens a guarded stream releases per check) when it is >= 1."""
+    if value < 1:
+        raise ValueError(f"stream_chunk_tokens must be >= 1, got {value}.")
+    return value
+
+
 def check_violation_message(template: str) -> str:
     """``template`` when every placeholder in it is one of :data:`VIOLATION_MESSAGE_FIELDS`.
 

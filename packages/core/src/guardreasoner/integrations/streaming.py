@@ -28,7 +28,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, It
 from typing import Any, Generic, TypeVar
 
 from guardreasoner.guard import GuardReasoner
-from guardreasoner.integrations.options import GuardReasonerViolation
+from guardreasoner.integrations.options import GuardReasonerViolation, check_stream_chunk_tokens
 from guardreasoner.integrations.provider import is_violation
 from guardreasoner.verdict import Verdict
 
@@ -62,8 +62,7 @@ class BufferedStreamModerator(Generic[T]):
         stage: str = "output",
         read_ahead: bool = True,
     ):
-        if chunk_tokens < 1:
-            raise ValueError(f"stream_chunk_tokens must be >= 1, got {chunk_tokens}.")
+        check_stream_chunk_tokens(chunk_tokens)
         if context_tokens is not None and context_tokens < 0:
             raise ValueError(f"context_tokens must be >= 0 or None, got {context_tokens}.")
         self.guard = guard
