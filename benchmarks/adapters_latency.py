@@ -34,6 +34,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,13 @@ def parallel_section(args: argparse.Namespace, scale: float) -> dict[str, Any]:
         print(
             f"{surface:12s} serial {serial:.3f}s  parallel {parallel:.3f}s  parallel/max {parallel / max(check, model_s):.3f}"
         )
+    return parallel_summary(args, check, model_s, rows)
+
+
+def parallel_summary(
+    args: argparse.Namespace, check: float, model_s: float, rows: dict[str, Any]
+) -> dict[str, Any]:
+    """Part 1's figures: the check and model times, their max and sum, and each surface's median turn."""
     return {
         "check_s": round(check, 4),
         "model_s": model_s,
@@ -182,10 +190,8 @@ def streaming_section(args: argparse.Namespace, scale: float) -> dict[str, Any]:
     safe, harmful = answer(args.tokens), answer(args.tokens, harmful_at=args.harmful_at)
     plain = PROMPT | TimedChatModel(answer=safe, token_delay=token_s) | StrOutputParser()
     stream_run(plain)  # warm-up, not timed
-    runs = [stream_run(plain)[:2] for _ in range(3)]
-    first, total = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
-    unguarded = {"first_token_s": round(first, 4), "total_s": round(total, 4), "runs": 3}
-    print(f"unguarded     first {first:.3f}s total {total:.3f}s")
+    unguarded = unguarded_figures([stream_run(plain)[:2] for _ in range(3)])
+    print(f"unguarded     first {unguarded['first_token_s']:.3f}s total {unguarded['total_s']:.3f}s")
     rows = []
     for chunk in args.chunks:
         model = TimedChatModel(answer=safe, token_delay=token_s)
@@ -203,48 +209,88 @@ def streaming_section(args: argparse.Namespace, scale: float) -> dict[str, Any]:
         )
         _, harmful_total, harmful_chunks = stream_run(harmful_chain)
         released_words = "".join(harmful_chunks[:-1]).split()
-        assert released_words == harmful.split()[: len(released_words)], (
-            "released text is the answer's prefix"
+        assert (
+            released_words == harmful.split()[: len(released_words)]
+        ), "released text is the answer's prefix"
+        refused = harmful_chunks[-1] == harmful_chain.violation_message
+        row = buffered_row(
+            args,
+            chunk,
+            first,
+            total,
+            unguarded,
+            released_words,
+            harmful_model.produced,
+            harmful_total,
+            refused,
         )
-        # Leaked: released from the chunk holding the harmful token, or after it.
-        leaked = max(0, len(released_words) - (args.harmful_at // chunk) * chunk)
-        rows.append(
-            {
-                "stream_chunk_tokens": chunk,
-                "first_released_s": round(first, 4),
-                "total_s": round(total, 4),
-                "overhead_s": round(total - unguarded["total_s"], 4),
-                "overhead_pct": round(100 * (total / unguarded["total_s"] - 1), 1),
-                "harmful_tokens_released": len(released_words),
-                "harmful_tokens_leaked": leaked,
-                "harmful_model_tokens_produced": harmful_model.produced,
-                "harmful_total_s": round(harmful_total, 4),
-                "ended_with_refusal": harmful_chunks[-1] == harmful_chain.violation_message,
-            }
-        )
+        rows.append(row)
         print(
-            f"chunk {chunk:4d}    first {first:.3f}s total {total:.3f}s (+{total - unguarded['total_s']:.3f}s)  "
-            f"harmful: released {len(released_words)} leaked {leaked} produced {harmful_model.produced}"
+            f"chunk {chunk:4d}    first {first:.3f}s total {total:.3f}s (+{row['overhead_s']:.3f}s)  "
+            f"harmful: released {len(released_words)} leaked {row['harmful_tokens_leaked']} "
+            f"produced {harmful_model.produced}"
         )
+    return streaming_summary(args, token_s, guard, safe, {"unguarded": unguarded, "buffered": rows})
+
+
+def unguarded_figures(runs: list[tuple[float | None, float]]) -> dict[str, Any]:
+    """The unguarded stream's medians over ``runs`` of (time to first token, total time)."""
+    first, total = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+    return {"first_token_s": round(first, 4), "total_s": round(total, 4), "runs": len(runs)}
+
+
+def buffered_row(
+    args: argparse.Namespace,
+    chunk: int,
+    first: float,
+    total: float,
+    unguarded: dict[str, Any],
+    released: list[str],
+    produced: int,
+    harmful_total: float,
+    refused: bool,
+) -> dict[str, Any]:
+    """Part 2's figures for one ``stream_chunk_tokens``: the safe stream's times against the unguarded one,
+    and what of the harmful answer got out (``released`` words, the model's ``produced`` tokens)."""
+    # Leaked: released from the chunk holding the harmful token, or after it.
+    leaked = max(0, len(released) - (args.harmful_at // chunk) * chunk)
+    return {
+        "stream_chunk_tokens": chunk,
+        "first_released_s": round(first, 4),
+        "total_s": round(total, 4),
+        "overhead_s": round(total - unguarded["total_s"], 4),
+        "overhead_pct": round(100 * (total / unguarded["total_s"] - 1), 1),
+        "harmful_tokens_released": len(released),
+        "harmful_tokens_leaked": leaked,
+        "harmful_model_tokens_produced": produced,
+        "harmful_total_s": round(harmful_total, 4),
+        "ended_with_refusal": refused,
+    }
+
+
+def streaming_summary(
+    args: argparse.Namespace, token_s: float, guard: GuardReasoner, safe: str, legs: dict[str, Any]
+) -> dict[str, Any]:
+    """Part 2's figures: the settings, the guard's time on the whole safe answer, and each leg's rows."""
     return {
         "tokens": args.tokens,
         "harmful_at": args.harmful_at,
         "stream_token_s": token_s,
         "check_s_full_answer": round(check_seconds(guard, safe), 4),
-        "unguarded": unguarded,
-        "buffered": rows,
+        **legs,
     }
 
 
-def versions() -> dict[str, str]:
-    names = ["langchain", "langchain-core", "langgraph", "pydantic"]
-    found = {name: importlib.metadata.version(name) for name in names}
-    found["python"] = platform.python_version()
-    return found
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def run(
+    leg: str,
+    results_stem: str,
+    packages: list[str],
+    parallel_section: Callable[[argparse.Namespace, float], dict[str, Any]],
+    streaming_section: Callable[[argparse.Namespace, float], dict[str, Any]],
+) -> None:
+    """Both legs' command line: the options, the two parts, and the JSON result (with ``packages``'
+    versions) at ``--output`` or ``benchmarks/results/<results_stem>_<date>[_smoke].json``."""
+    parser = argparse.ArgumentParser(description=sys.modules["__main__"].__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="every delay / 10: a quick run-through")
     parser.add_argument("--check-s", type=float, default=0.66, help="a request check's time (seconds)")
     parser.add_argument("--model-s", type=float, default=1.0)
@@ -257,21 +303,28 @@ def main() -> None:
     args = parser.parse_args()
     scale = 0.1 if args.smoke else 1.0
     today = dt.date.today().isoformat()
+    versions = {name: importlib.metadata.version(name) for name in packages}
     result = {
-        "benchmark": "adapters_latency (LangChain leg)",
+        "benchmark": f"adapters_latency ({leg} leg)",
         "date": today,
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
-        "versions": versions(),
+        "versions": {**versions, "python": platform.python_version()},
         "settings": {**{k: v for k, v in vars(args).items() if k != "output"}, "delay_scale": scale},
         "parallel_input_check": parallel_section(args, scale),
         "buffered_streaming": streaming_section(args, scale),
     }
     suffix = "_smoke" if args.smoke else ""
-    output = args.output or REPO_ROOT / "benchmarks" / "results" / f"adapters_latency_{today}{suffix}.json"
+    output = args.output or REPO_ROOT / "benchmarks" / "results" / f"{results_stem}_{today}{suffix}.json"
     output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {output}")
 
 
 if __name__ == "__main__":
-    main()
+    run(
+        "LangChain",
+        "adapters_latency",
+        ["langchain", "langchain-core", "langgraph", "pydantic"],
+        parallel_section,
+        streaming_section,
+    )

@@ -29,11 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
-import importlib.metadata
-import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -58,7 +53,17 @@ from llama_index.postprocessor.guardreasoner import (  # noqa: E402
 )
 
 # the LangChain leg's paced guard and answers (same settings, same figures), the test suite's LLM doubles
-from benchmarks.adapters_latency import QUESTION, answer, check_seconds, paced_guard  # noqa: E402
+from benchmarks.adapters_latency import (  # noqa: E402
+    QUESTION,
+    answer,
+    buffered_row,
+    check_seconds,
+    paced_guard,
+    parallel_summary,
+    run,
+    streaming_summary,
+    unguarded_figures,
+)
 from tests.llamaindex.conftest import DelayedLLM, LightQueryEngine, ScriptedLLM, ToolCallingLLM  # noqa: E402
 
 
@@ -140,14 +145,7 @@ def parallel_section(args: argparse.Namespace, scale: float) -> dict[str, Any]:
             f"{surface:19s} unguarded {unguarded:.3f}s serial {serial:.3f}s parallel {parallel:.3f}s  "
             f"parallel/max {parallel / max(check, model_s):.3f}"
         )
-    return {
-        "check_s": round(check, 4),
-        "model_s": model_s,
-        "max_s": round(max(check, model_s), 4),
-        "sum_s": round(check + model_s, 4),
-        "turns_per_cell": args.turns,
-        "median_wall_per_turn": rows,
-    }
+    return parallel_summary(args, check, model_s, rows)
 
 
 # -- part 2 ---------------------------------------------------------------------------------------------
@@ -209,10 +207,10 @@ def streaming_section(args: argparse.Namespace, scale: float) -> dict[str, Any]:
     legs = {}
     for kind in ("query_engine", "agent"):
         stream_run(kind, safe, token_s, None)  # warm-up, not timed
-        runs = [stream_run(kind, safe, token_s, None)[:2] for _ in range(3)]
-        first, total = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
-        unguarded = {"first_token_s": round(first, 4), "total_s": round(total, 4), "runs": 3}
-        print(f"{kind:12s} unguarded     first {first:.3f}s total {total:.3f}s")
+        unguarded = unguarded_figures([stream_run(kind, safe, token_s, None)[:2] for _ in range(3)])
+        print(
+            f"{kind:12s} unguarded     first {unguarded['first_token_s']:.3f}s total {unguarded['total_s']:.3f}s"
+        )
         rows = []
         for chunk in args.chunks:
             first, total, pieces, _ = stream_run(kind, safe, token_s, guard, chunk)
@@ -220,76 +218,25 @@ def streaming_section(args: argparse.Namespace, scale: float) -> dict[str, Any]:
             _, harmful_total, harmful_pieces, produced = stream_run(kind, harmful, token_s, guard, chunk)
             released = "".join(harmful_pieces[:-1]).split()
             assert released == harmful.split()[: len(released)], "released text is the answer's prefix"
-            # Leaked: released from the chunk holding the harmful token, or after it.
-            leaked = max(0, len(released) - (args.harmful_at // chunk) * chunk)
-            rows.append(
-                {
-                    "stream_chunk_tokens": chunk,
-                    "first_released_s": round(first, 4),
-                    "total_s": round(total, 4),
-                    "overhead_s": round(total - unguarded["total_s"], 4),
-                    "overhead_pct": round(100 * (total / unguarded["total_s"] - 1), 1),
-                    "harmful_tokens_released": len(released),
-                    "harmful_tokens_leaked": leaked,
-                    "harmful_model_tokens_produced": produced,
-                    "harmful_total_s": round(harmful_total, 4),
-                    "ended_with_refusal": harmful_pieces[-1] == "I'm sorry, but I can't help with that.",
-                }
+            refused = harmful_pieces[-1] == "I'm sorry, but I can't help with that."
+            row = buffered_row(
+                args, chunk, first, total, unguarded, released, produced, harmful_total, refused
             )
+            rows.append(row)
             print(
                 f"{kind:12s} chunk {chunk:4d} first {first:.3f}s total {total:.3f}s "
-                f"(+{total - unguarded['total_s']:.3f}s)  harmful: released {len(released)} leaked {leaked} "
-                f"produced {produced}"
+                f"(+{row['overhead_s']:.3f}s)  harmful: released {len(released)} "
+                f"leaked {row['harmful_tokens_leaked']} produced {produced}"
             )
         legs[kind] = {"unguarded": unguarded, "buffered": rows}
-    return {
-        "tokens": args.tokens,
-        "harmful_at": args.harmful_at,
-        "stream_token_s": token_s,
-        "check_s_full_answer": round(check_seconds(guard, safe), 4),
-        **legs,
-    }
-
-
-def versions() -> dict[str, str]:
-    names = ["llama-index-core", "llama-index-workflows", "pydantic"]
-    found = {name: importlib.metadata.version(name) for name in names}
-    found["python"] = platform.python_version()
-    return found
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="every delay / 10: a quick run-through")
-    parser.add_argument("--check-s", type=float, default=0.66, help="a request check's time (seconds)")
-    parser.add_argument("--model-s", type=float, default=1.0)
-    parser.add_argument("--turns", type=int, default=5)
-    parser.add_argument("--stream-token-ms", type=float, default=5.0)
-    parser.add_argument("--tokens", type=int, default=500)
-    parser.add_argument("--harmful-at", type=int, default=300)
-    parser.add_argument("--chunks", type=int, nargs="+", default=[32, 64, 128, 256, 500])
-    parser.add_argument("--output", type=Path, default=None)
-    args = parser.parse_args()
-    scale = 0.1 if args.smoke else 1.0
-    today = dt.date.today().isoformat()
-    result = {
-        "benchmark": "adapters_latency (LlamaIndex leg)",
-        "date": today,
-        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
-        "versions": versions(),
-        "settings": {**{k: v for k, v in vars(args).items() if k != "output"}, "delay_scale": scale},
-        "parallel_input_check": parallel_section(args, scale),
-        "buffered_streaming": streaming_section(args, scale),
-    }
-    suffix = "_smoke" if args.smoke else ""
-    output = (
-        args.output
-        or REPO_ROOT / "benchmarks" / "results" / f"adapters_latency_llamaindex_{today}{suffix}.json"
-    )
-    output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {output}")
+    return streaming_summary(args, token_s, guard, safe, legs)
 
 
 if __name__ == "__main__":
-    main()
+    run(
+        "LlamaIndex",
+        "adapters_latency_llamaindex",
+        ["llama-index-core", "llama-index-workflows", "pydantic"],
+        parallel_section,
+        streaming_section,
+    )

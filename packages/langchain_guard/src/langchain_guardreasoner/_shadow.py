@@ -4,8 +4,9 @@ output paired with that input. The judging, queueing and recording are
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -179,3 +180,28 @@ class ShadowHandler:
 
     def close(self, timeout: float | None = None) -> None:
         self.recorder.close(timeout)
+
+    # -- what both handlers' callbacks do, but for judging (sync or awaited) ------------------------------
+
+    def _inputs(
+        self, serialized: dict[str, Any], prompts: Sequence[Any], run_id: UUID, run: dict[str, Any]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The input checks of a starting call: ``prompts`` are a chat model's message lists or an LLM's
+        strings; ``run`` the callback's other keywords (``parent_run_id``, ``tags``, ``metadata``)."""
+        info = run_info(run_id, run.get("parent_run_id"), run.get("tags"), run.get("metadata"), serialized)
+        return self.calls.started(run_id, prompts, info)
+
+    def _outputs(
+        self, response: LLMResult, run_id: UUID, run: dict[str, Any]
+    ) -> list[tuple[str, str, dict[str, Any], Any]]:
+        """The output checks of a finished call (request, response text, metadata, the generation)."""
+        return self.calls.ended(run_id, response, run_info(run_id, run.get("parent_run_id")))
+
+    @contextlib.contextmanager
+    def _forget_on_error(self, run_id: UUID) -> Iterator[None]:
+        """A check that raises (an enforced violation, a guard error) ends the call: drop its requests."""
+        try:
+            yield
+        except BaseException:
+            self.calls.forget(run_id)
+            raise

@@ -6,10 +6,9 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 
-from langchain_guardreasoner._shadow import ShadowHandler, attach, run_info
+from langchain_guardreasoner._shadow import ShadowHandler, attach
 
 
 class GuardReasonerCallbackHandler(ShadowHandler, BaseCallbackHandler):
@@ -41,54 +40,23 @@ class GuardReasonerCallbackHandler(ShadowHandler, BaseCallbackHandler):
 
     # -- callbacks ------------------------------------------------------------------------------------
 
-    def on_chat_model_start(
-        self,
-        serialized: dict[str, Any],
-        messages: list[list[BaseMessage]],
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        info = run_info(run_id, parent_run_id, tags, metadata, serialized)
-        for request, meta in self.calls.started(run_id, messages, info):
-            self._check(request, None, "input", meta, run_id)
-
     def on_llm_start(
-        self,
-        serialized: dict[str, Any],
-        prompts: list[str],
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
+        self, serialized: dict[str, Any], prompts: list[Any], *, run_id: UUID, **run: Any
     ) -> None:
-        info = run_info(run_id, parent_run_id, tags, metadata, serialized)
-        for request, meta in self.calls.started(run_id, prompts, info):
+        for request, meta in self._inputs(serialized, prompts, run_id, run):
             self._check(request, None, "input", meta, run_id)
 
-    def on_llm_end(
-        self, response: LLMResult, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
-    ) -> None:
-        for request, text, meta, generation in self.calls.ended(
-            run_id, response, run_info(run_id, parent_run_id)
-        ):
+    on_chat_model_start = on_llm_start  # a chat model's message lists: the same checks
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **run: Any) -> None:
+        for request, text, meta, generation in self._outputs(response, run_id, run):
             attach(generation, self._check(request, text, "output", meta, run_id))
 
-    def on_llm_error(
-        self, error: BaseException, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
-    ) -> None:
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **run: Any) -> None:
         self.calls.forget(run_id)
 
     def _check(
         self, request: str, response: str | None, stage: str, meta: dict[str, Any], run_id: UUID
     ) -> Any:
-        try:
+        with self._forget_on_error(run_id):
             return self.recorder.check(request, response, stage=stage, metadata=meta)
-        except BaseException:
-            self.calls.forget(run_id)
-            raise

@@ -23,6 +23,7 @@ from guardreasoner.integrations import (
     StreamMode,
     arun_beside_check,
     check_exit_behavior,
+    check_stream_chunk_tokens,
     check_stream_mode,
     check_violation_message,
     is_violation,
@@ -67,9 +68,7 @@ class GuardedRunnable(Runnable[Any, Any]):
         self.input_key = input_key
         self.parallel_input_check = parallel_input_check
         self.stream_mode = check_stream_mode(stream_mode)
-        if stream_chunk_tokens < 1:
-            raise ValueError(f"stream_chunk_tokens must be >= 1, got {stream_chunk_tokens}.")
-        self.stream_chunk_tokens = stream_chunk_tokens
+        self.stream_chunk_tokens = check_stream_chunk_tokens(stream_chunk_tokens)
         self.history_window = history_window
         self.name = f"Guarded{chain.get_name()}"
 

@@ -70,12 +70,10 @@ def audit_command(
     json_summary: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Audit logged conversations: one verdict row per record, rejects with their reason, a summary."""
-    if runner not in ("local", "ray"):
-        _fail(f"--runner must be local or ray, not {runner!r}.", USAGE_ERROR)
-    if format not in ("parquet", "jsonl"):
-        _fail(f"--format must be parquet or jsonl, not {format!r}.", USAGE_ERROR)
-    if input_format not in (None, "parquet", "jsonl"):
-        _fail(f"--input-format must be parquet or jsonl, not {input_format!r}.", USAGE_ERROR)
+    _check_choice("--runner", runner, ("local", "ray"))
+    _check_choice("--format", format, ("parquet", "jsonl"))
+    if input_format is not None:
+        _check_choice("--input-format", input_format, ("parquet", "jsonl"))
     engine_options: dict[str, Any] = {
         name: value
         for name, value in (
@@ -136,6 +134,12 @@ def audit_command(
         typer.echo(
             f"rejects: {os.path.join(output, '_rejects.jsonl')}" if summary.rejected else "rejects: none"
         )
+
+
+def _check_choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:
+    """Exits with a usage error naming ``flag``'s choices when ``value`` is not one of them."""
+    if value not in allowed:
+        _fail(f"{flag} must be {' or '.join(allowed)}, not {value!r}.", USAGE_ERROR)
 
 
 def _fail(message: str, code: int) -> None:

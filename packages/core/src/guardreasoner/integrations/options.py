@@ -5,6 +5,7 @@ The option names follow LangChain's ``OpenAIModerationMiddleware`` (``exit_behav
 ``violation_message`` as a template), so a user moving between frameworks, or from OpenAI's moderation to
 GuardReasoner, meets the same words. Each adapter documents what ``"end"`` and ``"replace"`` mean on its
 surfaces; the meaning of ``"error"`` is the same everywhere: raise :class:`GuardReasonerViolation`.
+Its public names are exported (and listed once, in ``__all__``) by :mod:`guardreasoner.integrations`.
 """
 
 from __future__ import annotations
@@ -14,19 +15,6 @@ from typing import Any, Literal, get_args
 
 from guardreasoner.errors import GuardReasonerError
 from guardreasoner.verdict import Verdict
-
-__all__ = [
-    "DEFAULT_VIOLATION_MESSAGE",
-    "ExitBehavior",
-    "GuardReasonerViolation",
-    "StreamMode",
-    "check_exit_behavior",
-    "check_stream_mode",
-    "check_violation_message",
-    "format_violation_message",
-    "verdict_labels",
-    "violation_metadata",
-]
 
 ExitBehavior = Literal["error", "end", "replace"]
 """``error``: raise :class:`GuardReasonerViolation`; ``end``: stop and answer the refusal; ``replace``: put
@@ -57,6 +45,20 @@ def check_stream_mode(value: str) -> StreamMode:
     if value not in allowed:
         raise ValueError(f"stream_mode must be one of {', '.join(map(repr, allowed))}, got {value!r}.")
     return value  # type: ignore[return-value]
+
+
+def check_history_window(value: int) -> int:
+    """``value`` (earlier turns folded into the request; 0: the message alone) when it is >= 0."""
+    if value < 0:
+        raise ValueError(f"history_window must be >= 0, got {value}.")
+    return value
+
+
+def check_stream_chunk_tokens(value: int) -> int:
+    """``value`` (tokens a guarded stream releases per check) when it is >= 1."""
+    if value < 1:
+        raise ValueError(f"stream_chunk_tokens must be >= 1, got {value}.")
+    return value
 
 
 def check_violation_message(template: str) -> str:

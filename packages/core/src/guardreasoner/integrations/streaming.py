@@ -28,7 +28,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, It
 from typing import Any, Generic, TypeVar
 
 from guardreasoner.guard import GuardReasoner
-from guardreasoner.integrations.options import GuardReasonerViolation
+from guardreasoner.integrations.options import GuardReasonerViolation, check_stream_chunk_tokens
 from guardreasoner.integrations.provider import is_violation
 from guardreasoner.verdict import Verdict
 
@@ -62,8 +62,7 @@ class BufferedStreamModerator(Generic[T]):
         stage: str = "output",
         read_ahead: bool = True,
     ):
-        if chunk_tokens < 1:
-            raise ValueError(f"stream_chunk_tokens must be >= 1, got {chunk_tokens}.")
+        check_stream_chunk_tokens(chunk_tokens)
         if context_tokens is not None and context_tokens < 0:
             raise ValueError(f"context_tokens must be >= 0 or None, got {context_tokens}.")
         self.guard = guard
@@ -163,6 +162,14 @@ class BufferedStreamModerator(Generic[T]):
 _END = object()
 
 
+def _unpack(entry: tuple[Any, BaseException | None]) -> Any:
+    """A read-ahead entry's item (``_END`` when the stream is done), or the stream's error, raised."""
+    item, error = entry
+    if error is not None:
+        raise error
+    return item
+
+
 class ReadAhead(Generic[T]):
     """Reads a stream in a worker thread (with the caller's context variables) into a queue, so the stream
     keeps flowing while its consumer waits (for the guard); iterate it to get the items in order.
@@ -203,12 +210,7 @@ class ReadAhead(Generic[T]):
 
     def __iter__(self) -> Iterator[T]:
         try:
-            while True:
-                item, error = self._queue.get()
-                if error is not None:
-                    raise error
-                if item is _END:
-                    return
+            while (item := _unpack(self._queue.get())) is not _END:
                 yield item
         finally:
             self.close()
@@ -249,12 +251,7 @@ class AReadAhead(Generic[T]):
 
     async def __aiter__(self) -> AsyncIterator[T]:
         try:
-            while True:
-                item, error = await self._queue.get()
-                if error is not None:
-                    raise error
-                if item is _END:
-                    return
+            while (item := _unpack(await self._queue.get())) is not _END:
                 yield item
         finally:
             await self.aclose()

@@ -19,6 +19,7 @@ from guardreasoner.integrations import (
     GuardProvider,
     GuardReasonerViolation,
     check_exit_behavior,
+    check_history_window,
     check_violation_message,
     format_violation_message,
     violation_metadata,
@@ -58,9 +59,7 @@ class Guarding:
         self.violation_message = check_violation_message(violation_message)
         self.check_input = check_input
         self.check_output = check_output
-        if history_window < 0:
-            raise ValueError(f"history_window must be >= 0, got {history_window}.")
-        self.history_window = history_window
+        self.history_window = check_history_window(history_window)
 
     @property
     def guard(self) -> GuardReasoner:

@@ -22,7 +22,13 @@ from typing import TypeVar
 from llama_index.postprocessor.guardreasoner._common import Guarding
 
 from guardreasoner import Verdict
-from guardreasoner.integrations import GuardReasonerViolation, StreamMode, check_stream_mode, is_violation
+from guardreasoner.integrations import (
+    GuardReasonerViolation,
+    StreamMode,
+    check_stream_chunk_tokens,
+    check_stream_mode,
+    is_violation,
+)
 from guardreasoner.integrations.streaming import DEFAULT_STREAM_CHUNK_TOKENS, BufferedStreamModerator
 
 T = TypeVar("T")
@@ -34,9 +40,7 @@ class StreamGuard:
     def __init__(self, guarding: Guarding, stream_mode: StreamMode, stream_chunk_tokens: int):
         self.guarding = guarding
         self.stream_mode = check_stream_mode(stream_mode)
-        if stream_chunk_tokens < 1:
-            raise ValueError(f"stream_chunk_tokens must be >= 1, got {stream_chunk_tokens}.")
-        self.stream_chunk_tokens = stream_chunk_tokens
+        self.stream_chunk_tokens = check_stream_chunk_tokens(stream_chunk_tokens)
 
     def moderator(self, prompt: str, text_of: Callable[[T], str]) -> BufferedStreamModerator[T]:
         """A moderator for ``stream_mode`` ``buffered`` (chunks) or ``whole`` (one check at the end)."""

@@ -119,18 +119,10 @@ class GuardedAgent(BaseWorkflowAgent):
         )
         tools = list(agent.tools or [])
         super().__init__(
-            name=agent.name,
-            description=agent.description,
-            system_prompt=agent.system_prompt,
+            **_options_of(
+                agent, "name", "description", "system_prompt", "can_handoff_to", "llm", "streaming"
+            ),
             tools=[_GuardedTool.wrap(tool, self) for tool in tools] if check_tool_results else tools,
-            can_handoff_to=agent.can_handoff_to,
-            llm=agent.llm,
-            initial_state=copy.deepcopy(agent.initial_state),
-            state_prompt=agent.state_prompt,
-            output_cls=agent.output_cls,
-            structured_output_fn=agent.structured_output_fn,
-            streaming=agent.streaming,
-            early_stopping_method=agent.early_stopping_method,
             timeout=getattr(agent, "_timeout", None),
             verbose=getattr(agent, "_verbose", False),
         )
@@ -153,16 +145,9 @@ class GuardedAgent(BaseWorkflowAgent):
         for agent in agents[1:]:
             agent._guarding.provider = agents[0]._guarding.provider  # one guard, built once on first use
         return AgentWorkflow(
+            **_options_of(workflow, "root_agent", "handoff_prompt", "handoff_output_prompt"),
             agents=agents,
-            initial_state=copy.deepcopy(workflow.initial_state),
-            root_agent=workflow.root_agent,
-            handoff_prompt=workflow.handoff_prompt,
-            handoff_output_prompt=workflow.handoff_output_prompt,
-            state_prompt=workflow.state_prompt,
             timeout=workflow._timeout,
-            output_cls=workflow.output_cls,
-            structured_output_fn=workflow.structured_output_fn,
-            early_stopping_method=workflow.early_stopping_method,
         )
 
     @property
@@ -361,6 +346,16 @@ def _check_agent(agent: Any) -> None:
             f"Agent {agent.name!r} gets its tools from a tool_retriever at run time, so their results could "
             "not be guarded: pass the tools as tools=[...] instead."
         )
+
+
+def _options_of(source: BaseWorkflowAgent | AgentWorkflow, *names: str) -> dict[str, Any]:
+    """``source``'s ``names`` and the options an agent and a workflow both take, to build a guarded copy
+    (its own ``initial_state``, deep-copied, so the copy's runs do not change the original's)."""
+    shared = ("state_prompt", "output_cls", "structured_output_fn", "early_stopping_method")
+    return {
+        **{name: getattr(source, name) for name in (*names, *shared)},
+        "initial_state": copy.deepcopy(source.initial_state),
+    }
 
 
 class _GuardedTool:

@@ -322,12 +322,7 @@ def _stream_from(
         for piece in pieces:
             yield _chat_response(piece)
 
-    return StreamingAgentChatResponse(
-        chat_stream=chat_stream(),
-        sources=list(like.sources),
-        source_nodes=list(like.source_nodes),
-        is_writing_to_memory=False,
-    )
+    return _streaming_like(like, chat_stream=chat_stream())
 
 
 def _astream_from(
@@ -339,11 +334,14 @@ def _astream_from(
         async for piece in pieces:
             yield _chat_response(piece)
 
+    return _streaming_like(like, achat_stream=achat_stream())
+
+
+def _streaming_like(like: StreamingAgentChatResponse, **stream: Any) -> StreamingAgentChatResponse:
+    """A response streaming ``stream`` (``chat_stream=`` or ``achat_stream=``) with ``like``'s sources, not
+    written to memory again (the wrapped engine wrote the turn)."""
     return StreamingAgentChatResponse(
-        achat_stream=achat_stream(),
-        sources=list(like.sources),
-        source_nodes=list(like.source_nodes),
-        is_writing_to_memory=False,
+        **stream, sources=list(like.sources), source_nodes=list(like.source_nodes), is_writing_to_memory=False
     )
 
 

@@ -34,7 +34,7 @@ from llama_index.core.instrumentation.events.query import QueryEndEvent, QuerySt
 from llama_index.postprocessor.guardreasoner._common import text_or_none, turns_of
 
 from guardreasoner.guard import GuardReasoner
-from guardreasoner.integrations import fold_history
+from guardreasoner.integrations import check_history_window, fold_history
 from guardreasoner.integrations.history import DEFAULT_HISTORY_TURNS
 from guardreasoner.integrations.shadow import ShadowRecorder, ShadowSink
 
@@ -80,10 +80,8 @@ class GuardReasonerEventHandler(BaseEventHandler):
                 "so an enforcing recorder could never block: use a recorder with enforce=False here, and "
                 "GuardedQueryEngine, GuardedChatEngine or GuardedAgent to block."
             )
-        if history_window < 0:
-            raise ValueError(f"history_window must be >= 0, got {history_window}.")
+        self._history_window = check_history_window(history_window)
         self._recorder = recorder or ShadowRecorder(guard, sink=sink, max_queue=max_queue, workers=workers)
-        self._history_window = history_window
 
     @classmethod
     def class_name(cls) -> str:
