@@ -446,8 +446,23 @@ def test_chat_prompts_are_token_ids_with_one_bos_and_eot_stops(make_engine):
     assert ids[0] == bos and ids.count(bos) == 1
     assert engine.render("x").startswith("<|begin_of_text|><|start_header_id|>user")
     eot = engine.tokenizer.convert_tokens_to_ids("<|eot_id|>")
-    assert engine._sampling_params(CONFIG).stop_token_ids == [eot]
-    assert make_engine()._sampling_params(CONFIG).stop_token_ids is None
+    eos = engine.tokenizer.eos_token_id
+    assert set(engine._sampling_params(CONFIG).stop_token_ids) == {eot, eos}
+    assert make_engine()._sampling_params(CONFIG).stop_token_ids == [eos]
+    assert make_engine(ignore_eos=True)._sampling_params(CONFIG).stop_token_ids is None
+
+
+def test_an_encoded_prompt_is_fed_as_its_ids_without_encoding_again(make_engine, monkeypatch):
+    from guardreasoner.prompt import EncodedPrompt
+
+    engine = make_engine()
+    ids = engine.encode(PROMPTS[3])
+    assert ids == engine.tokenizer(PROMPTS[3]).input_ids
+    monkeypatch.setattr(engine, "tokenizer", None)  # any re-encoding would fail
+    (generation,) = engine.generate([EncodedPrompt(PROMPTS[3], ids)], CONFIG)
+    tokens, _ = expected(ids)
+    assert generation.text == " ".join(f"t{t}" for t in tokens) and generation.num_prompt_tokens == len(ids)
+    assert engine.count_tokens(EncodedPrompt(PROMPTS[3], ids)) == len(ids)
 
 
 def test_ignore_eos_and_sampling_settings_reach_vllm(make_engine):

@@ -45,7 +45,7 @@ CONFIG = GenerationConfig(max_new_tokens=32)
 def hf_greedy_ids(hf: HFEngine, prompts: list[str], max_new_tokens: int) -> list[list[int]]:
     sequences = []
     for prompt in prompts:
-        ids = hf._encode(prompt)
+        ids = hf.encode(prompt)
         with torch.inference_mode():
             out = hf.model.generate(
                 input_ids=torch.tensor([ids], device=hf.device),
@@ -83,7 +83,7 @@ def test_float32_greedy_tokens_match_transformers(engine, hf):
     assert engine.backend == "offline"
     expected = hf_greedy_ids(hf, PROMPTS, CONFIG.max_new_tokens)
     assert [list(o.outputs[0].token_ids) for o in outputs] == expected
-    assert [list(o.prompt_token_ids) for o in outputs] == [hf._encode(p) for p in PROMPTS]
+    assert [list(o.prompt_token_ids) for o in outputs] == [hf.encode(p) for p in PROMPTS]
     generations = engine.generate(PROMPTS, CONFIG)
     assert [(g.text, g.finish_reason, g.num_generated_tokens) for g in generations] == [
         hf._finish(ids) for ids in expected
@@ -105,7 +105,7 @@ def test_chat_prompts_have_one_bos(engine, hf, tiny_model_dir):
     outputs = request_outputs(chat, PROMPTS[:4], CONFIG)
     bos = hf.tokenizer.bos_token_id
     hf_chat = HFEngine(prompt_format="chat", model=hf.model, tokenizer=hf.tokenizer)
-    assert [list(o.prompt_token_ids) for o in outputs] == [hf_chat._encode(p) for p in PROMPTS[:4]]
+    assert [list(o.prompt_token_ids) for o in outputs] == [hf_chat.encode(p) for p in PROMPTS[:4]]
     assert all(o.prompt_token_ids[0] == bos and list(o.prompt_token_ids).count(bos) == 1 for o in outputs)
     assert [list(o.outputs[0].token_ids) for o in outputs] == hf_greedy_ids(hf_chat, PROMPTS[:4], 32)
     chat.close()

@@ -19,7 +19,7 @@ from guardreasoner.engines.vllm.speculative import OFF as SPECULATION_OFF
 from guardreasoner.engines.vllm.speculative import speculative_config
 from guardreasoner.engines.vllm.suffix_cache import RPC_METHOD, WORKER_EXTENSION
 from guardreasoner.errors import ContextLengthError, EngineError, GuardReasonerError, require
-from guardreasoner.prompt import PromptFormat
+from guardreasoner.prompt import PromptFormat, encode_prompt, render_prompt, stop_token_ids
 
 Backend = Literal["auto", "offline", "async"]
 BACKENDS = ("auto", "offline", "async")
@@ -127,8 +127,8 @@ class VLLMEngine(Engine):
                 transformers = require("transformers", extra="vllm", feature=_FEATURE)
                 tokenizer = transformers.AutoTokenizer.from_pretrained(self.path)
         self.tokenizer = tokenizer
-        self._stop_ids = _chat_stop_ids(tokenizer) if self.prompt_format is PromptFormat.CHAT else []
-        self._encoded: dict[str, list[int]] = {}
+        # EOS and (chat) end of turn; none with ignore_eos, whose generations run to max_new_tokens.
+        self._stop_ids = [] if ignore_eos else sorted(stop_token_ids(tokenizer, self.prompt_format))
         self._lock = threading.Lock()
         self._backend: concurrent.futures.Future | None = None
         self._closed = False
@@ -148,14 +148,11 @@ class VLLMEngine(Engine):
         return self._max_model_len or self._config_max_len
 
     def render(self, prompt: str) -> str:
-        if self.prompt_format is PromptFormat.RAW:
-            return prompt
-        return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-        )
+        return render_prompt(self.tokenizer, prompt, self.prompt_format)
 
-    def count_tokens(self, text: str) -> int:
-        return len(self._encode([text])[0])
+    def encode(self, prompt: str) -> list[int]:
+        """The ids the model is fed (an :class:`~guardreasoner.prompt.EncodedPrompt`'s own, as they are)."""
+        return encode_prompt(self.tokenizer, prompt, self.prompt_format)
 
     def generate(self, prompts: list[str], config: GenerationConfig) -> list[Generation]:
         if not prompts:
@@ -204,7 +201,7 @@ class VLLMEngine(Engine):
             raise ValueError("warm_suffix_cache needs an engine built with speculative='suffix'.")
         if not pairs:
             return 0
-        prompts = self._encode([p for p, _ in pairs])
+        prompts = [self.encode(p) for p, _ in pairs]
         outputs = self.tokenizer([o for _, o in pairs], add_special_tokens=False)["input_ids"]
         args = ([(list(p), list(o)) for p, o in zip(prompts, outputs)],)
         backend = self._ensure_backend("offline").result()
@@ -230,7 +227,7 @@ class VLLMEngine(Engine):
         """The ``TokensPrompt`` each prompt is fed as; raises :class:`ContextLengthError` if one cannot fit."""
         limit = self.max_context_tokens
         inputs = []
-        for index, ids in enumerate(self._encode(prompts)):
+        for index, ids in enumerate(map(self.encode, prompts)):
             if limit is not None and len(ids) >= limit:
                 raise ContextLengthError(
                     f"Prompt {index} is {len(ids)} tokens; the model's context is {limit} tokens and at least "
@@ -262,24 +259,6 @@ class VLLMEngine(Engine):
             raise EngineError(f"vLLM generation failed: {type(exc).__name__}: {exc}") from exc
 
     # -- internals ------------------------------------------------------------------------------------
-
-    def _encode(self, texts: list[str]) -> list[list[int]]:
-        """Token ids for each prompt, as the hf engine encodes them; memoised (the guard counts, then runs)."""
-        missing = [t for t in dict.fromkeys(texts) if t not in self._encoded]
-        if missing:
-            rendered = [self.render(t) for t in missing]
-            add_special = self.prompt_format is PromptFormat.RAW
-            encoded = self.tokenizer(rendered, add_special_tokens=add_special)["input_ids"]
-            with self._lock:
-                if len(self._encoded) > 16384:
-                    self._encoded.clear()
-                self._encoded.update(zip(missing, encoded))
-        cache = self._encoded
-        return [list(cache[t]) if t in cache else self._encode_one(t) for t in texts]
-
-    def _encode_one(self, text: str) -> list[int]:
-        add_special = self.prompt_format is PromptFormat.RAW
-        return list(self.tokenizer(self.render(text), add_special_tokens=add_special)["input_ids"])
 
     def _sampling_params(self, config: GenerationConfig) -> Any:
         from vllm import SamplingParams
@@ -360,14 +339,6 @@ class VLLMEngine(Engine):
         # usage context, and ENGINE_CONTEXT gets 128 / 2048, below the offline LLM's (1024 / 16384 on an H200).
         args = AsyncEngineArgs(model=self.path, tokenizer=self.path, **options)
         return AsyncLLM.from_engine_args(args, usage_context=UsageContext.OPENAI_API_SERVER)
-
-
-def _chat_stop_ids(tokenizer: Any) -> list[int]:
-    """``<|eot_id|>`` ends a chat turn, as in the hf engine."""
-    token = tokenizer.convert_tokens_to_ids("<|eot_id|>")
-    if isinstance(token, int) and token != getattr(tokenizer, "unk_token_id", None):
-        return [token]
-    return []
 
 
 def _config_max_len(path: str | None) -> int | None:
