@@ -23,6 +23,7 @@ from types import SimpleNamespace
 
 import pytest
 from guardreasoner import ContextLengthError, EngineError, MissingExtraError, ParseStatus, PromptFormat
+from guardreasoner.errors import EngineLoadError, EngineTimeoutError
 from guardreasoner.engines import GenerationConfig
 from guardreasoner.engines.vllm.suffix_cache import WORKER_EXTENSION
 
@@ -502,7 +503,7 @@ def test_vllm_failures_become_engine_errors(make_engine, monkeypatch):
         to_generation(aborted)
 
 
-def test_a_failed_load_is_an_engine_error_and_is_retried(make_engine, monkeypatch):
+def test_a_failed_load_is_an_engine_load_error_and_is_retried(make_engine, monkeypatch):
     calls = []
 
     def out_of_memory(model, **options):
@@ -512,25 +513,107 @@ def test_a_failed_load_is_an_engine_error_and_is_retried(make_engine, monkeypatc
     engine = make_engine()
     monkeypatch.setattr(sys.modules["vllm"], "LLM", out_of_memory)
     for _ in range(2):
-        with pytest.raises(EngineError, match="could not load .*CUDA out of memory"):
+        with pytest.raises(EngineLoadError, match="could not load .*CUDA out of memory"):
             engine.generate(PROMPTS[:1], CONFIG)
     assert len(calls) == 2 and engine.backend is None
     monkeypatch.setattr(sys.modules["vllm"], "LLM", LLM)
     assert engine.generate(PROMPTS[:1], CONFIG)[0].finish_reason in ("stop", "length")
 
 
-async def test_a_failed_async_load_is_an_engine_error_not_a_hang(make_engine, monkeypatch):
+async def test_a_failed_async_load_is_an_engine_load_error_not_a_hang(make_engine, monkeypatch):
     def out_of_memory(args, usage_context):
         raise RuntimeError("CUDA out of memory")
 
     engine = make_engine()
     monkeypatch.setattr(AsyncLLM, "from_engine_args", staticmethod(out_of_memory))
-    with pytest.raises(EngineError, match="could not load .*CUDA out of memory"):
+    with pytest.raises(EngineLoadError, match="could not load .*CUDA out of memory"):
         await asyncio.wait_for(engine.agenerate(PROMPTS[:1], CONFIG), timeout=10)
     assert engine.backend is None
     monkeypatch.setattr(AsyncLLM, "from_engine_args", classmethod(lambda cls, args, usage_context: cls(args)))
     assert (await engine.agenerate(PROMPTS[:1], CONFIG))[0].finish_reason in ("stop", "length")
     assert engine.backend == "async"
+
+
+def test_a_model_that_cannot_load_raises_from_the_guard_not_fail_closed_verdicts(
+    fake_vllm, tiny_model_dir, monkeypatch
+):
+    from guardreasoner.guard import GuardReasoner
+
+    def missing(model, **options):
+        raise OSError(f"no model weights in {model}")
+
+    monkeypatch.setattr(sys.modules["vllm"], "LLM", missing)
+    guard = GuardReasoner(str(tiny_model_dir), engine="vllm", max_new_tokens=8)
+    with pytest.raises(EngineLoadError, match="could not load the model .*no model weights"):
+        guard.classify_batch([("hi", None)] * 2)
+    guard.close()
+
+
+def abort_prompt(monkeypatch, victim_length):
+    """Makes the stand-in end the request of every prompt ``victim_length`` tokens long with ``abort``."""
+    step = Core.step
+
+    def aborting_step(self):
+        outputs = step(self)
+        for output in outputs:
+            if len(output.prompt_token_ids) == victim_length:
+                output.outputs = [
+                    SimpleNamespace(text="", token_ids=[], finish_reason="abort", stop_reason=None)
+                ]
+        return outputs
+
+    monkeypatch.setattr(Core, "step", aborting_step)
+
+
+@pytest.mark.parametrize("backend", ["auto", "offline", "async"])
+async def test_an_aborted_request_is_its_prompts_error_only(make_engine, monkeypatch, backend):
+    engine = make_engine(backend=backend)
+    victim = len(engine.encode(PROMPTS[2]))
+    abort_prompt(monkeypatch, victim)
+    for generations in (
+        engine.generate_each(PROMPTS[:4], CONFIG),
+        engine.generate_each(PROMPTS[:4], CONFIG, timeout=30),
+        await engine.agenerate_each(PROMPTS[:4], CONFIG),
+    ):
+        assert [g.error is None for g in generations] == [True, True, False, True]
+        assert isinstance(generations[2].error, EngineError) and "'abort'" in str(generations[2].error)
+        assert generations[3].text == " ".join(f"t{t}" for t in expected(engine.encode(PROMPTS[3]))[0])
+    with pytest.raises(EngineError, match="'abort'"):  # generate stays all-or-nothing
+        engine.generate(PROMPTS[:4], CONFIG)
+
+
+async def test_a_request_that_raises_in_the_async_engine_fails_alone(make_engine, monkeypatch):
+    engine = make_engine(backend="async")
+    generate = AsyncLLM.generate
+    victim = len(engine.encode(PROMPTS[1]))
+
+    async def failing(self, prompt, params, request_id):
+        if len(prompt["prompt_token_ids"]) == victim:
+            raise RuntimeError("request failed in the scheduler")
+        async for output in generate(self, prompt, params, request_id):
+            yield output
+
+    monkeypatch.setattr(AsyncLLM, "generate", failing)
+    generations = await engine.agenerate_each(PROMPTS[:3], CONFIG)
+    assert [g.error is None for g in generations] == [True, False, True]
+    assert "RuntimeError: request failed in the scheduler" in str(generations[1].error)
+
+
+@pytest.mark.parametrize("backend", ["offline", "async"])
+async def test_a_deadline_aborts_the_requests_and_raises_a_timeout(make_engine, backend):
+    engine = make_engine(backend=backend, ignore_eos=True)
+    long = GenerationConfig(max_new_tokens=100_000)
+    with pytest.raises(EngineTimeoutError, match="within 0.2 s"):
+        await asyncio.to_thread(engine.generate_each, PROMPTS[:2], long, timeout=0.2)
+    with pytest.raises(EngineTimeoutError):
+        await engine.agenerate_each(PROMPTS[:2], long, timeout=0.2)
+    core = (LLM.instances[0].llm_engine if backend == "offline" else AsyncLLM.instances[0]).core
+    for _ in range(200):
+        if len(core.aborted) == 4:
+            break
+        await asyncio.sleep(0.01)
+    assert len(core.aborted) == 4 and not core.running
+    assert engine.generate_each(PROMPTS[:1], CONFIG, timeout=30)[0].finish_reason == "length"
 
 
 def test_a_ready_llm_is_used_and_left_running(make_engine, fake_vllm, tiny_model_dir):

@@ -14,11 +14,18 @@ from typing import Any, Literal
 from guardreasoner.engines.base import Engine, Generation, GenerationConfig
 from guardreasoner.engines.vllm.async_llm import AsyncBackend
 from guardreasoner.engines.vllm.offline import OfflineBackend
-from guardreasoner.engines.vllm.outputs import to_generation
+from guardreasoner.engines.vllm.outputs import to_generation, to_generation_or_failure
 from guardreasoner.engines.vllm.speculative import OFF as SPECULATION_OFF
 from guardreasoner.engines.vllm.speculative import speculative_config
 from guardreasoner.engines.vllm.suffix_cache import RPC_METHOD, WORKER_EXTENSION
-from guardreasoner.errors import ContextLengthError, EngineError, GuardReasonerError, require
+from guardreasoner.errors import (
+    ContextLengthError,
+    EngineError,
+    EngineLoadError,
+    EngineTimeoutError,
+    GuardReasonerError,
+    require,
+)
 from guardreasoner.prompt import PromptFormat, encode_prompt, render_prompt, stop_token_ids
 
 Backend = Literal["auto", "offline", "async"]
@@ -165,6 +172,27 @@ class VLLMEngine(Engine):
         outputs = await self._aoutputs(prompts, config)
         return [to_generation(out) for out in outputs]
 
+    def generate_each(
+        self, prompts: list[str], config: GenerationConfig, *, timeout: float | None = None
+    ) -> list[Generation]:
+        """Per-prompt results: a request vLLM failed or aborted is that prompt's error only. Past ``timeout``
+        seconds (of generating; a model load is not counted) the requests are aborted in vLLM."""
+        if not prompts:
+            return []
+        return [to_generation_or_failure(r) for r in self._outputs(prompts, config, each=True, timeout=timeout)]
+
+    async def agenerate_each(
+        self, prompts: list[str], config: GenerationConfig, *, timeout: float | None = None
+    ) -> list[Generation]:
+        """Async :meth:`generate_each`; past ``timeout`` seconds (loading included) the requests are aborted."""
+        if not prompts:
+            return []
+        try:
+            outputs = await asyncio.wait_for(self._aoutputs(prompts, config, each=True), timeout)
+        except TimeoutError:
+            raise EngineTimeoutError(f"The vllm engine gave no answer within {timeout:g} s.") from None
+        return [to_generation_or_failure(r) for r in outputs]
+
     def close(self) -> None:
         with self._lock:
             if self._closed:
@@ -236,23 +264,28 @@ class VLLMEngine(Engine):
             inputs.append({"prompt_token_ids": ids})
         return inputs
 
-    def _outputs(self, prompts: list[str], config: GenerationConfig) -> list[Any]:
-        """Like :meth:`generate`, but vLLM's ``RequestOutput`` objects (with token ids), in order."""
+    def _outputs(
+        self, prompts: list[str], config: GenerationConfig, *, each: bool = False, timeout: float | None = None
+    ) -> list[Any]:
+        """Like :meth:`generate`, but vLLM's ``RequestOutput`` objects (with token ids), in order; with
+        ``each``, a failed request's exception in its place."""
         inputs = self._token_prompts(prompts)
         backend = self._ensure_backend("offline").result()
         try:
-            return backend.generate(inputs, self._sampling_params(config))
+            return backend.generate(inputs, self._sampling_params(config), each=each, timeout=timeout)
         except GuardReasonerError:
             raise
+        except TimeoutError:
+            raise EngineTimeoutError(f"The vllm engine gave no answer within {timeout:g} s.") from None
         except Exception as exc:
             raise EngineError(f"vLLM generation failed: {type(exc).__name__}: {exc}") from exc
 
-    async def _aoutputs(self, prompts: list[str], config: GenerationConfig) -> list[Any]:
+    async def _aoutputs(self, prompts: list[str], config: GenerationConfig, *, each: bool = False) -> list[Any]:
         """Async :meth:`_outputs`: the requests join whatever the engine is running."""
         inputs = self._token_prompts(prompts)
         backend = await asyncio.wrap_future(self._ensure_backend("async"))
         try:
-            return await backend.agenerate(inputs, self._sampling_params(config))
+            return await backend.agenerate(inputs, self._sampling_params(config), each=each)
         except GuardReasonerError:
             raise
         except Exception as exc:
@@ -310,7 +343,10 @@ class VLLMEngine(Engine):
         if isinstance(exc, GuardReasonerError):
             future.set_exception(exc)
             return
-        error = EngineError(f"vLLM could not load the model at {self.path}: {type(exc).__name__}: {exc}")
+        error = EngineLoadError(
+            f"vLLM could not load the model at {self.path}: {type(exc).__name__}: {exc}. Check the path, the "
+            "GPU's free memory (gpu_memory_utilization, max_model_len) and the vLLM options."
+        )
         error.__cause__ = exc
         future.set_exception(error)
 

@@ -42,6 +42,36 @@ def to_generation(output: Any) -> Generation:
     )
 
 
+def to_generation_or_failure(result: Any) -> Generation:
+    """A request's output, or the exception it failed with, as a :class:`Generation` (failed if it did)."""
+    if isinstance(result, BaseException):
+        if isinstance(result, EngineError):
+            return Generation.failed(result)
+        error = EngineError(f"vLLM request failed: {type(result).__name__}: {result}")
+        error.__cause__ = result
+        return Generation.failed(error)
+    try:
+        return to_generation(result)
+    except EngineError as error:
+        return Generation.failed(error)
+
+
+def outcomes(
+    futures: list[concurrent.futures.Future], *, each: bool, pending: set[concurrent.futures.Future]
+) -> list[Any]:
+    """The futures' results in order; with ``each`` a failed one's exception in its place, else the first
+    failure raised. Raises :class:`TimeoutError` if any is still ``pending``."""
+    if not each:
+        for future in futures:
+            if future.done() and future.exception() is not None:
+                raise future.exception()
+    if pending:
+        raise TimeoutError
+    if not each:
+        return [future.result() for future in futures]
+    return [future.exception() or future.result() for future in futures]
+
+
 def settle(
     future: concurrent.futures.Future, *, result: Any = None, error: BaseException | None = None
 ) -> None:
