@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import math
 import sys
 import threading
 import time
@@ -62,10 +63,30 @@ class SamplingParams:
     ignore_eos: bool = False
     stop_token_ids: list[int] | None = None
     skip_special_tokens: bool = True
+    logprobs: int | None = None
     output_kind: RequestOutputKind = RequestOutputKind.CUMULATIVE
 
     def clone(self):
         return dataclasses.replace(self)
+
+
+@dataclasses.dataclass
+class Logprob:
+    logprob: float
+    rank: int | None = None
+    decoded_token: str | None = None
+
+
+def top_logprobs(token_ids, k, texts):
+    """vLLM's ``CompletionOutput.logprobs``: per position, the top ``k`` ids (the generated one first, at -0.5;
+    then ids 10, 11, ... at -3, -4, ...) plus the generated one, each a ``Logprob`` with its text."""
+    steps = []
+    for chosen in token_ids:
+        others = [t for t in range(10, 10 + k) if t != chosen][: k - 1]
+        step = {chosen: Logprob(-0.5, 1, texts(chosen))}
+        step.update({t: Logprob(-3.0 - r, r + 2, texts(t)) for r, t in enumerate(others)})
+        steps.append(step)
+    return steps
 
 
 class Core:
@@ -105,8 +126,12 @@ class Core:
             if reason:
                 del self.running[request_id]
                 text = " ".join(f"t{t}" for t in out)
+                logprobs = None
+                if params.logprobs:
+                    first = out[0]
+                    logprobs = top_logprobs(out, params.logprobs, lambda t: f"t{t}" if t == first else f" t{t}")
                 completion = SimpleNamespace(
-                    text=text, token_ids=list(out), finish_reason=reason, stop_reason=None
+                    text=text, token_ids=list(out), finish_reason=reason, stop_reason=None, logprobs=logprobs
                 )
                 completions = [completion] * params.n
                 finished.append(
@@ -639,16 +664,30 @@ async def test_guard_on_the_vllm_engine(fake_vllm, tiny_model_dir, monkeypatch):
     from guardreasoner.guard import GuardReasoner
     from guardreasoner.testing import guard_output
 
-    answer = guard_output("harmful", "refusal", "unharmful")
+    from guardreasoner.scores import LabelTokens, score_verdict, token_texts
+    from transformers import AutoTokenizer
 
+    answer = guard_output("harmful", "refusal", "unharmful")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ids = tokenizer(answer, add_special_tokens=False).input_ids
+    texts = dict(zip(ids, token_texts(ids, lambda i: tokenizer.decode(i, skip_special_tokens=True))))
+    candidates = LabelTokens.from_tokenizer(tokenizer).texts
     step = Core.step
 
     def answering_step(self):
+        """vLLM's answer: the generated token at -0.1, every other label candidate at -3 (ranks after it)."""
         outputs = step(self)
         for output in outputs:
-            output.outputs = [
-                SimpleNamespace(text=answer, token_ids=[1] * 40, finish_reason="stop", stop_reason=None)
-            ]
+            logprobs = []
+            for chosen in ids:
+                row = {chosen: Logprob(-0.1, 1, texts[chosen])}
+                others = [c for c in candidates if c != chosen]
+                row.update({c: Logprob(-3.0, r + 2, candidates[c]) for r, c in enumerate(others)})
+                logprobs.append(row)
+            completion = SimpleNamespace(
+                text=answer, token_ids=ids, finish_reason="stop", stop_reason=None, logprobs=logprobs
+            )
+            output.outputs = [completion]
         return outputs
 
     monkeypatch.setattr(Core, "step", answering_step)
@@ -656,11 +695,50 @@ async def test_guard_on_the_vllm_engine(fake_vllm, tiny_model_dir, monkeypatch):
     verdicts = guard.classify_batch([("How do I pick a lock?", "I can't help with that.")] * 3)
     assert LLM.instances[0].options["max_num_seqs"] == 32
     assert all(v.parse_status is ParseStatus.OK and v.prompt_harmfulness == "harmful" for v in verdicts)
-    assert all(v.response_refusal == "refusal" and v.num_generated_tokens == 40 for v in verdicts)
+    assert all(v.response_refusal == "refusal" and v.num_generated_tokens == len(ids) for v in verdicts)
     verdict = await guard.aclassify("How do I pick a lock?", "I can't help with that.")
     assert verdict.response_harmfulness == "unharmful" and verdict.finish_reason == "stop"
+    # Scores from vLLM's log-probabilities: the greedy label against the other, renormalised.
+    (generation,) = guard.engine.generate(["How do I pick a lock?"], GenerationConfig(max_new_tokens=64))
+    scored = score_verdict(verdict, generation.label_logprobs, has_response=True)
+    sure = 1 / (1 + math.exp(-2.9))
+    assert scored.prompt_harmfulness_score == pytest.approx(sure)
+    assert scored.response_harmfulness_score == pytest.approx(1 - sure)
+    assert scored.response_refusal_score == pytest.approx(sure) and not scored.score_status
     guard.close()
     assert PromptFormat(guard.engine.prompt_format) is PromptFormat.RAW
+
+
+def test_requests_ask_for_top_20_logprobs_and_generations_carry_them(make_engine):
+    engine = make_engine()
+    assert engine.label_tokens.top_k <= 20 and engine.logprobs_k == 20
+    assert engine._sampling_params(CONFIG).logprobs == 20
+    (generation,) = engine.generate(PROMPTS[:1], CONFIG)
+    found = generation.label_logprobs
+    assert "".join(found.tokens) == generation.text and len(found.bounds) == generation.num_generated_tokens
+    assert found.bounds[0] == pytest.approx(-3.0 - 18)  # the 20th listed, the most an unlisted one can have
+    assert found.labels is engine.label_tokens
+    plain = make_engine(scores=False)
+    assert plain._sampling_params(CONFIG).logprobs is None and plain.label_tokens is None
+    assert plain.generate(PROMPTS[:1], CONFIG)[0].label_logprobs is None
+
+
+def test_a_ready_llm_must_allow_the_label_logprobs(make_engine, fake_vllm, tiny_model_dir):
+    from guardreasoner.engines.vllm import VLLMEngine
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    needed = make_engine().label_tokens.top_k
+    llm = LLM(str(tiny_model_dir))
+    for limit, k in ((-1, 20), (20, 20), (needed, needed), (64, 20)):
+        llm.llm_engine.model_config.max_logprobs = limit
+        assert VLLMEngine(llm=llm, tokenizer=tokenizer).logprobs_k == k
+    llm.llm_engine.model_config.max_logprobs = needed - 1
+    with pytest.raises(ValueError, match=f"llm= was built with max_logprobs={needed - 1}.*max_logprobs>={needed}"):
+        VLLMEngine(llm=llm, tokenizer=tokenizer)
+    assert VLLMEngine(llm=llm, tokenizer=tokenizer, scores=False).logprobs_k == 0
+    with pytest.raises(ValueError, match="max_logprobs=1,"):
+        make_engine(max_logprobs=1)
 
 
 # -- options: vLLM's defaults left alone, speculative decoding, batch invariance ---------------------------

@@ -27,10 +27,13 @@ from guardreasoner.errors import (
     require,
 )
 from guardreasoner.prompt import PromptFormat, encode_prompt, render_prompt, stop_token_ids
+from guardreasoner.scores import LabelTokens
 
 Backend = Literal["auto", "offline", "async"]
 BACKENDS = ("auto", "offline", "async")
 _FEATURE = "The vllm engine"
+VLLM_DEFAULT_MAX_LOGPROBS = 20
+"""vLLM's default ``max_logprobs``: the most log-probabilities per token a request may ask for."""
 
 
 class VLLMEngine(Engine):
@@ -50,6 +53,14 @@ class VLLMEngine(Engine):
     With ``"suffix"``, :meth:`warm_suffix_cache` seeds the cache with earlier outputs.
     ``batch_invariant=True`` sets vLLM's ``VLLM_BATCH_INVARIANT`` (before vLLM starts): a prompt's tokens
     then do not depend on what it is batched with, at a cost in speed.
+
+    Scores: each request asks vLLM for the top-``logprobs_k`` log-probabilities per generated token, from
+    which the verdict's label scores come (``guardreasoner.scores``). ``logprobs_k`` is the label candidates'
+    count raised to vLLM's default ``max_logprobs`` (20): vLLM computes the whole vocabulary's log-softmax
+    either way, and a label's score is exact only when the other label is in the top-k (else it is a bound),
+    which 20 makes likelier than the bare candidate count. More than 20 candidates raise ``max_logprobs`` of
+    the vLLM this engine builds; a ready ``llm=`` must allow at least the candidate count. ``scores=False``
+    asks for none (the verdicts then have no scores), which saves vLLM detokenizing k tokens per position.
     """
 
     name = "vllm"
@@ -76,6 +87,7 @@ class VLLMEngine(Engine):
         speculate_up_to_batch: int | None = None,
         speculative_options: dict[str, Any] | None = None,
         batch_invariant: bool = False,
+        scores: bool = True,
         **vllm_options: Any,
     ):
         self._vllm = require("vllm", extra="vllm", feature=_FEATURE)
@@ -134,6 +146,8 @@ class VLLMEngine(Engine):
                 transformers = require("transformers", extra="vllm", feature=_FEATURE)
                 tokenizer = transformers.AutoTokenizer.from_pretrained(self.path)
         self.tokenizer = tokenizer
+        self.label_tokens = LabelTokens.from_tokenizer(tokenizer) if scores else None
+        self.logprobs_k = self._logprobs_k(llm) if scores else 0
         # EOS and (chat) end of turn; none with ignore_eos, whose generations run to max_new_tokens.
         self._stop_ids = [] if ignore_eos else sorted(stop_token_ids(tokenizer, self.prompt_format))
         self._lock = threading.Lock()
@@ -164,13 +178,13 @@ class VLLMEngine(Engine):
     def generate(self, prompts: list[str], config: GenerationConfig) -> list[Generation]:
         if not prompts:
             return []
-        return [to_generation(out) for out in self._outputs(prompts, config)]
+        return [to_generation(out, self.label_tokens, self.logprobs_k) for out in self._outputs(prompts, config)]
 
     async def agenerate(self, prompts: list[str], config: GenerationConfig) -> list[Generation]:
         if not prompts:
             return []
         outputs = await self._aoutputs(prompts, config)
-        return [to_generation(out) for out in outputs]
+        return [to_generation(out, self.label_tokens, self.logprobs_k) for out in outputs]
 
     def generate_each(
         self, prompts: list[str], config: GenerationConfig, *, timeout: float | None = None
@@ -179,7 +193,8 @@ class VLLMEngine(Engine):
         seconds (of generating; a model load is not counted) the requests are aborted in vLLM."""
         if not prompts:
             return []
-        return [to_generation_or_failure(r) for r in self._outputs(prompts, config, each=True, timeout=timeout)]
+        outputs = self._outputs(prompts, config, each=True, timeout=timeout)
+        return [to_generation_or_failure(r, self.label_tokens, self.logprobs_k) for r in outputs]
 
     async def agenerate_each(
         self, prompts: list[str], config: GenerationConfig, *, timeout: float | None = None
@@ -191,7 +206,7 @@ class VLLMEngine(Engine):
             outputs = await asyncio.wait_for(self._aoutputs(prompts, config, each=True), timeout)
         except TimeoutError:
             raise EngineTimeoutError(f"The vllm engine gave no answer within {timeout:g} s.") from None
-        return [to_generation_or_failure(r) for r in outputs]
+        return [to_generation_or_failure(r, self.label_tokens, self.logprobs_k) for r in outputs]
 
     def close(self) -> None:
         with self._lock:
@@ -305,7 +320,30 @@ class VLLMEngine(Engine):
             ignore_eos=self.ignore_eos,
             stop_token_ids=list(self._stop_ids) or None,
             skip_special_tokens=True,
+            logprobs=self.logprobs_k or None,
         )
+
+    def _logprobs_k(self, llm: Any) -> int:
+        """How many log-probabilities per token to ask for (see the class docstring); checks vLLM allows it."""
+        needed = self.label_tokens.top_k
+        if llm is not None:
+            limit = getattr(llm.llm_engine.model_config, "max_logprobs", VLLM_DEFAULT_MAX_LOGPROBS)
+            where = "The vllm.LLM passed as llm= was built with"
+        else:
+            limit = self._engine_args.get("max_logprobs")
+            where = "max_logprobs is"
+            if limit is None:
+                limit = max(needed, VLLM_DEFAULT_MAX_LOGPROBS)
+                if needed > VLLM_DEFAULT_MAX_LOGPROBS:
+                    self._engine_args["max_logprobs"] = needed
+        if limit < 0:  # vLLM: -1 allows the whole vocabulary
+            return max(needed, VLLM_DEFAULT_MAX_LOGPROBS)
+        if limit < needed:
+            raise ValueError(
+                f"{where} max_logprobs={limit}, but scoring needs {needed} log-probabilities per token (the "
+                f"label candidates). Build vLLM with max_logprobs>={needed}, or pass scores=False."
+            )
+        return max(needed, min(limit, VLLM_DEFAULT_MAX_LOGPROBS))
 
     def _ensure_backend(self, want: str) -> concurrent.futures.Future:
         """The future of the one vLLM backend; builds it (``want``, unless ``backend`` fixed it) on first use."""

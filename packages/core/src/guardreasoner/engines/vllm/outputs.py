@@ -10,6 +10,7 @@ from typing import Any
 
 from guardreasoner.engines.base import Generation
 from guardreasoner.errors import EngineError
+from guardreasoner.scores import LabelTokens, from_vllm
 
 _FINISH_REASONS = {"stop": "stop", "length": "length"}
 _ids = itertools.count()
@@ -20,8 +21,9 @@ def request_id() -> str:
     return f"guardreasoner-{next(_ids)}"
 
 
-def to_generation(output: Any) -> Generation:
-    """A vLLM ``RequestOutput`` as a :class:`Generation` (finish reasons ``stop`` / ``length`` only)."""
+def to_generation(output: Any, labels: LabelTokens | None = None, top_k: int = 0) -> Generation:
+    """A vLLM ``RequestOutput`` as a :class:`Generation` (finish reasons ``stop`` / ``length`` only), with the
+    label candidates' log-probabilities when ``labels`` is given (requested with ``logprobs=top_k``)."""
     completions = list(output.outputs)
     if not completions:
         raise EngineError(f"vLLM returned no completion for request {output.request_id}.")
@@ -39,10 +41,11 @@ def to_generation(output: Any) -> Generation:
         num_generated_tokens=len(first.token_ids),
         num_prompt_tokens=len(prompt_ids) if prompt_ids is not None else None,
         samples=tuple(c.text for c in completions) if len(completions) > 1 else (),
+        label_logprobs=from_vllm(first, labels, top_k) if labels is not None else None,
     )
 
 
-def to_generation_or_failure(result: Any) -> Generation:
+def to_generation_or_failure(result: Any, labels: LabelTokens | None = None, top_k: int = 0) -> Generation:
     """A request's output, or the exception it failed with, as a :class:`Generation` (failed if it did)."""
     if isinstance(result, BaseException):
         if isinstance(result, EngineError):
@@ -51,7 +54,7 @@ def to_generation_or_failure(result: Any) -> Generation:
         error.__cause__ = result
         return Generation.failed(error)
     try:
-        return to_generation(result)
+        return to_generation(result, labels, top_k)
     except EngineError as error:
         return Generation.failed(error)
 
