@@ -862,3 +862,66 @@ async def test_vllm_metrics_come_from_the_offline_llm_and_need_it(make_engine):
     served = make_engine(backend="async")
     with pytest.raises(EngineError, match="AsyncLLM"):
         served.vllm_metrics()
+
+
+# -- the runaway cap: max_reasoning_tokens forces the answer -----------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["offline", "async"])
+async def test_a_runaway_gets_the_answer_opening_and_a_few_greedy_tokens(make_engine, backend):
+    from guardreasoner.engines.forcing import ANSWER_OPENING, FORCED_ANSWER_TOKENS
+
+    engine = make_engine(backend=backend, max_reasoning_tokens=2)
+    opening = engine.tokenizer(ANSWER_OPENING, add_special_tokens=False).input_ids
+    assert "".join(engine._opening_texts) == ANSWER_OPENING and ANSWER_OPENING.endswith("Answers: \n")
+    config = GenerationConfig(max_new_tokens=8)
+    for generations in (
+        engine.generate(PROMPTS, config),
+        engine.generate_each(PROMPTS, config, timeout=30),
+        await engine.agenerate_each(PROMPTS, config),
+    ):
+        forced = 0
+        for prompt, generation in zip(PROMPTS, generations):
+            ids = engine.encode(prompt)
+            reasoning, reason = expected(ids, max_new_tokens=2)
+            if reason == "stop":  # ended on its own within the cap: untouched
+                assert not generation.forced_answer and generation.text == " ".join(f"t{t}" for t in reasoning)
+                continue
+            forced += 1
+            answer, answer_reason = expected([*ids, *reasoning, *opening], FORCED_ANSWER_TOKENS)
+            assert generation.forced_answer and generation.finish_reason == answer_reason == "stop"
+            assert generation.text == " ".join(f"t{t}" for t in reasoning) + ANSWER_OPENING + " ".join(
+                f"t{t}" for t in answer
+            )
+            assert generation.num_generated_tokens == len(reasoning) + len(opening) + len(answer)
+            assert len(generation.label_logprobs.tokens) == generation.num_generated_tokens
+        assert 0 < forced < len(PROMPTS)
+
+
+def test_the_cap_is_off_by_default_and_does_not_bind_below_the_callers_limit(make_engine):
+    config = GenerationConfig(max_new_tokens=3)
+    plain = make_engine(ignore_eos=True).generate(PROMPTS[:2], config)
+    assert all(g.finish_reason == "length" and not g.forced_answer for g in plain)
+    capped = make_engine(ignore_eos=True, max_reasoning_tokens=3).generate(PROMPTS[:2], config)
+    assert [g.text for g in capped] == [g.text for g in plain] and not any(g.forced_answer for g in capped)
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match="max_reasoning_tokens must be a positive .* 845"):
+            make_engine(max_reasoning_tokens=bad)
+
+
+def test_a_forced_answer_is_marked_and_not_a_clean_allow_under_fail_closed():
+    from guardreasoner.engines.base import Engine, Generation
+    from guardreasoner.guard import GuardReasoner
+    from guardreasoner.testing import guard_output
+
+    class Forcing(Engine):
+        name = "forcing"
+
+        def generate(self, prompts, config):
+            return [Generation(guard_output("unharmful"), "stop", 900, forced_answer=True) for _ in prompts]
+
+    closed = GuardReasoner(engine=Forcing()).classify("Is this fine?")
+    assert closed.forced_answer and closed.prompt_harmfulness == "unharmful"
+    assert closed.is_harmful and closed.decided_by == "policy" and "answer was forced" in closed.parse_detail
+    opened = GuardReasoner(engine=Forcing(), policy="fail_open").classify("Is this fine?")
+    assert opened.forced_answer and opened.is_harmful is False and opened.decided_by == "model"

@@ -8,13 +8,15 @@ import concurrent.futures
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, Literal
 
 from guardreasoner.engines.base import Engine, Generation, GenerationConfig
 from guardreasoner.engines.vllm.async_llm import AsyncBackend
 from guardreasoner.engines.vllm.offline import OfflineBackend
-from guardreasoner.engines.vllm.outputs import to_generation, to_generation_or_failure
+from guardreasoner.engines.forcing import ANSWER_OPENING, answer_config, capped, check_max_reasoning_tokens
+from guardreasoner.engines.vllm.outputs import to_generation, to_generation_or_failure, with_forced_answer
 from guardreasoner.engines.vllm.speculative import OFF as SPECULATION_OFF
 from guardreasoner.engines.vllm.speculative import speculative_config
 from guardreasoner.engines.vllm.suffix_cache import RPC_METHOD, WORKER_EXTENSION
@@ -27,7 +29,7 @@ from guardreasoner.errors import (
     require,
 )
 from guardreasoner.prompt import PromptFormat, encode_prompt, render_prompt, stop_token_ids
-from guardreasoner.scores import LabelTokens
+from guardreasoner.scores import LabelTokens, token_texts
 
 Backend = Literal["auto", "offline", "async"]
 BACKENDS = ("auto", "offline", "async")
@@ -61,6 +63,10 @@ class VLLMEngine(Engine):
     which 20 makes likelier than the bare candidate count. More than 20 candidates raise ``max_logprobs`` of
     the vLLM this engine builds; a ready ``llm=`` must allow at least the candidate count. ``scores=False``
     asks for none (the verdicts then have no scores), which saves vLLM detokenizing k tokens per position.
+
+    ``max_reasoning_tokens`` (None: off; about 845 recommended, see ``engines/forcing.py``) caps the reasoning:
+    an output cut there gets the answer block's opening and a second, greedy request of a few tokens reads
+    the labels; its generation says ``forced_answer``. The cap applies to single samples (``n == 1``).
     """
 
     name = "vllm"
@@ -88,6 +94,7 @@ class VLLMEngine(Engine):
         speculative_options: dict[str, Any] | None = None,
         batch_invariant: bool = False,
         scores: bool = True,
+        max_reasoning_tokens: int | None = None,
         **vllm_options: Any,
     ):
         self._vllm = require("vllm", extra="vllm", feature=_FEATURE)
@@ -146,6 +153,9 @@ class VLLMEngine(Engine):
                 transformers = require("transformers", extra="vllm", feature=_FEATURE)
                 tokenizer = transformers.AutoTokenizer.from_pretrained(self.path)
         self.tokenizer = tokenizer
+        self.max_reasoning_tokens = check_max_reasoning_tokens(max_reasoning_tokens)
+        self._opening_ids = list(tokenizer(ANSWER_OPENING, add_special_tokens=False)["input_ids"])
+        self._opening_texts = token_texts(self._opening_ids, lambda i: tokenizer.decode(i, skip_special_tokens=True))
         self.label_tokens = LabelTokens.from_tokenizer(tokenizer) if scores else None
         self.logprobs_k = self._logprobs_k(llm) if scores else 0
         # EOS and (chat) end of turn; none with ignore_eos, whose generations run to max_new_tokens.
@@ -286,25 +296,73 @@ class VLLMEngine(Engine):
         ``each``, a failed request's exception in its place."""
         inputs = self._token_prompts(prompts)
         backend = self._ensure_backend("offline").result()
-        try:
-            return backend.generate(inputs, self._sampling_params(config), each=each, timeout=timeout)
-        except GuardReasonerError:
-            raise
-        except TimeoutError:
-            raise EngineTimeoutError(f"The vllm engine gave no answer within {timeout:g} s.") from None
-        except Exception as exc:
-            raise EngineError(f"vLLM generation failed: {type(exc).__name__}: {exc}") from exc
+        started = time.monotonic()
+        cap = self._cap(config)
+        outputs = self._call(backend.generate, inputs, cap or config, each=each, timeout=timeout)
+        runaways = self._runaways(outputs) if cap else []
+        if runaways:
+            left = None if timeout is None else max(timeout - (time.monotonic() - started), 0.001)
+            answers = self._call(
+                backend.generate, self._answer_inputs(outputs, runaways), answer_config(), each=each, timeout=left
+            )
+            self._force(outputs, runaways, answers)
+        return outputs
 
     async def _aoutputs(self, prompts: list[str], config: GenerationConfig, *, each: bool = False) -> list[Any]:
         """Async :meth:`_outputs`: the requests join whatever the engine is running."""
         inputs = self._token_prompts(prompts)
         backend = await asyncio.wrap_future(self._ensure_backend("async"))
+        cap = self._cap(config)
+        outputs = await self._acall(backend.agenerate, inputs, cap or config, each=each)
+        runaways = self._runaways(outputs) if cap else []
+        if runaways:
+            answer_inputs = self._answer_inputs(outputs, runaways)
+            self._force(outputs, runaways, await self._acall(backend.agenerate, answer_inputs, answer_config(), each=each))
+        return outputs
+
+    def _call(self, generate: Any, inputs: list, config: GenerationConfig, *, each: bool, timeout: float | None) -> list:
         try:
-            return await backend.agenerate(inputs, self._sampling_params(config), each=each)
+            return generate(inputs, self._sampling_params(config), each=each, timeout=timeout)
         except GuardReasonerError:
             raise
         except Exception as exc:
-            raise EngineError(f"vLLM generation failed: {type(exc).__name__}: {exc}") from exc
+            raise _engine_error(exc, timeout) from exc
+
+    async def _acall(self, agenerate: Any, inputs: list, config: GenerationConfig, *, each: bool) -> list:
+        try:
+            return await agenerate(inputs, self._sampling_params(config), each=each)
+        except GuardReasonerError:
+            raise
+        except Exception as exc:
+            raise _engine_error(exc, None) from exc
+
+    # -- the runaway cap (engines/forcing.py) -----------------------------------------------------------
+
+    def _cap(self, config: GenerationConfig) -> GenerationConfig | None:
+        return capped(config, self.max_reasoning_tokens) if config.n == 1 else None
+
+    @staticmethod
+    def _runaways(outputs: list[Any]) -> list[int]:
+        """The requests cut at the cap (each mode: failed ones are left as they are)."""
+        return [
+            i
+            for i, output in enumerate(outputs)
+            if not isinstance(output, BaseException) and output.outputs and output.outputs[0].finish_reason == "length"
+        ]
+
+    def _answer_inputs(self, outputs: list[Any], runaways: list[int]) -> list[dict[str, list[int]]]:
+        """The prompt, the reasoning so far and the answer block's opening, as one token prompt each."""
+        return [
+            {"prompt_token_ids": [*outputs[i].prompt_token_ids, *outputs[i].outputs[0].token_ids, *self._opening_ids]}
+            for i in runaways
+        ]
+
+    def _force(self, outputs: list[Any], runaways: list[int], answers: list[Any]) -> None:
+        for i, answer in zip(runaways, answers):
+            if isinstance(answer, BaseException):
+                outputs[i] = answer
+            else:
+                outputs[i] = with_forced_answer(outputs[i], answer, self._opening_ids, self._opening_texts)
 
     # -- internals ------------------------------------------------------------------------------------
 
@@ -413,6 +471,13 @@ class VLLMEngine(Engine):
         # usage context, and ENGINE_CONTEXT gets 128 / 2048, below the offline LLM's (1024 / 16384 on an H200).
         args = AsyncEngineArgs(model=self.path, tokenizer=self.path, **options)
         return AsyncLLM.from_engine_args(args, usage_context=UsageContext.OPENAI_API_SERVER)
+
+
+def _engine_error(exc: Exception, timeout: float | None) -> Exception:
+    """What a vLLM failure raises: a missed deadline as a timeout, else an EngineError."""
+    if isinstance(exc, TimeoutError) and timeout is not None:
+        return EngineTimeoutError(f"The vllm engine gave no answer within {timeout:g} s.")
+    return EngineError(f"vLLM generation failed: {type(exc).__name__}: {exc}")
 
 
 def _config_max_len(path: str | None) -> int | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import itertools
+from types import SimpleNamespace
 from typing import Any
 
 from guardreasoner.engines.base import Generation
@@ -42,6 +43,33 @@ def to_generation(output: Any, labels: LabelTokens | None = None, top_k: int = 0
         num_prompt_tokens=len(prompt_ids) if prompt_ids is not None else None,
         samples=tuple(c.text for c in completions) if len(completions) > 1 else (),
         label_logprobs=from_vllm(first, labels, top_k) if labels is not None else None,
+        forced_answer=getattr(output, "forced_answer", False),
+    )
+
+
+def with_forced_answer(output: Any, answer: Any, opening_ids: list[int], opening_texts: list[str]) -> Any:
+    """A runaway's ``RequestOutput`` and its forced answer's as one: its tokens, the answer opening's (each
+    log-probability 0: forced), then the answer's; marked ``forced_answer``."""
+    first, second = output.outputs[0], answer.outputs[0]
+    logprobs = None
+    if getattr(first, "logprobs", None) is not None and getattr(second, "logprobs", None) is not None:
+        forced = [
+            {i: SimpleNamespace(logprob=0.0, rank=1, decoded_token=t)} for i, t in zip(opening_ids, opening_texts)
+        ]
+        logprobs = [*first.logprobs, *forced, *second.logprobs]
+    completion = SimpleNamespace(
+        text=first.text + "".join(opening_texts) + second.text,
+        token_ids=[*first.token_ids, *opening_ids, *second.token_ids],
+        finish_reason=second.finish_reason,
+        stop_reason=getattr(second, "stop_reason", None),
+        logprobs=logprobs,
+    )
+    return SimpleNamespace(
+        request_id=output.request_id,
+        finished=True,
+        prompt_token_ids=output.prompt_token_ids,
+        outputs=[completion],
+        forced_answer=True,
     )
 
 
