@@ -24,9 +24,9 @@ from types import SimpleNamespace
 
 import pytest
 from guardreasoner import ContextLengthError, EngineError, MissingExtraError, ParseStatus, PromptFormat
-from guardreasoner.errors import EngineLoadError, EngineTimeoutError
 from guardreasoner.engines import GenerationConfig
 from guardreasoner.engines.vllm.suffix_cache import WORKER_EXTENSION
+from guardreasoner.errors import EngineLoadError, EngineTimeoutError
 
 # -- no vLLM ------------------------------------------------------------------------------------------
 
@@ -128,8 +128,8 @@ class Core:
                 text = " ".join(f"t{t}" for t in out)
                 logprobs = None
                 if params.logprobs:
-                    first = out[0]
-                    logprobs = top_logprobs(out, params.logprobs, lambda t: f"t{t}" if t == first else f" t{t}")
+                    spelled = dict(zip(out, text.split(" ")[:1] + [" " + w for w in text.split(" ")[1:]]))
+                    logprobs = top_logprobs(out, params.logprobs, lambda t, s=spelled: s.get(t, f" t{t}"))
                 completion = SimpleNamespace(
                     text=text, token_ids=list(out), finish_reason=reason, stop_reason=None, logprobs=logprobs
                 )
@@ -662,9 +662,8 @@ def test_a_ready_llm_is_used_and_left_running(make_engine, fake_vllm, tiny_model
 async def test_guard_on_the_vllm_engine(fake_vllm, tiny_model_dir, monkeypatch):
     """GuardReasoner(engine="vllm") passes its options through and parses what vLLM returns."""
     from guardreasoner.guard import GuardReasoner
-    from guardreasoner.testing import guard_output
-
     from guardreasoner.scores import LabelTokens, score_verdict, token_texts
+    from guardreasoner.testing import guard_output
     from transformers import AutoTokenizer
 
     answer = guard_output("harmful", "refusal", "unharmful")
@@ -734,7 +733,9 @@ def test_a_ready_llm_must_allow_the_label_logprobs(make_engine, fake_vllm, tiny_
         llm.llm_engine.model_config.max_logprobs = limit
         assert VLLMEngine(llm=llm, tokenizer=tokenizer).logprobs_k == k
     llm.llm_engine.model_config.max_logprobs = needed - 1
-    with pytest.raises(ValueError, match=f"llm= was built with max_logprobs={needed - 1}.*max_logprobs>={needed}"):
+    with pytest.raises(
+        ValueError, match=f"llm= was built with max_logprobs={needed - 1}.*max_logprobs>={needed}"
+    ):
         VLLMEngine(llm=llm, tokenizer=tokenizer)
     assert VLLMEngine(llm=llm, tokenizer=tokenizer, scores=False).logprobs_k == 0
     with pytest.raises(ValueError, match="max_logprobs=1,"):
@@ -885,7 +886,9 @@ async def test_a_runaway_gets_the_answer_opening_and_a_few_greedy_tokens(make_en
             ids = engine.encode(prompt)
             reasoning, reason = expected(ids, max_new_tokens=2)
             if reason == "stop":  # ended on its own within the cap: untouched
-                assert not generation.forced_answer and generation.text == " ".join(f"t{t}" for t in reasoning)
+                assert not generation.forced_answer and generation.text == " ".join(
+                    f"t{t}" for t in reasoning
+                )
                 continue
             forced += 1
             answer, answer_reason = expected([*ids, *reasoning, *opening], FORCED_ANSWER_TOKENS)

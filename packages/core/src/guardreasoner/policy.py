@@ -59,7 +59,9 @@ def apply_policy(verdict: Verdict, policy: FailurePolicy | str = FailurePolicy.F
 
 def is_clean_allow(verdict: Verdict) -> bool:
     """Whether a safe reading comes from one clean final answer, with nothing in the output saying harmful."""
-    return verdict.parse_status is ParseStatus.OK and not verdict.harmful_signals and not verdict.forced_answer
+    return (
+        verdict.parse_status is ParseStatus.OK and not verdict.harmful_signals and not verdict.forced_answer
+    )
 
 
 def unclean_allow_reason(verdict: Verdict) -> str:

@@ -35,7 +35,9 @@ class AsyncBackend:
 
         return asyncio.run_coroutine_threadsafe(create(), self._loop)
 
-    def generate(self, inputs: list, params: Any, *, each: bool = False, timeout: float | None = None) -> list[Any]:
+    def generate(
+        self, inputs: list, params: Any, *, each: bool = False, timeout: float | None = None
+    ) -> list[Any]:
         """As :meth:`OfflineBackend.generate`: ``each`` puts a failed request's exception in its place; past
         ``timeout`` seconds the requests are aborted and :class:`TimeoutError` raised."""
         future = asyncio.run_coroutine_threadsafe(self._generate(inputs, params, each), self._loop)

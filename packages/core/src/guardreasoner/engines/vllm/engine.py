@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from guardreasoner.engines.base import Engine, Generation, GenerationConfig
+from guardreasoner.engines.forcing import ANSWER_OPENING, answer_config, capped, check_max_reasoning_tokens
 from guardreasoner.engines.vllm.async_llm import AsyncBackend
 from guardreasoner.engines.vllm.offline import OfflineBackend
-from guardreasoner.engines.forcing import ANSWER_OPENING, answer_config, capped, check_max_reasoning_tokens
 from guardreasoner.engines.vllm.outputs import to_generation, to_generation_or_failure, with_forced_answer
 from guardreasoner.engines.vllm.speculative import OFF as SPECULATION_OFF
 from guardreasoner.engines.vllm.speculative import speculative_config
@@ -155,7 +155,9 @@ class VLLMEngine(Engine):
         self.tokenizer = tokenizer
         self.max_reasoning_tokens = check_max_reasoning_tokens(max_reasoning_tokens)
         self._opening_ids = list(tokenizer(ANSWER_OPENING, add_special_tokens=False)["input_ids"])
-        self._opening_texts = token_texts(self._opening_ids, lambda i: tokenizer.decode(i, skip_special_tokens=True))
+        self._opening_texts = token_texts(
+            self._opening_ids, lambda i: tokenizer.decode(i, skip_special_tokens=True)
+        )
         self.label_tokens = LabelTokens.from_tokenizer(tokenizer) if scores else None
         self.logprobs_k = self._logprobs_k(llm) if scores else 0
         # EOS and (chat) end of turn; none with ignore_eos, whose generations run to max_new_tokens.
@@ -188,7 +190,9 @@ class VLLMEngine(Engine):
     def generate(self, prompts: list[str], config: GenerationConfig) -> list[Generation]:
         if not prompts:
             return []
-        return [to_generation(out, self.label_tokens, self.logprobs_k) for out in self._outputs(prompts, config)]
+        return [
+            to_generation(out, self.label_tokens, self.logprobs_k) for out in self._outputs(prompts, config)
+        ]
 
     async def agenerate(self, prompts: list[str], config: GenerationConfig) -> list[Generation]:
         if not prompts:
@@ -290,7 +294,12 @@ class VLLMEngine(Engine):
         return inputs
 
     def _outputs(
-        self, prompts: list[str], config: GenerationConfig, *, each: bool = False, timeout: float | None = None
+        self,
+        prompts: list[str],
+        config: GenerationConfig,
+        *,
+        each: bool = False,
+        timeout: float | None = None,
     ) -> list[Any]:
         """Like :meth:`generate`, but vLLM's ``RequestOutput`` objects (with token ids), in order; with
         ``each``, a failed request's exception in its place."""
@@ -303,12 +312,18 @@ class VLLMEngine(Engine):
         if runaways:
             left = None if timeout is None else max(timeout - (time.monotonic() - started), 0.001)
             answers = self._call(
-                backend.generate, self._answer_inputs(outputs, runaways), answer_config(), each=each, timeout=left
+                backend.generate,
+                self._answer_inputs(outputs, runaways),
+                answer_config(),
+                each=each,
+                timeout=left,
             )
             self._force(outputs, runaways, answers)
         return outputs
 
-    async def _aoutputs(self, prompts: list[str], config: GenerationConfig, *, each: bool = False) -> list[Any]:
+    async def _aoutputs(
+        self, prompts: list[str], config: GenerationConfig, *, each: bool = False
+    ) -> list[Any]:
         """Async :meth:`_outputs`: the requests join whatever the engine is running."""
         inputs = self._token_prompts(prompts)
         backend = await asyncio.wrap_future(self._ensure_backend("async"))
@@ -317,10 +332,16 @@ class VLLMEngine(Engine):
         runaways = self._runaways(outputs) if cap else []
         if runaways:
             answer_inputs = self._answer_inputs(outputs, runaways)
-            self._force(outputs, runaways, await self._acall(backend.agenerate, answer_inputs, answer_config(), each=each))
+            self._force(
+                outputs,
+                runaways,
+                await self._acall(backend.agenerate, answer_inputs, answer_config(), each=each),
+            )
         return outputs
 
-    def _call(self, generate: Any, inputs: list, config: GenerationConfig, *, each: bool, timeout: float | None) -> list:
+    def _call(
+        self, generate: Any, inputs: list, config: GenerationConfig, *, each: bool, timeout: float | None
+    ) -> list:
         try:
             return generate(inputs, self._sampling_params(config), each=each, timeout=timeout)
         except GuardReasonerError:
@@ -347,13 +368,21 @@ class VLLMEngine(Engine):
         return [
             i
             for i, output in enumerate(outputs)
-            if not isinstance(output, BaseException) and output.outputs and output.outputs[0].finish_reason == "length"
+            if not isinstance(output, BaseException)
+            and output.outputs
+            and output.outputs[0].finish_reason == "length"
         ]
 
     def _answer_inputs(self, outputs: list[Any], runaways: list[int]) -> list[dict[str, list[int]]]:
         """The prompt, the reasoning so far and the answer block's opening, as one token prompt each."""
         return [
-            {"prompt_token_ids": [*outputs[i].prompt_token_ids, *outputs[i].outputs[0].token_ids, *self._opening_ids]}
+            {
+                "prompt_token_ids": [
+                    *outputs[i].prompt_token_ids,
+                    *outputs[i].outputs[0].token_ids,
+                    *self._opening_ids,
+                ]
+            }
             for i in runaways
         ]
 

@@ -25,7 +25,9 @@ class OfflineBackend:
         self._lock = threading.Lock()  # held while anything steps the LLM's engine
         self._driver: _Driver | None = None
 
-    def generate(self, inputs: list, params: Any, *, each: bool = False, timeout: float | None = None) -> list[Any]:
+    def generate(
+        self, inputs: list, params: Any, *, each: bool = False, timeout: float | None = None
+    ) -> list[Any]:
         """The outputs in order; with ``each``, a failed request's exception in its place instead of raising.
         Past ``timeout`` seconds the requests are aborted and :class:`TimeoutError` raised (a deadline needs
         the driver: one ``LLM.generate`` call cannot be aborted)."""

@@ -54,7 +54,8 @@ def with_forced_answer(output: Any, answer: Any, opening_ids: list[int], opening
     logprobs = None
     if getattr(first, "logprobs", None) is not None and getattr(second, "logprobs", None) is not None:
         forced = [
-            {i: SimpleNamespace(logprob=0.0, rank=1, decoded_token=t)} for i, t in zip(opening_ids, opening_texts)
+            {i: SimpleNamespace(logprob=0.0, rank=1, decoded_token=t)}
+            for i, t in zip(opening_ids, opening_texts)
         ]
         logprobs = [*first.logprobs, *forced, *second.logprobs]
     completion = SimpleNamespace(
