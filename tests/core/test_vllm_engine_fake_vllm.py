@@ -443,6 +443,16 @@ async def test_async_calls_on_an_offline_engine_are_batched_by_the_driver(make_e
     assert llm.llm_engine.shut_down
 
 
+async def aborted(backend, count):
+    """The stand-in's core once ``count`` requests were aborted (or after 2 s)."""
+    core = (LLM.instances[0].llm_engine if backend == "offline" else AsyncLLM.instances[0]).core
+    for _ in range(200):
+        if len(core.aborted) == count:
+            break
+        await asyncio.sleep(0.01)
+    return core
+
+
 @pytest.mark.parametrize("backend", ["offline", "async"])
 async def test_cancelling_a_caller_aborts_its_request(make_engine, backend):
     engine = make_engine(backend=backend, ignore_eos=True)  # built now, not on first use
@@ -452,11 +462,7 @@ async def test_cancelling_a_caller_aborts_its_request(make_engine, backend):
         await engine.agenerate(PROMPTS[:1], CONFIG)  # start the driver
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(engine.agenerate(PROMPTS[:2], long), timeout=0.2)
-    core = (LLM.instances[0].llm_engine if backend == "offline" else AsyncLLM.instances[0]).core
-    for _ in range(200):
-        if len(core.aborted) == 2:
-            break
-        await asyncio.sleep(0.01)
+    core = await aborted(backend, 2)
     assert len(core.aborted) == 2 and not core.running
     # The engine still serves after the abort.
     assert (await engine.agenerate(PROMPTS[:1], CONFIG))[0].finish_reason == "length"
@@ -632,11 +638,7 @@ async def test_a_deadline_aborts_the_requests_and_raises_a_timeout(make_engine, 
         await asyncio.to_thread(engine.generate_each, PROMPTS[:2], long, timeout=0.2)
     with pytest.raises(EngineTimeoutError):
         await engine.agenerate_each(PROMPTS[:2], long, timeout=0.2)
-    core = (LLM.instances[0].llm_engine if backend == "offline" else AsyncLLM.instances[0]).core
-    for _ in range(200):
-        if len(core.aborted) == 4:
-            break
-        await asyncio.sleep(0.01)
+    core = await aborted(backend, 4)
     assert len(core.aborted) == 4 and not core.running
     assert engine.generate_each(PROMPTS[:1], CONFIG, timeout=30)[0].finish_reason == "length"
 
