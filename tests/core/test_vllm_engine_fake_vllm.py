@@ -914,6 +914,20 @@ def test_the_cap_is_off_by_default_and_does_not_bind_below_the_callers_limit(mak
             make_engine(max_reasoning_tokens=bad)
 
 
+def test_a_runaway_whose_forced_answer_would_not_fit_the_context_stays_a_length_finish(make_engine):
+    from guardreasoner.engines.forcing import ANSWER_OPENING, FORCED_ANSWER_TOKENS
+
+    engine = make_engine(ignore_eos=True, max_reasoning_tokens=4, max_model_len=512)
+    extra = len(engine.tokenizer(ANSWER_OPENING, add_special_tokens=False).input_ids) + FORCED_ANSWER_TOKENS
+    fits = too_long = "word " * 10
+    while len(engine.encode(too_long)) + 4 + extra <= 512:
+        too_long += "w"
+    assert len(engine.encode(too_long)) < 512 - 4
+    short, long = engine.generate([fits, too_long], GenerationConfig(max_new_tokens=64))
+    assert short.forced_answer and ANSWER_OPENING in short.text
+    assert not long.forced_answer and long.finish_reason == "length" and long.num_generated_tokens == 4
+
+
 def test_a_forced_answer_is_marked_and_not_a_clean_allow_under_fail_closed():
     from guardreasoner.engines.base import Engine, Generation
     from guardreasoner.guard import GuardReasoner

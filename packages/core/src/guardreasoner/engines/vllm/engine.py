@@ -308,7 +308,7 @@ class VLLMEngine(Engine):
         started = time.monotonic()
         cap = self._cap(config)
         outputs = self._call(backend.generate, inputs, cap or config, each=each, timeout=timeout)
-        runaways = self._runaways(outputs) if cap else []
+        runaways = self._runaways(outputs, cap) if cap else []
         if runaways:
             left = None if timeout is None else max(timeout - (time.monotonic() - started), 0.001)
             answers = self._call(
@@ -329,7 +329,7 @@ class VLLMEngine(Engine):
         backend = await asyncio.wrap_future(self._ensure_backend("async"))
         cap = self._cap(config)
         outputs = await self._acall(backend.agenerate, inputs, cap or config, each=each)
-        runaways = self._runaways(outputs) if cap else []
+        runaways = self._runaways(outputs, cap) if cap else []
         if runaways:
             answer_inputs = self._answer_inputs(outputs, runaways)
             self._force(
@@ -362,16 +362,24 @@ class VLLMEngine(Engine):
     def _cap(self, config: GenerationConfig) -> GenerationConfig | None:
         return capped(config, self.max_reasoning_tokens) if config.n == 1 else None
 
-    @staticmethod
-    def _runaways(outputs: list[Any]) -> list[int]:
-        """The requests cut at the cap (each mode: failed ones are left as they are)."""
-        return [
-            i
-            for i, output in enumerate(outputs)
-            if not isinstance(output, BaseException)
-            and output.outputs
-            and output.outputs[0].finish_reason == "length"
-        ]
+    def _runaways(self, outputs: list[Any], cap: GenerationConfig) -> list[int]:
+        """The requests cut at the cap whose forced answer fits the context (one cut by the context itself
+        stays a plain ``length`` finish; in each mode, failed ones are left as they are)."""
+        limit = self.max_context_tokens
+        extra = len(self._opening_ids) + answer_config().max_new_tokens
+        runaways = []
+        for i, output in enumerate(outputs):
+            if isinstance(output, BaseException) or not output.outputs:
+                continue
+            first = output.outputs[0]
+            length = len(output.prompt_token_ids) + len(first.token_ids) + extra
+            if (
+                first.finish_reason == "length"
+                and len(first.token_ids) >= cap.max_new_tokens
+                and (limit is None or length <= limit)
+            ):
+                runaways.append(i)
+        return runaways
 
     def _answer_inputs(self, outputs: list[Any], runaways: list[int]) -> list[dict[str, list[int]]]:
         """The prompt, the reasoning so far and the answer block's opening, as one token prompt each."""
