@@ -46,7 +46,7 @@ def main() -> None:
     differing = 0
     for index, (prompt, ids) in enumerate(zip(prompts, sequences)):
         whole = hf._finish(ids)[0]
-        stream = tokenizers.decoders.DecodeStream(ids=hf._encode(prompt), skip_special_tokens=True)
+        stream = tokenizers.decoders.DecodeStream(ids=hf.encode(prompt), skip_special_tokens=True)
         incremental = "".join(stream.step(backend, token) or "" for token in ids)
         if whole != incremental:
             differing += 1

@@ -149,7 +149,7 @@ def hf_greedy(hf, prompts: list[str], max_new_tokens: int) -> list[list[int]]:
     sequences = []
     stops = sorted(hf._eos_ids)
     for prompt in prompts:
-        ids = hf._encode(prompt)
+        ids = hf.encode(prompt)
         with torch.inference_mode():
             out = hf.model.generate(
                 input_ids=torch.tensor([ids], device=hf.device),
@@ -190,7 +190,7 @@ def divergences(hf, prompts, hf_ids, vllm_ids, limit: int = 10) -> list[dict]:
         entry = {"prompt": index, "position": k, "hf_token": a[k] if k < len(a) else None}
         entry["vllm_token"] = b[k] if k < len(b) else None
         if entry["hf_token"] is not None and entry["vllm_token"] is not None:
-            ids = torch.tensor([hf._encode(prompt) + a[:k]], device=hf.device)
+            ids = torch.tensor([hf.encode(prompt) + a[:k]], device=hf.device)
             with torch.inference_mode():
                 logits = hf.model(input_ids=ids).logits[0, -1].float()
                 exact = referee(input_ids=ids).logits[0, -1]
@@ -267,7 +267,7 @@ def parity(assets: Path, work: Path, dtype: str, count: int, max_new_tokens: int
         "same_generated_count": sum(
             g.num_generated_tokens == h[2] for g, h in zip(generations, hf_generations)
         ),
-        "same_prompt_ids": sum(list(o.prompt_token_ids) == hf._encode(p) for o, p in zip(outputs, prompts)),
+        "same_prompt_ids": sum(list(o.prompt_token_ids) == hf.encode(p) for o, p in zip(outputs, prompts)),
         "finish_reasons": dict(Counter(g.finish_reason for g in generations)),
         "hf_s": round(hf_s, 2),
         "vllm_first_call_with_load_s": round(load_and_run_s, 2),
@@ -304,7 +304,7 @@ def parity(assets: Path, work: Path, dtype: str, count: int, max_new_tokens: int
                 list(o.outputs[0].token_ids) == ids for o, ids in zip(chat_outputs, chat_hf)
             ),
             "same_prompt_ids": sum(
-                list(o.prompt_token_ids) == hf_chat._encode(p) for o, p in zip(chat_outputs, chat_prompts)
+                list(o.prompt_token_ids) == hf_chat.encode(p) for o, p in zip(chat_outputs, chat_prompts)
             ),
             "single_bos": all(list(o.prompt_token_ids).count(bos) == 1 for o in chat_outputs),
             "starts_with_bos": all(o.prompt_token_ids[0] == bos for o in chat_outputs),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import math
 import sys
 import threading
 import time
@@ -25,6 +26,7 @@ import pytest
 from guardreasoner import ContextLengthError, EngineError, MissingExtraError, ParseStatus, PromptFormat
 from guardreasoner.engines import GenerationConfig
 from guardreasoner.engines.vllm.suffix_cache import WORKER_EXTENSION
+from guardreasoner.errors import EngineLoadError, EngineTimeoutError
 
 # -- no vLLM ------------------------------------------------------------------------------------------
 
@@ -61,10 +63,30 @@ class SamplingParams:
     ignore_eos: bool = False
     stop_token_ids: list[int] | None = None
     skip_special_tokens: bool = True
+    logprobs: int | None = None
     output_kind: RequestOutputKind = RequestOutputKind.CUMULATIVE
 
     def clone(self):
         return dataclasses.replace(self)
+
+
+@dataclasses.dataclass
+class Logprob:
+    logprob: float
+    rank: int | None = None
+    decoded_token: str | None = None
+
+
+def top_logprobs(token_ids, k, texts):
+    """vLLM's ``CompletionOutput.logprobs``: per position, the top ``k`` ids (the generated one first, at -0.5;
+    then ids 10, 11, ... at -3, -4, ...) plus the generated one, each a ``Logprob`` with its text."""
+    steps = []
+    for chosen in token_ids:
+        others = [t for t in range(10, 10 + k) if t != chosen][: k - 1]
+        step = {chosen: Logprob(-0.5, 1, texts(chosen))}
+        step.update({t: Logprob(-3.0 - r, r + 2, texts(t)) for r, t in enumerate(others)})
+        steps.append(step)
+    return steps
 
 
 class Core:
@@ -104,8 +126,12 @@ class Core:
             if reason:
                 del self.running[request_id]
                 text = " ".join(f"t{t}" for t in out)
+                logprobs = None
+                if params.logprobs:
+                    spelled = dict(zip(out, text.split(" ")[:1] + [" " + w for w in text.split(" ")[1:]]))
+                    logprobs = top_logprobs(out, params.logprobs, lambda t, s=spelled: s.get(t, f" t{t}"))
                 completion = SimpleNamespace(
-                    text=text, token_ids=list(out), finish_reason=reason, stop_reason=None
+                    text=text, token_ids=list(out), finish_reason=reason, stop_reason=None, logprobs=logprobs
                 )
                 completions = [completion] * params.n
                 finished.append(
@@ -417,6 +443,16 @@ async def test_async_calls_on_an_offline_engine_are_batched_by_the_driver(make_e
     assert llm.llm_engine.shut_down
 
 
+async def aborted(backend, count):
+    """The stand-in's core once ``count`` requests were aborted (or after 2 s)."""
+    core = (LLM.instances[0].llm_engine if backend == "offline" else AsyncLLM.instances[0]).core
+    for _ in range(200):
+        if len(core.aborted) == count:
+            break
+        await asyncio.sleep(0.01)
+    return core
+
+
 @pytest.mark.parametrize("backend", ["offline", "async"])
 async def test_cancelling_a_caller_aborts_its_request(make_engine, backend):
     engine = make_engine(backend=backend, ignore_eos=True)  # built now, not on first use
@@ -426,11 +462,7 @@ async def test_cancelling_a_caller_aborts_its_request(make_engine, backend):
         await engine.agenerate(PROMPTS[:1], CONFIG)  # start the driver
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(engine.agenerate(PROMPTS[:2], long), timeout=0.2)
-    core = (LLM.instances[0].llm_engine if backend == "offline" else AsyncLLM.instances[0]).core
-    for _ in range(200):
-        if len(core.aborted) == 2:
-            break
-        await asyncio.sleep(0.01)
+    core = await aborted(backend, 2)
     assert len(core.aborted) == 2 and not core.running
     # The engine still serves after the abort.
     assert (await engine.agenerate(PROMPTS[:1], CONFIG))[0].finish_reason == "length"
@@ -446,8 +478,23 @@ def test_chat_prompts_are_token_ids_with_one_bos_and_eot_stops(make_engine):
     assert ids[0] == bos and ids.count(bos) == 1
     assert engine.render("x").startswith("<|begin_of_text|><|start_header_id|>user")
     eot = engine.tokenizer.convert_tokens_to_ids("<|eot_id|>")
-    assert engine._sampling_params(CONFIG).stop_token_ids == [eot]
-    assert make_engine()._sampling_params(CONFIG).stop_token_ids is None
+    eos = engine.tokenizer.eos_token_id
+    assert set(engine._sampling_params(CONFIG).stop_token_ids) == {eot, eos}
+    assert make_engine()._sampling_params(CONFIG).stop_token_ids == [eos]
+    assert make_engine(ignore_eos=True)._sampling_params(CONFIG).stop_token_ids is None
+
+
+def test_an_encoded_prompt_is_fed_as_its_ids_without_encoding_again(make_engine, monkeypatch):
+    from guardreasoner.prompt import EncodedPrompt
+
+    engine = make_engine()
+    ids = engine.encode(PROMPTS[3])
+    assert ids == engine.tokenizer(PROMPTS[3]).input_ids
+    monkeypatch.setattr(engine, "tokenizer", None)  # any re-encoding would fail
+    (generation,) = engine.generate([EncodedPrompt(PROMPTS[3], ids)], CONFIG)
+    tokens, _ = expected(ids)
+    assert generation.text == " ".join(f"t{t}" for t in tokens) and generation.num_prompt_tokens == len(ids)
+    assert engine.count_tokens(EncodedPrompt(PROMPTS[3], ids)) == len(ids)
 
 
 def test_ignore_eos_and_sampling_settings_reach_vllm(make_engine):
@@ -487,7 +534,7 @@ def test_vllm_failures_become_engine_errors(make_engine, monkeypatch):
         to_generation(aborted)
 
 
-def test_a_failed_load_is_an_engine_error_and_is_retried(make_engine, monkeypatch):
+def test_a_failed_load_is_an_engine_load_error_and_is_retried(make_engine, monkeypatch):
     calls = []
 
     def out_of_memory(model, **options):
@@ -497,25 +544,103 @@ def test_a_failed_load_is_an_engine_error_and_is_retried(make_engine, monkeypatc
     engine = make_engine()
     monkeypatch.setattr(sys.modules["vllm"], "LLM", out_of_memory)
     for _ in range(2):
-        with pytest.raises(EngineError, match="could not load .*CUDA out of memory"):
+        with pytest.raises(EngineLoadError, match="could not load .*CUDA out of memory"):
             engine.generate(PROMPTS[:1], CONFIG)
     assert len(calls) == 2 and engine.backend is None
     monkeypatch.setattr(sys.modules["vllm"], "LLM", LLM)
     assert engine.generate(PROMPTS[:1], CONFIG)[0].finish_reason in ("stop", "length")
 
 
-async def test_a_failed_async_load_is_an_engine_error_not_a_hang(make_engine, monkeypatch):
+async def test_a_failed_async_load_is_an_engine_load_error_not_a_hang(make_engine, monkeypatch):
     def out_of_memory(args, usage_context):
         raise RuntimeError("CUDA out of memory")
 
     engine = make_engine()
     monkeypatch.setattr(AsyncLLM, "from_engine_args", staticmethod(out_of_memory))
-    with pytest.raises(EngineError, match="could not load .*CUDA out of memory"):
+    with pytest.raises(EngineLoadError, match="could not load .*CUDA out of memory"):
         await asyncio.wait_for(engine.agenerate(PROMPTS[:1], CONFIG), timeout=10)
     assert engine.backend is None
     monkeypatch.setattr(AsyncLLM, "from_engine_args", classmethod(lambda cls, args, usage_context: cls(args)))
     assert (await engine.agenerate(PROMPTS[:1], CONFIG))[0].finish_reason in ("stop", "length")
     assert engine.backend == "async"
+
+
+def test_a_model_that_cannot_load_raises_from_the_guard_not_fail_closed_verdicts(
+    fake_vllm, tiny_model_dir, monkeypatch
+):
+    from guardreasoner.guard import GuardReasoner
+
+    def missing(model, **options):
+        raise OSError(f"no model weights in {model}")
+
+    monkeypatch.setattr(sys.modules["vllm"], "LLM", missing)
+    guard = GuardReasoner(str(tiny_model_dir), engine="vllm", max_new_tokens=8)
+    with pytest.raises(EngineLoadError, match="could not load the model .*no model weights"):
+        guard.classify_batch([("hi", None)] * 2)
+    guard.close()
+
+
+def abort_prompt(monkeypatch, victim_length):
+    """Makes the stand-in end the request of every prompt ``victim_length`` tokens long with ``abort``."""
+    step = Core.step
+
+    def aborting_step(self):
+        outputs = step(self)
+        for output in outputs:
+            if len(output.prompt_token_ids) == victim_length:
+                output.outputs = [
+                    SimpleNamespace(text="", token_ids=[], finish_reason="abort", stop_reason=None)
+                ]
+        return outputs
+
+    monkeypatch.setattr(Core, "step", aborting_step)
+
+
+@pytest.mark.parametrize("backend", ["auto", "offline", "async"])
+async def test_an_aborted_request_is_its_prompts_error_only(make_engine, monkeypatch, backend):
+    engine = make_engine(backend=backend)
+    victim = len(engine.encode(PROMPTS[2]))
+    abort_prompt(monkeypatch, victim)
+    for generations in (
+        engine.generate_each(PROMPTS[:4], CONFIG),
+        engine.generate_each(PROMPTS[:4], CONFIG, timeout=30),
+        await engine.agenerate_each(PROMPTS[:4], CONFIG),
+    ):
+        assert [g.error is None for g in generations] == [True, True, False, True]
+        assert isinstance(generations[2].error, EngineError) and "'abort'" in str(generations[2].error)
+        assert generations[3].text == " ".join(f"t{t}" for t in expected(engine.encode(PROMPTS[3]))[0])
+    with pytest.raises(EngineError, match="'abort'"):  # generate stays all-or-nothing
+        engine.generate(PROMPTS[:4], CONFIG)
+
+
+async def test_a_request_that_raises_in_the_async_engine_fails_alone(make_engine, monkeypatch):
+    engine = make_engine(backend="async")
+    generate = AsyncLLM.generate
+    victim = len(engine.encode(PROMPTS[1]))
+
+    async def failing(self, prompt, params, request_id):
+        if len(prompt["prompt_token_ids"]) == victim:
+            raise RuntimeError("request failed in the scheduler")
+        async for output in generate(self, prompt, params, request_id):
+            yield output
+
+    monkeypatch.setattr(AsyncLLM, "generate", failing)
+    generations = await engine.agenerate_each(PROMPTS[:3], CONFIG)
+    assert [g.error is None for g in generations] == [True, False, True]
+    assert "RuntimeError: request failed in the scheduler" in str(generations[1].error)
+
+
+@pytest.mark.parametrize("backend", ["offline", "async"])
+async def test_a_deadline_aborts_the_requests_and_raises_a_timeout(make_engine, backend):
+    engine = make_engine(backend=backend, ignore_eos=True)
+    long = GenerationConfig(max_new_tokens=100_000)
+    with pytest.raises(EngineTimeoutError, match="within 0.2 s"):
+        await asyncio.to_thread(engine.generate_each, PROMPTS[:2], long, timeout=0.2)
+    with pytest.raises(EngineTimeoutError):
+        await engine.agenerate_each(PROMPTS[:2], long, timeout=0.2)
+    core = await aborted(backend, 4)
+    assert len(core.aborted) == 4 and not core.running
+    assert engine.generate_each(PROMPTS[:1], CONFIG, timeout=30)[0].finish_reason == "length"
 
 
 def test_a_ready_llm_is_used_and_left_running(make_engine, fake_vllm, tiny_model_dir):
@@ -539,18 +664,31 @@ def test_a_ready_llm_is_used_and_left_running(make_engine, fake_vllm, tiny_model
 async def test_guard_on_the_vllm_engine(fake_vllm, tiny_model_dir, monkeypatch):
     """GuardReasoner(engine="vllm") passes its options through and parses what vLLM returns."""
     from guardreasoner.guard import GuardReasoner
+    from guardreasoner.scores import LabelTokens, score_verdict, token_texts
     from guardreasoner.testing import guard_output
+    from transformers import AutoTokenizer
 
     answer = guard_output("harmful", "refusal", "unharmful")
-
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ids = tokenizer(answer, add_special_tokens=False).input_ids
+    texts = dict(zip(ids, token_texts(ids, lambda i: tokenizer.decode(i, skip_special_tokens=True))))
+    candidates = LabelTokens.from_tokenizer(tokenizer).texts
     step = Core.step
 
     def answering_step(self):
+        """vLLM's answer: the generated token at -0.1, every other label candidate at -3 (ranks after it)."""
         outputs = step(self)
         for output in outputs:
-            output.outputs = [
-                SimpleNamespace(text=answer, token_ids=[1] * 40, finish_reason="stop", stop_reason=None)
-            ]
+            logprobs = []
+            for chosen in ids:
+                row = {chosen: Logprob(-0.1, 1, texts[chosen])}
+                others = [c for c in candidates if c != chosen]
+                row.update({c: Logprob(-3.0, r + 2, candidates[c]) for r, c in enumerate(others)})
+                logprobs.append(row)
+            completion = SimpleNamespace(
+                text=answer, token_ids=ids, finish_reason="stop", stop_reason=None, logprobs=logprobs
+            )
+            output.outputs = [completion]
         return outputs
 
     monkeypatch.setattr(Core, "step", answering_step)
@@ -558,11 +696,52 @@ async def test_guard_on_the_vllm_engine(fake_vllm, tiny_model_dir, monkeypatch):
     verdicts = guard.classify_batch([("How do I pick a lock?", "I can't help with that.")] * 3)
     assert LLM.instances[0].options["max_num_seqs"] == 32
     assert all(v.parse_status is ParseStatus.OK and v.prompt_harmfulness == "harmful" for v in verdicts)
-    assert all(v.response_refusal == "refusal" and v.num_generated_tokens == 40 for v in verdicts)
+    assert all(v.response_refusal == "refusal" and v.num_generated_tokens == len(ids) for v in verdicts)
     verdict = await guard.aclassify("How do I pick a lock?", "I can't help with that.")
     assert verdict.response_harmfulness == "unharmful" and verdict.finish_reason == "stop"
+    # Scores from vLLM's log-probabilities: the greedy label against the other, renormalised.
+    (generation,) = guard.engine.generate(["How do I pick a lock?"], GenerationConfig(max_new_tokens=64))
+    scored = score_verdict(verdict, generation.label_logprobs, has_response=True)
+    sure = 1 / (1 + math.exp(-2.9))
+    assert scored.prompt_harmfulness_score == pytest.approx(sure)
+    assert scored.response_harmfulness_score == pytest.approx(1 - sure)
+    assert scored.response_refusal_score == pytest.approx(sure) and not scored.score_status
     guard.close()
     assert PromptFormat(guard.engine.prompt_format) is PromptFormat.RAW
+
+
+def test_requests_ask_for_top_20_logprobs_and_generations_carry_them(make_engine):
+    engine = make_engine()
+    assert engine.label_tokens.top_k <= 20 and engine.logprobs_k == 20
+    assert engine._sampling_params(CONFIG).logprobs == 20
+    (generation,) = engine.generate(PROMPTS[:1], CONFIG)
+    found = generation.label_logprobs
+    assert "".join(found.tokens) == generation.text and len(found.bounds) == generation.num_generated_tokens
+    assert found.bounds[0] == pytest.approx(-3.0 - 18)  # the 20th listed, the most an unlisted one can have
+    assert found.labels is engine.label_tokens
+    plain = make_engine(scores=False)
+    assert plain._sampling_params(CONFIG).logprobs is None and plain.label_tokens is None
+    assert plain.generate(PROMPTS[:1], CONFIG)[0].label_logprobs is None
+
+
+def test_a_ready_llm_must_allow_the_label_logprobs(make_engine, fake_vllm, tiny_model_dir):
+    from guardreasoner.engines.vllm import VLLMEngine
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    needed = make_engine().label_tokens.top_k
+    llm = LLM(str(tiny_model_dir))
+    for limit, k in ((-1, 20), (20, 20), (needed, needed), (64, 20)):
+        llm.llm_engine.model_config.max_logprobs = limit
+        assert VLLMEngine(llm=llm, tokenizer=tokenizer).logprobs_k == k
+    llm.llm_engine.model_config.max_logprobs = needed - 1
+    with pytest.raises(
+        ValueError, match=f"llm= was built with max_logprobs={needed - 1}.*max_logprobs>={needed}"
+    ):
+        VLLMEngine(llm=llm, tokenizer=tokenizer)
+    assert VLLMEngine(llm=llm, tokenizer=tokenizer, scores=False).logprobs_k == 0
+    with pytest.raises(ValueError, match="max_logprobs=1,"):
+        make_engine(max_logprobs=1)
 
 
 # -- options: vLLM's defaults left alone, speculative decoding, batch invariance ---------------------------
@@ -686,3 +865,82 @@ async def test_vllm_metrics_come_from_the_offline_llm_and_need_it(make_engine):
     served = make_engine(backend="async")
     with pytest.raises(EngineError, match="AsyncLLM"):
         served.vllm_metrics()
+
+
+# -- the runaway cap: max_reasoning_tokens forces the answer -----------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["offline", "async"])
+async def test_a_runaway_gets_the_answer_opening_and_a_few_greedy_tokens(make_engine, backend):
+    from guardreasoner.engines.forcing import ANSWER_OPENING, FORCED_ANSWER_TOKENS
+
+    engine = make_engine(backend=backend, max_reasoning_tokens=2)
+    opening = engine.tokenizer(ANSWER_OPENING, add_special_tokens=False).input_ids
+    assert "".join(engine._opening_texts) == ANSWER_OPENING and ANSWER_OPENING.endswith("Answers: \n")
+    config = GenerationConfig(max_new_tokens=8)
+    for generations in (
+        engine.generate(PROMPTS, config),
+        engine.generate_each(PROMPTS, config, timeout=30),
+        await engine.agenerate_each(PROMPTS, config),
+    ):
+        forced = 0
+        for prompt, generation in zip(PROMPTS, generations):
+            ids = engine.encode(prompt)
+            reasoning, reason = expected(ids, max_new_tokens=2)
+            if reason == "stop":  # ended on its own within the cap: untouched
+                assert not generation.forced_answer and generation.text == " ".join(
+                    f"t{t}" for t in reasoning
+                )
+                continue
+            forced += 1
+            answer, answer_reason = expected([*ids, *reasoning, *opening], FORCED_ANSWER_TOKENS)
+            assert generation.forced_answer and generation.finish_reason == answer_reason == "stop"
+            assert generation.text == " ".join(f"t{t}" for t in reasoning) + ANSWER_OPENING + " ".join(
+                f"t{t}" for t in answer
+            )
+            assert generation.num_generated_tokens == len(reasoning) + len(opening) + len(answer)
+            assert len(generation.label_logprobs.tokens) == generation.num_generated_tokens
+        assert 0 < forced < len(PROMPTS)
+
+
+def test_the_cap_is_off_by_default_and_does_not_bind_below_the_callers_limit(make_engine):
+    config = GenerationConfig(max_new_tokens=3)
+    plain = make_engine(ignore_eos=True).generate(PROMPTS[:2], config)
+    assert all(g.finish_reason == "length" and not g.forced_answer for g in plain)
+    capped = make_engine(ignore_eos=True, max_reasoning_tokens=3).generate(PROMPTS[:2], config)
+    assert [g.text for g in capped] == [g.text for g in plain] and not any(g.forced_answer for g in capped)
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match="max_reasoning_tokens must be a positive .* 845"):
+            make_engine(max_reasoning_tokens=bad)
+
+
+def test_a_runaway_whose_forced_answer_would_not_fit_the_context_stays_a_length_finish(make_engine):
+    from guardreasoner.engines.forcing import ANSWER_OPENING, FORCED_ANSWER_TOKENS
+
+    engine = make_engine(ignore_eos=True, max_reasoning_tokens=4, max_model_len=512)
+    extra = len(engine.tokenizer(ANSWER_OPENING, add_special_tokens=False).input_ids) + FORCED_ANSWER_TOKENS
+    fits = too_long = "word " * 10
+    while len(engine.encode(too_long)) + 4 + extra <= 512:
+        too_long += "w"
+    assert len(engine.encode(too_long)) < 512 - 4
+    short, long = engine.generate([fits, too_long], GenerationConfig(max_new_tokens=64))
+    assert short.forced_answer and ANSWER_OPENING in short.text
+    assert not long.forced_answer and long.finish_reason == "length" and long.num_generated_tokens == 4
+
+
+def test_a_forced_answer_is_marked_and_not_a_clean_allow_under_fail_closed():
+    from guardreasoner.engines.base import Engine, Generation
+    from guardreasoner.guard import GuardReasoner
+    from guardreasoner.testing import guard_output
+
+    class Forcing(Engine):
+        name = "forcing"
+
+        def generate(self, prompts, config):
+            return [Generation(guard_output("unharmful"), "stop", 900, forced_answer=True) for _ in prompts]
+
+    closed = GuardReasoner(engine=Forcing()).classify("Is this fine?")
+    assert closed.forced_answer and closed.prompt_harmfulness == "unharmful"
+    assert closed.is_harmful and closed.decided_by == "policy" and "answer was forced" in closed.parse_detail
+    opened = GuardReasoner(engine=Forcing(), policy="fail_open").classify("Is this fine?")
+    assert opened.forced_answer and opened.is_harmful is False and opened.decided_by == "model"

@@ -42,10 +42,11 @@ PROMPTS = [
 CONFIG = GenerationConfig(max_new_tokens=32)
 
 
-def hf_greedy_ids(hf: HFEngine, prompts: list[str], max_new_tokens: int) -> list[list[int]]:
+def hf_greedy_ids(hf: HFEngine, prompts: list[str | list[int]], max_new_tokens: int) -> list[list[int]]:
+    """Transformers' greedy tokens for each prompt (a raw prompt, or the token ids to feed as they are)."""
     sequences = []
     for prompt in prompts:
-        ids = hf._encode(prompt)
+        ids = prompt if isinstance(prompt, list) else hf.encode(prompt)
         with torch.inference_mode():
             out = hf.model.generate(
                 input_ids=torch.tensor([ids], device=hf.device),
@@ -83,7 +84,7 @@ def test_float32_greedy_tokens_match_transformers(engine, hf):
     assert engine.backend == "offline"
     expected = hf_greedy_ids(hf, PROMPTS, CONFIG.max_new_tokens)
     assert [list(o.outputs[0].token_ids) for o in outputs] == expected
-    assert [list(o.prompt_token_ids) for o in outputs] == [hf._encode(p) for p in PROMPTS]
+    assert [list(o.prompt_token_ids) for o in outputs] == [hf.encode(p) for p in PROMPTS]
     generations = engine.generate(PROMPTS, CONFIG)
     assert [(g.text, g.finish_reason, g.num_generated_tokens) for g in generations] == [
         hf._finish(ids) for ids in expected
@@ -105,7 +106,7 @@ def test_chat_prompts_have_one_bos(engine, hf, tiny_model_dir):
     outputs = request_outputs(chat, PROMPTS[:4], CONFIG)
     bos = hf.tokenizer.bos_token_id
     hf_chat = HFEngine(prompt_format="chat", model=hf.model, tokenizer=hf.tokenizer)
-    assert [list(o.prompt_token_ids) for o in outputs] == [hf_chat._encode(p) for p in PROMPTS[:4]]
+    assert [list(o.prompt_token_ids) for o in outputs] == [hf_chat.encode(p) for p in PROMPTS[:4]]
     assert all(o.prompt_token_ids[0] == bos and list(o.prompt_token_ids).count(bos) == 1 for o in outputs)
     assert [list(o.outputs[0].token_ids) for o in outputs] == hf_greedy_ids(hf_chat, PROMPTS[:4], 32)
     chat.close()
@@ -133,3 +134,39 @@ def test_guard_verdicts_on_vllm_async(request):
         v.raw_output for v in guard.classify_batch([(c.prompt, c.response) for c in TINY_GUARD_CASES])
     ] == [v.raw_output for v in verdicts]
     guard.close()
+
+
+def test_label_logprobs_match_transformers_in_float32(engine, hf):
+    """vLLM's top-20 log-probabilities give the label candidates the values transformers' logits give them."""
+    config = GenerationConfig(max_new_tokens=32)
+    ours, theirs = engine.generate(PROMPTS[:6], config), hf.generate(PROMPTS[:6], config)
+    assert engine.logprobs_k == 20
+    compared = 0
+    for vllm_gen, hf_gen in zip(ours, theirs):
+        assert vllm_gen.text == hf_gen.text
+        assert vllm_gen.label_logprobs.tokens == hf_gen.label_logprobs.tokens
+        for listed, full in zip(vllm_gen.label_logprobs.logprobs, hf_gen.label_logprobs.logprobs):
+            for label, logprob in listed.items():
+                assert logprob == pytest.approx(full[label], abs=2e-3)
+                compared += 1
+    assert compared > 0
+
+
+def test_the_runaway_cap_forces_the_answer_as_transformers_would_continue(engine, hf):
+    from guardreasoner.engines.forcing import ANSWER_OPENING, FORCED_ANSWER_TOKENS
+
+    capped = VLLMEngine(llm=engine._backend.result().llm, max_reasoning_tokens=8)
+    generations = capped.generate(PROMPTS[:6], CONFIG)
+    opening = hf.tokenizer(ANSWER_OPENING, add_special_tokens=False).input_ids
+    reasoning = hf_greedy_ids(hf, PROMPTS[:6], 8)
+    forced = [i for i, g in enumerate(generations) if g.forced_answer]
+    assert forced, "random weights should run past 8 tokens"
+    for i in forced:
+        answer = hf_greedy_ids(hf, [hf.encode(PROMPTS[i]) + reasoning[i] + opening], FORCED_ANSWER_TOKENS)[0]
+        text, _, count = hf._finish(answer)
+        assert (
+            generations[i].text
+            == hf.tokenizer.decode(reasoning[i], skip_special_tokens=True) + ANSWER_OPENING + text
+        )
+        assert generations[i].num_generated_tokens == 8 + len(opening) + count
+    capped.close()

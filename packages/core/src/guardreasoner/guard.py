@@ -183,7 +183,7 @@ class GuardReasoner:
             num_generated_tokens=generation.num_generated_tokens,
             num_prompt_tokens=generation.num_prompt_tokens,
             input_truncated=truncated,
-        )
+        ).model_copy(update={"forced_answer": generation.forced_answer})
 
     def _failure(self, exc: EngineError) -> Verdict:
         timeout = isinstance(exc, EngineTimeoutError)

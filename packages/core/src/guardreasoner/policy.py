@@ -59,12 +59,16 @@ def apply_policy(verdict: Verdict, policy: FailurePolicy | str = FailurePolicy.F
 
 def is_clean_allow(verdict: Verdict) -> bool:
     """Whether a safe reading comes from one clean final answer, with nothing in the output saying harmful."""
-    return verdict.parse_status is ParseStatus.OK and not verdict.harmful_signals
+    return (
+        verdict.parse_status is ParseStatus.OK and not verdict.harmful_signals and not verdict.forced_answer
+    )
 
 
 def unclean_allow_reason(verdict: Verdict) -> str:
     if verdict.harmful_signals:
         return "; ".join(verdict.harmful_signals)
+    if verdict.forced_answer:
+        return "the reasoning ran past max_reasoning_tokens and the answer was forced"
     return f"the answer is {verdict.parse_status.value}, not one clean final answer"
 
 

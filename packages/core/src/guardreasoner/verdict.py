@@ -139,6 +139,9 @@ class Verdict(BaseModel):
     threshold_fallbacks: list[str] = Field(default_factory=list)
     """Fields with a threshold that could not decide (no score, or a bound on the wrong side of it): their
     label is greedy decoding's."""
+    forced_answer: bool = False
+    """The reasoning ran past the engine's ``max_reasoning_tokens``; the labels come from an answer the engine
+    forced (under ``fail_closed`` such an allow is not clean)."""
 
     @property
     def is_usable(self) -> bool:

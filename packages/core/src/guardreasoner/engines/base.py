@@ -45,6 +45,8 @@ class Generation:
     returns such generations; :meth:`Engine.generate` raises instead."""
     label_logprobs: LabelLogprobs | None = None
     """What scoring needs (token texts, the label candidates' log-probabilities); None when the engine has none."""
+    forced_answer: bool = False
+    """The reasoning hit the engine's ``max_reasoning_tokens`` and the answer was forced (``engines/forcing.py``)."""
 
     @classmethod
     def failed(cls, error: EngineError) -> Generation:

@@ -72,8 +72,6 @@ class HFEngine(Engine):
         """The token ids the model is fed for a raw prompt (those an :class:`EncodedPrompt` carries, if given)."""
         return encode_prompt(self.tokenizer, prompt, self.prompt_format)
 
-    _encode = encode  # the name benchmarks/gpu and tests/gpu still call; they move to encode()
-
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))
 

@@ -39,6 +39,12 @@ Design: one engine object, one set of weights, two ways in.
   (unless the user did) before vLLM starts. With it, greedy decoding matches transformers token for token
   (``benchmarks/gpu/vllm_suite.py``).
 * Prefix caching is on: every GuardReasoner prompt starts with the same instruction.
+* Per-prompt results (``generate_each``): a request vLLM aborts or fails is that prompt's error only; past
+  the deadline every request is aborted in vLLM. A model that cannot load raises ``EngineLoadError``.
+* Scores: every request asks for the top-20 log-probabilities per token (``VLLMEngine`` says why 20);
+  ``outputs.py`` turns them into the generation's ``label_logprobs``.
+* The runaway cap (``max_reasoning_tokens``, ``engines/forcing.py``): a second, short greedy request on the
+  prompt, the reasoning so far and the answer block's opening reads the labels of an output cut at the cap.
 * Speculative decoding (``speculative.py``, off by default) and the suffix cache's warm-up
   (``suffix_cache.py``) are options of the same engine.
 

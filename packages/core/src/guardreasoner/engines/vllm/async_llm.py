@@ -35,17 +35,21 @@ class AsyncBackend:
 
         return asyncio.run_coroutine_threadsafe(create(), self._loop)
 
-    def generate(self, inputs: list, params: Any) -> list[Any]:
-        future = asyncio.run_coroutine_threadsafe(self._generate(inputs, params), self._loop)
+    def generate(
+        self, inputs: list, params: Any, *, each: bool = False, timeout: float | None = None
+    ) -> list[Any]:
+        """As :meth:`OfflineBackend.generate`: ``each`` puts a failed request's exception in its place; past
+        ``timeout`` seconds the requests are aborted and :class:`TimeoutError` raised."""
+        future = asyncio.run_coroutine_threadsafe(self._generate(inputs, params, each), self._loop)
         try:
-            return future.result()
+            return future.result(timeout)
         except BaseException:
             future.cancel()
             raise
 
-    async def agenerate(self, inputs: list, params: Any) -> list[Any]:
+    async def agenerate(self, inputs: list, params: Any, *, each: bool = False) -> list[Any]:
         return await asyncio.wrap_future(
-            asyncio.run_coroutine_threadsafe(self._generate(inputs, params), self._loop)
+            asyncio.run_coroutine_threadsafe(self._generate(inputs, params, each), self._loop)
         )
 
     def collective_rpc(self, method: str, args: tuple) -> list[Any]:
@@ -54,11 +58,11 @@ class AsyncBackend:
             self.engine.collective_rpc(method, args=args), self._loop
         ).result()
 
-    async def _generate(self, inputs: list, params: Any) -> list[Any]:
+    async def _generate(self, inputs: list, params: Any, each: bool) -> list[Any]:
         params = final_only(params)
         tasks = [asyncio.ensure_future(self._one(prompt, params)) for prompt in inputs]
         try:
-            return list(await asyncio.gather(*tasks))
+            return list(await asyncio.gather(*tasks, return_exceptions=each))
         except BaseException:
             for task in tasks:  # one failed or the caller gave up: abort the rest too
                 task.cancel()

@@ -8,22 +8,34 @@ import concurrent.futures
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, Literal
 
 from guardreasoner.engines.base import Engine, Generation, GenerationConfig
+from guardreasoner.engines.forcing import ANSWER_OPENING, answer_config, capped, check_max_reasoning_tokens
 from guardreasoner.engines.vllm.async_llm import AsyncBackend
 from guardreasoner.engines.vllm.offline import OfflineBackend
-from guardreasoner.engines.vllm.outputs import to_generation
+from guardreasoner.engines.vllm.outputs import to_generation, to_generation_or_failure, with_forced_answer
 from guardreasoner.engines.vllm.speculative import OFF as SPECULATION_OFF
 from guardreasoner.engines.vllm.speculative import speculative_config
 from guardreasoner.engines.vllm.suffix_cache import RPC_METHOD, WORKER_EXTENSION
-from guardreasoner.errors import ContextLengthError, EngineError, GuardReasonerError, require
-from guardreasoner.prompt import PromptFormat
+from guardreasoner.errors import (
+    ContextLengthError,
+    EngineError,
+    EngineLoadError,
+    EngineTimeoutError,
+    GuardReasonerError,
+    require,
+)
+from guardreasoner.prompt import PromptFormat, encode_prompt, render_prompt, stop_token_ids
+from guardreasoner.scores import LabelTokens, token_texts
 
 Backend = Literal["auto", "offline", "async"]
 BACKENDS = ("auto", "offline", "async")
 _FEATURE = "The vllm engine"
+VLLM_DEFAULT_MAX_LOGPROBS = 20
+"""vLLM's default ``max_logprobs``: the most log-probabilities per token a request may ask for."""
 
 
 class VLLMEngine(Engine):
@@ -43,6 +55,18 @@ class VLLMEngine(Engine):
     With ``"suffix"``, :meth:`warm_suffix_cache` seeds the cache with earlier outputs.
     ``batch_invariant=True`` sets vLLM's ``VLLM_BATCH_INVARIANT`` (before vLLM starts): a prompt's tokens
     then do not depend on what it is batched with, at a cost in speed.
+
+    Scores: each request asks vLLM for the top-``logprobs_k`` log-probabilities per generated token, from
+    which the verdict's label scores come (``guardreasoner.scores``). ``logprobs_k`` is the label candidates'
+    count raised to vLLM's default ``max_logprobs`` (20): vLLM computes the whole vocabulary's log-softmax
+    either way, and a label's score is exact only when the other label is in the top-k (else it is a bound),
+    which 20 makes likelier than the bare candidate count. More than 20 candidates raise ``max_logprobs`` of
+    the vLLM this engine builds; a ready ``llm=`` must allow at least the candidate count. ``scores=False``
+    asks for none (the verdicts then have no scores), which saves vLLM detokenizing k tokens per position.
+
+    ``max_reasoning_tokens`` (None: off; about 845 recommended, see ``engines/forcing.py``) caps the reasoning:
+    an output cut there gets the answer block's opening and a second, greedy request of a few tokens reads
+    the labels; its generation says ``forced_answer``. The cap applies to single samples (``n == 1``).
     """
 
     name = "vllm"
@@ -69,6 +93,8 @@ class VLLMEngine(Engine):
         speculate_up_to_batch: int | None = None,
         speculative_options: dict[str, Any] | None = None,
         batch_invariant: bool = False,
+        scores: bool = True,
+        max_reasoning_tokens: int | None = None,
         **vllm_options: Any,
     ):
         self._vllm = require("vllm", extra="vllm", feature=_FEATURE)
@@ -127,8 +153,15 @@ class VLLMEngine(Engine):
                 transformers = require("transformers", extra="vllm", feature=_FEATURE)
                 tokenizer = transformers.AutoTokenizer.from_pretrained(self.path)
         self.tokenizer = tokenizer
-        self._stop_ids = _chat_stop_ids(tokenizer) if self.prompt_format is PromptFormat.CHAT else []
-        self._encoded: dict[str, list[int]] = {}
+        self.max_reasoning_tokens = check_max_reasoning_tokens(max_reasoning_tokens)
+        self._opening_ids = list(tokenizer(ANSWER_OPENING, add_special_tokens=False)["input_ids"])
+        self._opening_texts = token_texts(
+            self._opening_ids, lambda i: tokenizer.decode(i, skip_special_tokens=True)
+        )
+        self.label_tokens = LabelTokens.from_tokenizer(tokenizer) if scores else None
+        self.logprobs_k = self._logprobs_k(llm) if scores else 0
+        # EOS and (chat) end of turn; none with ignore_eos, whose generations run to max_new_tokens.
+        self._stop_ids = [] if ignore_eos else sorted(stop_token_ids(tokenizer, self.prompt_format))
         self._lock = threading.Lock()
         self._backend: concurrent.futures.Future | None = None
         self._closed = False
@@ -148,25 +181,46 @@ class VLLMEngine(Engine):
         return self._max_model_len or self._config_max_len
 
     def render(self, prompt: str) -> str:
-        if self.prompt_format is PromptFormat.RAW:
-            return prompt
-        return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-        )
+        return render_prompt(self.tokenizer, prompt, self.prompt_format)
 
-    def count_tokens(self, text: str) -> int:
-        return len(self._encode([text])[0])
+    def encode(self, prompt: str) -> list[int]:
+        """The ids the model is fed (an :class:`~guardreasoner.prompt.EncodedPrompt`'s own, as they are)."""
+        return encode_prompt(self.tokenizer, prompt, self.prompt_format)
 
     def generate(self, prompts: list[str], config: GenerationConfig) -> list[Generation]:
         if not prompts:
             return []
-        return [to_generation(out) for out in self._outputs(prompts, config)]
+        return [
+            to_generation(out, self.label_tokens, self.logprobs_k) for out in self._outputs(prompts, config)
+        ]
 
     async def agenerate(self, prompts: list[str], config: GenerationConfig) -> list[Generation]:
         if not prompts:
             return []
         outputs = await self._aoutputs(prompts, config)
-        return [to_generation(out) for out in outputs]
+        return [to_generation(out, self.label_tokens, self.logprobs_k) for out in outputs]
+
+    def generate_each(
+        self, prompts: list[str], config: GenerationConfig, *, timeout: float | None = None
+    ) -> list[Generation]:
+        """Per-prompt results: a request vLLM failed or aborted is that prompt's error only. Past ``timeout``
+        seconds (of generating; a model load is not counted) the requests are aborted in vLLM."""
+        if not prompts:
+            return []
+        outputs = self._outputs(prompts, config, each=True, timeout=timeout)
+        return [to_generation_or_failure(r, self.label_tokens, self.logprobs_k) for r in outputs]
+
+    async def agenerate_each(
+        self, prompts: list[str], config: GenerationConfig, *, timeout: float | None = None
+    ) -> list[Generation]:
+        """Async :meth:`generate_each`; past ``timeout`` seconds (loading included) the requests are aborted."""
+        if not prompts:
+            return []
+        try:
+            outputs = await asyncio.wait_for(self._aoutputs(prompts, config, each=True), timeout)
+        except TimeoutError:
+            raise EngineTimeoutError(f"The vllm engine gave no answer within {timeout:g} s.") from None
+        return [to_generation_or_failure(r, self.label_tokens, self.logprobs_k) for r in outputs]
 
     def close(self) -> None:
         with self._lock:
@@ -204,7 +258,7 @@ class VLLMEngine(Engine):
             raise ValueError("warm_suffix_cache needs an engine built with speculative='suffix'.")
         if not pairs:
             return 0
-        prompts = self._encode([p for p, _ in pairs])
+        prompts = [self.encode(p) for p, _ in pairs]
         outputs = self.tokenizer([o for _, o in pairs], add_special_tokens=False)["input_ids"]
         args = ([(list(p), list(o)) for p, o in zip(prompts, outputs)],)
         backend = self._ensure_backend("offline").result()
@@ -230,7 +284,7 @@ class VLLMEngine(Engine):
         """The ``TokensPrompt`` each prompt is fed as; raises :class:`ContextLengthError` if one cannot fit."""
         limit = self.max_context_tokens
         inputs = []
-        for index, ids in enumerate(self._encode(prompts)):
+        for index, ids in enumerate(map(self.encode, prompts)):
             if limit is not None and len(ids) >= limit:
                 raise ContextLengthError(
                     f"Prompt {index} is {len(ids)} tokens; the model's context is {limit} tokens and at least "
@@ -239,47 +293,115 @@ class VLLMEngine(Engine):
             inputs.append({"prompt_token_ids": ids})
         return inputs
 
-    def _outputs(self, prompts: list[str], config: GenerationConfig) -> list[Any]:
-        """Like :meth:`generate`, but vLLM's ``RequestOutput`` objects (with token ids), in order."""
+    def _outputs(
+        self,
+        prompts: list[str],
+        config: GenerationConfig,
+        *,
+        each: bool = False,
+        timeout: float | None = None,
+    ) -> list[Any]:
+        """Like :meth:`generate`, but vLLM's ``RequestOutput`` objects (with token ids), in order; with
+        ``each``, a failed request's exception in its place."""
         inputs = self._token_prompts(prompts)
         backend = self._ensure_backend("offline").result()
-        try:
-            return backend.generate(inputs, self._sampling_params(config))
-        except GuardReasonerError:
-            raise
-        except Exception as exc:
-            raise EngineError(f"vLLM generation failed: {type(exc).__name__}: {exc}") from exc
+        started = time.monotonic()
+        cap = self._cap(config)
+        outputs = self._call(backend.generate, inputs, cap or config, each=each, timeout=timeout)
+        runaways = self._runaways(outputs, cap) if cap else []
+        if runaways:
+            left = None if timeout is None else max(timeout - (time.monotonic() - started), 0.001)
+            answers = self._call(
+                backend.generate,
+                self._answer_inputs(outputs, runaways),
+                answer_config(),
+                each=each,
+                timeout=left,
+            )
+            self._force(outputs, runaways, answers)
+        return outputs
 
-    async def _aoutputs(self, prompts: list[str], config: GenerationConfig) -> list[Any]:
+    async def _aoutputs(
+        self, prompts: list[str], config: GenerationConfig, *, each: bool = False
+    ) -> list[Any]:
         """Async :meth:`_outputs`: the requests join whatever the engine is running."""
         inputs = self._token_prompts(prompts)
         backend = await asyncio.wrap_future(self._ensure_backend("async"))
+        cap = self._cap(config)
+        outputs = await self._acall(backend.agenerate, inputs, cap or config, each=each)
+        runaways = self._runaways(outputs, cap) if cap else []
+        if runaways:
+            answer_inputs = self._answer_inputs(outputs, runaways)
+            self._force(
+                outputs,
+                runaways,
+                await self._acall(backend.agenerate, answer_inputs, answer_config(), each=each),
+            )
+        return outputs
+
+    def _call(
+        self, generate: Any, inputs: list, config: GenerationConfig, *, each: bool, timeout: float | None
+    ) -> list:
         try:
-            return await backend.agenerate(inputs, self._sampling_params(config))
+            return generate(inputs, self._sampling_params(config), each=each, timeout=timeout)
         except GuardReasonerError:
             raise
         except Exception as exc:
-            raise EngineError(f"vLLM generation failed: {type(exc).__name__}: {exc}") from exc
+            raise _engine_error(exc, timeout) from exc
+
+    async def _acall(self, agenerate: Any, inputs: list, config: GenerationConfig, *, each: bool) -> list:
+        try:
+            return await agenerate(inputs, self._sampling_params(config), each=each)
+        except GuardReasonerError:
+            raise
+        except Exception as exc:
+            raise _engine_error(exc, None) from exc
+
+    # -- the runaway cap (engines/forcing.py) -----------------------------------------------------------
+
+    def _cap(self, config: GenerationConfig) -> GenerationConfig | None:
+        return capped(config, self.max_reasoning_tokens) if config.n == 1 else None
+
+    def _runaways(self, outputs: list[Any], cap: GenerationConfig) -> list[int]:
+        """The requests cut at the cap whose forced answer fits the context (one cut by the context itself
+        stays a plain ``length`` finish; in each mode, failed ones are left as they are)."""
+        limit = self.max_context_tokens
+        extra = len(self._opening_ids) + answer_config().max_new_tokens
+        runaways = []
+        for i, output in enumerate(outputs):
+            if isinstance(output, BaseException) or not output.outputs:
+                continue
+            first = output.outputs[0]
+            length = len(output.prompt_token_ids) + len(first.token_ids) + extra
+            if (
+                first.finish_reason == "length"
+                and len(first.token_ids) >= cap.max_new_tokens
+                and (limit is None or length <= limit)
+            ):
+                runaways.append(i)
+        return runaways
+
+    def _answer_inputs(self, outputs: list[Any], runaways: list[int]) -> list[dict[str, list[int]]]:
+        """The prompt, the reasoning so far and the answer block's opening, as one token prompt each."""
+        return [
+            {
+                "prompt_token_ids": [
+                    *outputs[i].prompt_token_ids,
+                    *outputs[i].outputs[0].token_ids,
+                    *self._opening_ids,
+                ]
+            }
+            for i in runaways
+        ]
+
+    def _force(self, outputs: list[Any], runaways: list[int], answers: list[Any]) -> None:
+        for i, answer in zip(runaways, answers):
+            if isinstance(answer, BaseException):
+                outputs[i] = answer
+            else:
+                outputs[i] = with_forced_answer(outputs[i], answer, self._opening_ids, self._opening_texts)
 
     # -- internals ------------------------------------------------------------------------------------
-
-    def _encode(self, texts: list[str]) -> list[list[int]]:
-        """Token ids for each prompt, as the hf engine encodes them; memoised (the guard counts, then runs)."""
-        missing = [t for t in dict.fromkeys(texts) if t not in self._encoded]
-        if missing:
-            rendered = [self.render(t) for t in missing]
-            add_special = self.prompt_format is PromptFormat.RAW
-            encoded = self.tokenizer(rendered, add_special_tokens=add_special)["input_ids"]
-            with self._lock:
-                if len(self._encoded) > 16384:
-                    self._encoded.clear()
-                self._encoded.update(zip(missing, encoded))
-        cache = self._encoded
-        return [list(cache[t]) if t in cache else self._encode_one(t) for t in texts]
-
-    def _encode_one(self, text: str) -> list[int]:
-        add_special = self.prompt_format is PromptFormat.RAW
-        return list(self.tokenizer(self.render(text), add_special_tokens=add_special)["input_ids"])
 
     def _sampling_params(self, config: GenerationConfig) -> Any:
         from vllm import SamplingParams
@@ -293,7 +415,30 @@ class VLLMEngine(Engine):
             ignore_eos=self.ignore_eos,
             stop_token_ids=list(self._stop_ids) or None,
             skip_special_tokens=True,
+            logprobs=self.logprobs_k or None,
         )
+
+    def _logprobs_k(self, llm: Any) -> int:
+        """How many log-probabilities per token to ask for (see the class docstring); checks vLLM allows it."""
+        needed = self.label_tokens.top_k
+        if llm is not None:
+            limit = getattr(llm.llm_engine.model_config, "max_logprobs", VLLM_DEFAULT_MAX_LOGPROBS)
+            where = "The vllm.LLM passed as llm= was built with"
+        else:
+            limit = self._engine_args.get("max_logprobs")
+            where = "max_logprobs is"
+            if limit is None:
+                limit = max(needed, VLLM_DEFAULT_MAX_LOGPROBS)
+                if needed > VLLM_DEFAULT_MAX_LOGPROBS:
+                    self._engine_args["max_logprobs"] = needed
+        if limit < 0:  # vLLM: -1 allows the whole vocabulary
+            return max(needed, VLLM_DEFAULT_MAX_LOGPROBS)
+        if limit < needed:
+            raise ValueError(
+                f"{where} max_logprobs={limit}, but scoring needs {needed} log-probabilities per token (the "
+                f"label candidates). Build vLLM with max_logprobs>={needed}, or pass scores=False."
+            )
+        return max(needed, min(limit, VLLM_DEFAULT_MAX_LOGPROBS))
 
     def _ensure_backend(self, want: str) -> concurrent.futures.Future:
         """The future of the one vLLM backend; builds it (``want``, unless ``backend`` fixed it) on first use."""
@@ -331,7 +476,10 @@ class VLLMEngine(Engine):
         if isinstance(exc, GuardReasonerError):
             future.set_exception(exc)
             return
-        error = EngineError(f"vLLM could not load the model at {self.path}: {type(exc).__name__}: {exc}")
+        error = EngineLoadError(
+            f"vLLM could not load the model at {self.path}: {type(exc).__name__}: {exc}. Check the path, the "
+            "GPU's free memory (gpu_memory_utilization, max_model_len) and the vLLM options."
+        )
         error.__cause__ = exc
         future.set_exception(error)
 
@@ -362,12 +510,11 @@ class VLLMEngine(Engine):
         return AsyncLLM.from_engine_args(args, usage_context=UsageContext.OPENAI_API_SERVER)
 
 
-def _chat_stop_ids(tokenizer: Any) -> list[int]:
-    """``<|eot_id|>`` ends a chat turn, as in the hf engine."""
-    token = tokenizer.convert_tokens_to_ids("<|eot_id|>")
-    if isinstance(token, int) and token != getattr(tokenizer, "unk_token_id", None):
-        return [token]
-    return []
+def _engine_error(exc: Exception, timeout: float | None) -> Exception:
+    """What a vLLM failure raises: a missed deadline as a timeout, else an EngineError."""
+    if isinstance(exc, TimeoutError) and timeout is not None:
+        return EngineTimeoutError(f"The vllm engine gave no answer within {timeout:g} s.")
+    return EngineError(f"vLLM generation failed: {type(exc).__name__}: {exc}")
 
 
 def _config_max_len(path: str | None) -> int | None:

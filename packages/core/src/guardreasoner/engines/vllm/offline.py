@@ -9,7 +9,7 @@ import contextlib
 import threading
 from typing import Any
 
-from guardreasoner.engines.vllm.outputs import final_only, request_id, settle
+from guardreasoner.engines.vllm.outputs import final_only, outcomes, request_id, settle
 from guardreasoner.errors import EngineError
 
 
@@ -25,29 +25,37 @@ class OfflineBackend:
         self._lock = threading.Lock()  # held while anything steps the LLM's engine
         self._driver: _Driver | None = None
 
-    def generate(self, inputs: list, params: Any) -> list[Any]:
+    def generate(
+        self, inputs: list, params: Any, *, each: bool = False, timeout: float | None = None
+    ) -> list[Any]:
+        """The outputs in order; with ``each``, a failed request's exception in its place instead of raising.
+        Past ``timeout`` seconds the requests are aborted and :class:`TimeoutError` raised (a deadline needs
+        the driver: one ``LLM.generate`` call cannot be aborted)."""
         driver = self._driver  # once set, never unset: no lock needed to read it
-        if driver is None:
+        if driver is None and timeout is None:
             with self._lock:
                 if self._driver is None:
                     return self.llm.generate(inputs, params, use_tqdm=False)
-            driver = self._driver
+        driver = self._driver or self._start_driver()
         ids = [request_id() for _ in inputs]
         params = final_only(params)
         futures = [driver.submit(i, p, params) for i, p in zip(ids, inputs)]
+        wait_for = concurrent.futures.ALL_COMPLETED if each else concurrent.futures.FIRST_EXCEPTION
         try:
-            return [f.result() for f in futures]
+            _, pending = concurrent.futures.wait(futures, timeout, return_when=wait_for)
+            results = outcomes(futures, each=each, pending=pending)
         except BaseException:
             driver.abort(ids)
             raise
+        return results
 
-    async def agenerate(self, inputs: list, params: Any) -> list[Any]:
+    async def agenerate(self, inputs: list, params: Any, *, each: bool = False) -> list[Any]:
         driver = self._driver or await asyncio.to_thread(self._start_driver)
         ids = [request_id() for _ in inputs]
         params = final_only(params)
         futures = [asyncio.wrap_future(driver.submit(i, p, params)) for i, p in zip(ids, inputs)]
         try:
-            return list(await asyncio.gather(*futures))
+            return list(await asyncio.gather(*futures, return_exceptions=each))
         except BaseException:
             driver.abort(ids)
             raise

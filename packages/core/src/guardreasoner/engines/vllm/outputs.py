@@ -6,10 +6,12 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import itertools
+from types import SimpleNamespace
 from typing import Any
 
 from guardreasoner.engines.base import Generation
 from guardreasoner.errors import EngineError
+from guardreasoner.scores import LabelTokens, from_vllm
 
 _FINISH_REASONS = {"stop": "stop", "length": "length"}
 _ids = itertools.count()
@@ -20,8 +22,9 @@ def request_id() -> str:
     return f"guardreasoner-{next(_ids)}"
 
 
-def to_generation(output: Any) -> Generation:
-    """A vLLM ``RequestOutput`` as a :class:`Generation` (finish reasons ``stop`` / ``length`` only)."""
+def to_generation(output: Any, labels: LabelTokens | None = None, top_k: int = 0) -> Generation:
+    """A vLLM ``RequestOutput`` as a :class:`Generation` (finish reasons ``stop`` / ``length`` only), with the
+    label candidates' log-probabilities when ``labels`` is given (requested with ``logprobs=top_k``)."""
     completions = list(output.outputs)
     if not completions:
         raise EngineError(f"vLLM returned no completion for request {output.request_id}.")
@@ -39,7 +42,66 @@ def to_generation(output: Any) -> Generation:
         num_generated_tokens=len(first.token_ids),
         num_prompt_tokens=len(prompt_ids) if prompt_ids is not None else None,
         samples=tuple(c.text for c in completions) if len(completions) > 1 else (),
+        label_logprobs=from_vllm(first, labels, top_k) if labels is not None else None,
+        forced_answer=getattr(output, "forced_answer", False),
     )
+
+
+def with_forced_answer(output: Any, answer: Any, opening_ids: list[int], opening_texts: list[str]) -> Any:
+    """A runaway's ``RequestOutput`` and its forced answer's as one: its tokens, the answer opening's (each
+    log-probability 0: forced), then the answer's; marked ``forced_answer``."""
+    first, second = output.outputs[0], answer.outputs[0]
+    logprobs = None
+    if getattr(first, "logprobs", None) is not None and getattr(second, "logprobs", None) is not None:
+        forced = [
+            {i: SimpleNamespace(logprob=0.0, rank=1, decoded_token=t)}
+            for i, t in zip(opening_ids, opening_texts)
+        ]
+        logprobs = [*first.logprobs, *forced, *second.logprobs]
+    completion = SimpleNamespace(
+        text=first.text + "".join(opening_texts) + second.text,
+        token_ids=[*first.token_ids, *opening_ids, *second.token_ids],
+        finish_reason=second.finish_reason,
+        stop_reason=getattr(second, "stop_reason", None),
+        logprobs=logprobs,
+    )
+    return SimpleNamespace(
+        request_id=output.request_id,
+        finished=True,
+        prompt_token_ids=output.prompt_token_ids,
+        outputs=[completion],
+        forced_answer=True,
+    )
+
+
+def to_generation_or_failure(result: Any, labels: LabelTokens | None = None, top_k: int = 0) -> Generation:
+    """A request's output, or the exception it failed with, as a :class:`Generation` (failed if it did)."""
+    if isinstance(result, BaseException):
+        if isinstance(result, EngineError):
+            return Generation.failed(result)
+        error = EngineError(f"vLLM request failed: {type(result).__name__}: {result}")
+        error.__cause__ = result
+        return Generation.failed(error)
+    try:
+        return to_generation(result, labels, top_k)
+    except EngineError as error:
+        return Generation.failed(error)
+
+
+def outcomes(
+    futures: list[concurrent.futures.Future], *, each: bool, pending: set[concurrent.futures.Future]
+) -> list[Any]:
+    """The futures' results in order; with ``each`` a failed one's exception in its place, else the first
+    failure raised. Raises :class:`TimeoutError` if any is still ``pending``."""
+    if not each:
+        for future in futures:
+            if future.done() and future.exception() is not None:
+                raise future.exception()
+    if pending:
+        raise TimeoutError
+    if not each:
+        return [future.result() for future in futures]
+    return [future.exception() or future.result() for future in futures]
 
 
 def settle(
