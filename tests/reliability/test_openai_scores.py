@@ -14,7 +14,9 @@ def tokenizer(tiny_model_dir):
 
 
 def guard(server, tokenizer, **options) -> GuardReasoner:
-    return GuardReasoner("fake-model", engine="openai", base_url=server.base_url, tokenizer=tokenizer, **options)
+    return GuardReasoner(
+        "fake-model", engine="openai", base_url=server.base_url, tokenizer=tokenizer, **options
+    )
 
 
 def test_scores_come_from_the_returned_logprobs_and_thresholds_use_them(server, tokenizer, nonce):
@@ -25,7 +27,8 @@ def test_scores_come_from_the_returned_logprobs_and_thresholds_use_them(server, 
     assert benign.prompt_harmfulness == "unharmful" and benign.score_status == {}
     assert benign.prompt_harmfulness_score == pytest.approx(0.2)
 
-    strict = guard(server, tokenizer, thresholds={"prompt_harmfulness": 0.9}).classify(f"bad-request {nonce()}")
+    strict_guard = guard(server, tokenizer, thresholds={"prompt_harmfulness": 0.9})
+    strict = strict_guard.classify(f"bad-request {nonce()}")
     assert strict.prompt_harmfulness == "unharmful" and strict.is_harmful is False
     assert strict.thresholds == {"prompt_harmfulness": 0.9} and strict.threshold_fallbacks == []
     eager = guard(server, tokenizer, thresholds={"prompt_harmfulness": 0.1}).classify(f"hello {nonce()}")

@@ -73,8 +73,8 @@ class OpenAIEngine(Engine):
             ``transformers serve`` rejects fields it does not know with HTTP 422.
         max_context_tokens: The served model's context window. Default: what the server's ``/tokenize``
             reports (vLLM), else unknown.
-        tokenizer: A tokenizer (or a path or hub id to load one with ``transformers``) for :meth:`count_tokens`
-            and the verdict scores (it names the label words' tokens; the Completions API is then asked for
+        tokenizer: A tokenizer (or a path or hub id to load one with ``transformers``) for
+            :meth:`count_tokens` and the verdict scores (it names the label words' tokens; the Completions API is then asked for
             ``logprobs``). Without one the server's ``/tokenize`` counts, where it has one, and verdicts have
             no scores (``no_tokenizer``).
         max_prompt_bytes: When tokens cannot be counted, prompts over this many UTF-8 bytes are refused
@@ -370,7 +370,7 @@ class OpenAIEngine(Engine):
         return kwargs
 
     def _label_tokens(self) -> LabelTokens | None:
-        """The label words' tokens, from ``tokenizer=``; None without one (verdicts then say ``no_tokenizer``)."""
+        """The label words' tokens, from ``tokenizer=``; None without one (verdicts say ``no_tokenizer``)."""
         if self._labels is None and (tokenizer := self.tokens.tokenizer()) is not None:
             self._labels = LabelTokens.from_tokenizer(tokenizer)
         return self._labels
