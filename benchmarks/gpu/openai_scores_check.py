@@ -1,7 +1,7 @@
 """Issue 12's H200 check: the openai engine's scores from a real ``vllm serve`` against the hf engine's.
 
-Trains the tiny guard (or takes ``--model-dir``), serves it in float32 on loopback, classifies the tiny guard's
-cases through ``GuardReasoner(engine="openai", tokenizer=<dir>)`` and through the ``hf`` engine, and compares
+Trains the tiny guard (or takes ``--model-dir``), serves it in float32 on loopback, classifies the tiny
+guard's cases through ``GuardReasoner(engine="openai", tokenizer=<dir>)`` and through the ``hf`` engine, and compares
 every task's score: they must agree within ``--tolerance`` (1e-3) with no score missing. Writes a JSON summary
 to ``--out`` and exits 1 when the check fails.
 
@@ -58,10 +58,10 @@ def scores(verdict) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--server", choices=("vllm", "transformers"), default="vllm")
-    parser.add_argument("--model-dir", type=Path, help="A trained guard directory (default: train the tiny one).")
+    parser.add_argument("--model-dir", type=Path, help="A trained guard directory (default: train one).")
     parser.add_argument("--tolerance", type=float, default=1e-3)
     parser.add_argument("--max-new-tokens", type=int, default=120)
-    parser.add_argument("--smoke", action="store_true", help="CPU: with transformers serve, expect no_logprobs.")
+    parser.add_argument("--smoke", action="store_true", help="CPU: transformers serve; expect no_logprobs.")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="openai-scores-"))
@@ -92,7 +92,8 @@ def main() -> int:
                 if got.score_status.get(field) != "no_logprobs":
                     failures.append(f"{prompt!r} {field}: expected no_logprobs, got {got.score_status}")
             elif actual.get(field) is None or value is None:
-                failures.append(f"{prompt!r} {field}: missing score ({got.score_status}, hf {ref.score_status})")
+                why = f"{got.score_status}, hf {ref.score_status}"
+                failures.append(f"{prompt!r} {field}: missing score ({why})")
             else:
                 worst = max(worst, abs(actual[field] - value))
     if not args.smoke and worst > args.tolerance:
