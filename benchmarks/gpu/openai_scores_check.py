@@ -1,8 +1,8 @@
 """Issue 12's H200 check: the openai engine's scores from a real ``vllm serve`` against the hf engine's.
 
 Trains the tiny guard (or takes ``--model-dir``), serves it in float32 on loopback, classifies the tiny
-guard's cases through ``GuardReasoner(engine="openai", tokenizer=<dir>)`` and through the ``hf`` engine, and compares
-every task's score: they must agree within ``--tolerance`` (1e-3) with no score missing. Writes a JSON summary
+guard's cases through ``GuardReasoner(engine="openai", tokenizer=<dir>)`` and through the ``hf`` engine, and
+compares every task's score: they must agree within ``--tolerance`` (1e-3) with no score missing. Writes a JSON summary
 to ``--out`` and exits 1 when the check fails.
 
     python benchmarks/gpu/openai_scores_check.py --server vllm --out scores_check.json        # on the GPU
