@@ -2,8 +2,8 @@
 
 Trains the tiny guard (or takes ``--model-dir``), serves it in float32 on loopback, classifies the tiny
 guard's cases through ``GuardReasoner(engine="openai", tokenizer=<dir>)`` and through the ``hf`` engine, and
-compares every task's score: they must agree within ``--tolerance`` (1e-3) with no score missing. Writes a JSON summary
-to ``--out`` and exits 1 when the check fails.
+compares every task's score: they must agree within ``--tolerance`` (1e-3) with no score missing. Writes a
+JSON summary to ``--out`` and exits 1 when the check fails.
 
     python benchmarks/gpu/openai_scores_check.py --server vllm --out scores_check.json        # on the GPU
     python benchmarks/gpu/openai_scores_check.py --server transformers --smoke                # CPU plumbing
