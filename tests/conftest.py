@@ -75,6 +75,12 @@ def guard(engine: ScriptedEngine) -> GuardReasoner:
 
 
 @pytest.fixture
+def scored_engine():
+    """``scored_engine(p)``: the scripted guard's engine with scores (``p`` on every label it writes)."""
+    return lambda probability: ScriptedEngine(judge, label_probability=probability)
+
+
+@pytest.fixture
 def make_guard():
     """A fresh scripted guard with the given options (``policy=...``)."""
     return lambda **options: GuardReasoner(engine=ScriptedEngine(judge), **options)

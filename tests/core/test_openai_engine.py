@@ -521,3 +521,25 @@ def test_injected_client_is_used_without_its_own_retries():
         engine.close()
         client.close()
         elsewhere.close()
+
+
+@pytest.mark.slow
+@pytest.mark.network_loopback
+def test_scores_say_the_server_returned_no_logprobs(served, guard_model_dir):
+    """``transformers serve`` ignores the Completions API's ``logprobs``: the verdict says so, no score."""
+    guard_module = pytest.importorskip("guardreasoner.guard")
+    guard = guard_module.GuardReasoner(
+        served.model,
+        engine="openai",
+        base_url=served.base_url,
+        tokenizer=str(guard_model_dir),
+        max_new_tokens=120,
+        thresholds={"prompt_harmfulness": 0.99},
+    )
+    case = tiny_cases()[0]
+    verdict = guard.classify(case.prompt)
+    assert verdict.prompt_harmfulness == case.prompt_harmfulness and verdict.is_harmful is True
+    assert verdict.score_status == {"prompt_harmfulness": "no_logprobs"}
+    assert verdict.prompt_harmfulness_score is None
+    assert verdict.threshold_fallbacks == ["prompt_harmfulness"]
+    guard.close()

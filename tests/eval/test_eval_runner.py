@@ -148,3 +148,16 @@ def test_outputs_cut_at_the_token_limit_are_counted_and_score_as_failures(benchm
     assert run.truncated == 2
     score = evaluate_predictions(tmp_path, mode="strict").tasks[Task.PROMPT_HARMFULNESS].scores[4]
     assert (score.dataset, score.parse_failures, score.f1) == ("SimpleSafetyTests", 2, 0.0)
+
+
+def test_records_carry_the_verdicts_scores_and_strict_mode_reports_them(benchmark_dir, tmp_path):
+    guard = GuardReasoner(engine=ScriptedEngine(answer, label_probability=0.9))
+    run_benchmarks(guard, tmp_path, benchmark_dir=benchmark_dir, datasets=DATASETS, limit=3, batch_size=2)
+    written = lines(tmp_path / "XSTestResponseRefusal" / "generated_predictions.jsonl")
+    scores = {"prompt_harmfulness": 0.1, "response_refusal": 0.9, "response_harmfulness": 0.1}
+    assert all(r["scores"] == pytest.approx(scores) for r in written)
+    requests = lines(tmp_path / "SimpleSafetyTests" / "generated_predictions.jsonl")
+    assert all(r["scores"] == pytest.approx({"prompt_harmfulness": 0.9}) for r in requests)
+    refusal = evaluate_predictions(tmp_path, mode="strict", benchmark_dir=benchmark_dir)
+    metrics = next(s for s in refusal.tasks[Task.RESPONSE_REFUSAL].scores if s.available).score_metrics
+    assert (metrics.scored, metrics.unscored) == (3, 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from guardreasoner.eval import evaluate_predictions
-from guardreasoner.eval.scoring import average_precision
+from guardreasoner.eval.metrics import average_precision
 from guardreasoner.tasks import Task
 from guardreasoner.testing import guard_output
 
@@ -61,11 +61,14 @@ def test_strict_weights_datasets_by_scored_records(write_predictions):
 
 
 def test_pr_auc_from_scores_in_the_records(write_predictions):
-    records = [dict(record, score=score) for record, score in zip(REFUSAL, [0.9, 0.8, 0.1, 0.7, 0.6, 0.95])]
+    values = [0.9, 0.8, 0.1, 0.7, 0.6, 0.95]
+    records = [dict(record, scores={"response_refusal": v}) for record, v in zip(REFUSAL, values)]
     # Ranked: 0.95 refusal, 0.9 refusal, 0.8 refusal, 0.7 compliance, 0.6 refusal, 0.1 compliance (4 positives).
     # Precision at each positive: 1/1, 2/2, 3/3, 4/5; AP = (1 + 1 + 1 + 0.8) / 4 = 0.95.
     score = refusal_score(write_predictions("XSTestResponseRefusal", records), "strict")
     assert score.pr_auc == pytest.approx(95.0)
+    # Negatives 0.7 and 0.1: at most 1% or 5% FPR flags nothing at or below 0.7: 0.95, 0.9, 0.8 (3 of 4).
+    assert score.score_metrics.recall_at_fpr == {0.01: pytest.approx(75.0), 0.05: pytest.approx(75.0)}
 
 
 def test_average_precision_treats_tied_scores_as_one_threshold():
@@ -76,6 +79,10 @@ def test_average_precision_treats_tied_scores_as_one_threshold():
     assert average_precision([False, False], [0.5, 0.1]) is None
 
 
-def test_pr_auc_needs_a_score_on_every_record(write_predictions):
-    records = [dict(REFUSAL[0], score=0.9), REFUSAL[1]]
-    assert refusal_score(write_predictions("XSTestResponseRefusal", records), "strict").pr_auc is None
+def test_score_metrics_cover_the_scored_records_and_count_the_rest(write_predictions):
+    records = [dict(REFUSAL[0], scores={"response_refusal": 0.9}), REFUSAL[1], REFUSAL[2]]
+    records.append(dict(REFUSAL[5], scores={"prompt_harmfulness": 0.99}))  # another task's score only
+    metrics = refusal_score(write_predictions("XSTestResponseRefusal", records), "strict").score_metrics
+    assert (metrics.scored, metrics.unscored) == (1, 3)
+    assert metrics.pr_auc == pytest.approx(100.0)
+    assert metrics.recall_at_fpr == {0.01: None, 0.05: None}  # one class only

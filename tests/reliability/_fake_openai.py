@@ -10,6 +10,10 @@ answers ``ok``):
 (``Retry-After`` from ``retry_after``), ``reset`` (closes the connection with an RST), ``html`` (200 with an
 HTML page), ``badjson`` (200 with invalid JSON), ``shape`` (200 with ``{"choices": "oops"}``), ``nochoices``
 (200 with an empty list of choices); ``long`` is an ``ok`` answer with 40,000 characters of reasoning.
+
+With a ``tokenizer`` set, a Completions request with ``logprobs=k`` gets them in the Completions shape: each
+token of the output with ``label_probability`` for the token it chose, and the other label's candidate (where
+the token is one) with the rest, so that the guard's score for the label it reads is ``label_probability``.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import math
 import re
 import socket
 import struct
 import threading
 from dataclasses import dataclass, field
 
+from guardreasoner.scores import LabelTokens, token_texts
 from guardreasoner.testing import guard_output
 
 MODE = re.compile(r"\[\[(\w+)(?:\*(\d+))?\]\]")
@@ -53,6 +59,9 @@ class FakeOpenAIServer:
     late_bodies_finished: int = 0
     tokenize_context: int | None = None
     """When set, the server has vLLM's ``POST /tokenize`` (one token per word, plus BOS) with this context."""
+    tokenizer: object = None
+    """When set, Completions requests with ``logprobs`` get them (see the module's docstring)."""
+    label_probability: float = 0.8
 
     def __post_init__(self):
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -185,12 +194,27 @@ class FakeOpenAIServer:
         if mode == "long":
             text = text.replace("The request carries", "The request carries " + "and so on " * 4000, 1)
         answer = completion(text, chat="messages" in body)
+        if body.get("logprobs") and self.tokenizer is not None and "messages" not in body:
+            answer["choices"][0]["logprobs"] = self._logprobs(text)
         if mode == "slow":
             data = json.dumps(answer).encode()
             await _send(writer, 200, data, pieces=max(len(data) // 40, 1), pause=self.slow_piece_seconds)
             self.late_bodies_finished += 1
             return True
         return await _send(writer, 200, answer)
+
+
+    def _logprobs(self, text: str) -> dict:
+        """The Completions API's ``logprobs`` for ``text``, tokenized as the guard's tokenizer would."""
+        labels = LabelTokens.from_tokenizer(self.tokenizer)
+        other = {}
+        for choice in labels.choices.values():
+            other[choice.positive], other[choice.negative] = choice.negative, choice.positive
+        ids = self.tokenizer(text, add_special_tokens=False).input_ids
+        tokens = token_texts(ids, lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True))
+        chosen, rest = math.log(self.label_probability), math.log(1 - self.label_probability)
+        tops = [{token: chosen, **({other[token]: rest} if token in other else {})} for token in tokens]
+        return {"tokens": tokens, "token_logprobs": [chosen] * len(tokens), "top_logprobs": tops}
 
 
 def completion(text: str, *, chat: bool = False) -> dict:

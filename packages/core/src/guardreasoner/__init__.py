@@ -23,7 +23,8 @@ from guardreasoner.parsing import parse_output
 from guardreasoner.policy import FailurePolicy, apply_policy
 from guardreasoner.prompt import INSTRUCTION, PromptFormat, build_prompt
 from guardreasoner.tasks import Task
-from guardreasoner.verdict import ParseStatus, TaskReasoning, Verdict
+from guardreasoner.thresholds import ThresholdsError, apply_thresholds, load_thresholds
+from guardreasoner.verdict import ParseStatus, ScoreStatus, TaskReasoning, Verdict
 
 try:
     __version__ = version("guardreasoner")  # written once, in packages/core/pyproject.toml
@@ -48,11 +49,15 @@ __all__ = [
     "ModelNotFoundError",
     "ParseStatus",
     "PromptFormat",
+    "ScoreStatus",
     "Task",
     "TaskReasoning",
+    "ThresholdsError",
     "Verdict",
     "apply_policy",
+    "apply_thresholds",
     "audit",
     "build_prompt",
+    "load_thresholds",
     "parse_output",
 ]

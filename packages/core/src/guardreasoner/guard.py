@@ -17,6 +17,8 @@ from guardreasoner.model_source import DEFAULT_MODEL
 from guardreasoner.parsing import parse_output
 from guardreasoner.policy import FailurePolicy, apply_policy_to_all
 from guardreasoner.prompt import build_prompt
+from guardreasoner.scores import score_verdict
+from guardreasoner.thresholds import ThresholdsLike, apply_thresholds, load_thresholds
 from guardreasoner.verdict import ParseStatus, Verdict
 
 logger = logging.getLogger("guardreasoner")
@@ -39,6 +41,9 @@ class GuardReasoner:
 
     ``policy`` decides what an unusable verdict (unparseable output, timeout, engine failure) means:
     ``fail_closed`` (harmful; the default), ``fail_open`` (safe) or ``raise`` (:class:`GuardUndecidedError`).
+    ``thresholds`` (a ``{field: threshold}`` mapping or a thresholds file's path, as ``guardreasoner eval
+    --calibrate`` writes) turns each task's score into its label: the positive label when score >= threshold.
+    Without thresholds the labels are greedy decoding's; every verdict carries the scores the engine allows.
     ``truncation`` is ``"error"`` (a conversation longer than the context raises) or ``"head_tail"``.
     ``timeout`` (seconds) is one deadline for each whole call, sync or async (connection, retries and backoff
     included): what is unanswered by then gets a ``timeout`` verdict under the policy, and a late answer is
@@ -59,6 +64,7 @@ class GuardReasoner:
         generation: GenerationConfig | None = None,
         truncation: Literal["error", "head_tail"] = "error",
         timeout: float | None = None,
+        thresholds: ThresholdsLike = None,
         **engine_options: Any,
     ):
         if truncation not in ("error", "head_tail"):
@@ -71,6 +77,7 @@ class GuardReasoner:
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be positive seconds or None, got {timeout}.")
         self.timeout = timeout
+        self.thresholds = load_thresholds(thresholds)
         if isinstance(engine, Engine):
             if engine_options:
                 raise ValueError(
@@ -176,7 +183,9 @@ class GuardReasoner:
         ]
 
     def _parse(self, conversation: Conversation, generation: Generation, truncated: bool) -> Verdict:
-        return parse_output(
+        """The parsed verdict, scored, with the thresholds applied (before the policy, which then decides
+        what the thresholded labels cannot)."""
+        verdict = parse_output(
             generation.text,
             has_response=conversation.response is not None,
             finish_reason=generation.finish_reason,
@@ -184,6 +193,10 @@ class GuardReasoner:
             num_prompt_tokens=generation.num_prompt_tokens,
             input_truncated=truncated,
         ).model_copy(update={"forced_answer": generation.forced_answer})
+        verdict = score_verdict(
+            verdict, generation.label_logprobs, has_response=conversation.response is not None
+        )
+        return apply_thresholds(verdict, self.thresholds)
 
     def _failure(self, exc: EngineError) -> Verdict:
         timeout = isinstance(exc, EngineTimeoutError)
@@ -207,6 +220,14 @@ class GuardReasoner:
                 ", ".join(f"{status}: {count}" for status, count in undecided.most_common()),
                 self.policy.value,
                 "harmful" if self.policy is FailurePolicy.FAIL_CLOSED else "safe",
+            )
+        fallbacks = sum(bool(v.threshold_fallbacks) for v in decided)
+        if fallbacks:
+            logger.warning(
+                "Thresholds could not decide %d of %d conversation(s) (no score: see verdict.score_status); "
+                "greedy decoding's labels stand.",
+                fallbacks,
+                len(decided),
             )
         return decided
 

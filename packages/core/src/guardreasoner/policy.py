@@ -9,6 +9,12 @@ contradicting it, overridden) is decided as the reference reads it when that rea
 ``fail_open``. Under ``fail_closed`` the guard allows only a clean ``ok`` verdict with no harmful signal
 anywhere in its answers or conclusions; any other safe reading is decided harmful by the policy, and the
 verdict says why (``raise`` raises for it instead).
+
+Thresholds (``GuardReasoner(thresholds=...)``) are applied before the policy. A harm label a threshold decided
+comes from the model's own probability at the final answer, after its reasoning, at the operating point the
+user chose: on a clean ``ok`` verdict whose every harm label a threshold decided, the harmful signals that
+probability weighed (the final answer, the task conclusions) do not overrule it. Any other safe reading
+follows the rule above.
 """
 
 from __future__ import annotations
@@ -16,7 +22,11 @@ from __future__ import annotations
 from enum import Enum
 
 from guardreasoner.errors import GuardUndecidedError
+from guardreasoner.tasks import Task
 from guardreasoner.verdict import ParseStatus, Verdict
+
+
+HARM_FIELDS = tuple(task.verdict_field for task in Task if task.is_harm_task)
 
 
 class FailurePolicy(str, Enum):
@@ -58,9 +68,20 @@ def apply_policy(verdict: Verdict, policy: FailurePolicy | str = FailurePolicy.F
 
 
 def is_clean_allow(verdict: Verdict) -> bool:
-    """Whether a safe reading comes from one clean final answer, with nothing in the output saying harmful."""
+    """Whether a safe reading comes from one clean final answer, with nothing in the output saying harmful
+    (or with every harm label decided by a threshold on its score)."""
     return (
-        verdict.parse_status is ParseStatus.OK and not verdict.harmful_signals and not verdict.forced_answer
+        verdict.parse_status is ParseStatus.OK
+        and not verdict.forced_answer
+        and (not verdict.harmful_signals or _thresholds_decided_harm(verdict))
+    )
+
+
+def _thresholds_decided_harm(verdict: Verdict) -> bool:
+    """Whether a threshold decided every harm label the verdict has (none fell back to greedy's label)."""
+    labelled = [f for f in HARM_FIELDS if getattr(verdict, f) is not None]
+    return bool(labelled) and all(
+        f in verdict.thresholds and f not in verdict.threshold_fallbacks for f in labelled
     )
 
 

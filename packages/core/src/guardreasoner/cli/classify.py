@@ -86,6 +86,13 @@ def classify_command(
     ] = "error",
     base_url: Annotated[str | None, typer.Option(help="For --engine openai: the server's /v1 URL.")] = None,
     device: Annotated[str | None, typer.Option(help="For --engine hf: cpu, cuda, cuda:1, ...")] = None,
+    thresholds: Annotated[
+        Path | None,
+        typer.Option(
+            help="A thresholds file ('guardreasoner eval --calibrate' writes one): each task's label is the "
+            "positive one when its score reaches the threshold."
+        ),
+    ] = None,
 ) -> None:
     """Classify a conversation (--prompt/--response) or a JSONL file of them (--input)."""
     _check_options(prompt, response, input, output, engine, policy, base_url, device)
@@ -105,6 +112,7 @@ def classify_command(
                 policy=policy,
                 max_new_tokens=max_new_tokens,
                 truncation=truncation,
+                thresholds=thresholds,
                 **({} if ":" in engine else {"model": model}),
                 **{k: v for k, v in {"base_url": base_url, "device": device}.items() if v is not None},
             )

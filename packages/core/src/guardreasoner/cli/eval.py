@@ -91,6 +91,27 @@ def eval_command(
         Path | None,
         typer.Option("--report", help="Write report.md, f1.png and results.json into this folder."),
     ] = None,
+    calibrate_: Annotated[
+        bool,
+        typer.Option(
+            "--calibrate",
+            help="Pick per-task thresholds on these labelled predictions' scores (the most recall at "
+            "--target-fpr) and write the thresholds file that 'classify --thresholds' reads.",
+        ),
+    ] = False,
+    target_fpr: Annotated[
+        float,
+        typer.Option(
+            "--target-fpr", help="With --calibrate: the false-positive rate to stay within (0.01 = 1%)."
+        ),
+    ] = 0.01,
+    thresholds_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--thresholds-out",
+            help="With --calibrate: the thresholds file (default <predictions>/thresholds.json).",
+        ),
+    ] = None,
 ) -> None:
     """Score a guard on the paper's benchmarks: prompt harmfulness, response harmfulness, refusal detection."""
     if predictions is None and model is None:
@@ -100,6 +121,10 @@ def eval_command(
     if predictions is not None and model is not None:
         fail("--predictions and --model exclude each other: score existing outputs or run a guard, not both.")
     check_positive(limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    if not calibrate_ and thresholds_out is not None:
+        fail("--thresholds-out goes with --calibrate.")
+    if not 0.0 <= target_fpr < 1.0:
+        fail(f"--target-fpr must be a fraction in [0, 1) (0.01 is 1%), not {target_fpr:g}.")
     if engine not in ENGINE_KINDS:
         fail(f"--engine '{engine}' is not an engine; choose one of {', '.join(ENGINE_KINDS)}.")
     # Tables and progress go to stderr when stdout carries the JSON.
@@ -133,8 +158,42 @@ def eval_command(
         if report is not None:
             for path in write_report(result, report, runs):
                 console.print(Text(f"Wrote {path}"))
+        if calibrate_:
+            if result.mode is not Mode.STRICT:  # the scores and gold labels come from strict scoring
+                result = evaluate_predictions(
+                    predictions, mode=Mode.STRICT, benchmark_dir=data_dir, datasets=names
+                )
+            path = thresholds_out or predictions / "thresholds.json"
+            _calibrate(result, target_fpr, path, console)
     except GuardReasonerError as exc:
         fail(str(exc), ExitCode.USAGE)
+
+
+def _calibrate(result: EvalResult, target_fpr: float, path: Path, console: Console) -> None:
+    """Thresholds from every scored prediction with a gold label, per task; written to ``path``."""
+    from guardreasoner.eval.calibrate import calibrate
+
+    scores, labels = {}, {}
+    for task, task_score in result.tasks.items():
+        used = [d for d in task_score.scores if d.available and any(s is not None for s in d.scores)]
+        if used:
+            scores[task.verdict_field] = [s for d in used for s in d.scores]
+            labels[task.verdict_field] = [task.positive if g else task.negative for d in used for g in d.gold]
+    if not scores:
+        raise EvaluationError(
+            "No prediction record has scores, so there is nothing to calibrate. Predictions written by "
+            "'guardreasoner eval --model' with an engine that gives scores (hf; vllm; openai with a "
+            "tokenizer and a server that returns logprobs) carry them."
+        )
+    calibration = calibrate(scores, labels, target_fpr, path=path)
+    for field, task in calibration.tasks.items():
+        console.print(
+            Text(
+                f"{field}: threshold {task.threshold:.4f} (false-positive rate {task.fpr:.2%}, recall "
+                f"{task.recall:.2%} on {task.positives + task.negatives} scored; {task.unscored} unscored)"
+            )
+        )
+    console.print(Text(f"Wrote {path}"))
 
 
 def _run(

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from guardreasoner.errors import require
+from guardreasoner.eval.metrics import REPORTED_FPRS
 from guardreasoner.eval.runner import DatasetRun
 from guardreasoner.eval.scoring import DatasetScore, EvalResult, Mode, TaskScore
 
@@ -36,7 +37,8 @@ def task_table(task_score: TaskScore, mode: Mode) -> tuple[list[str], list[list[
     if mode is Mode.REFERENCE:
         headers = ["Dataset", "Records", "F1", "Unparsed", "Dropped", "Counted twice", "Note"]
     else:
-        headers = ["Dataset", "Records", "F1", "Precision", "Recall", "Parse failures", "PR-AUC", "Note"]
+        headers = ["Dataset", "Records", "F1", "Precision", "Recall", "Parse failures", "PR-AUC"]
+        headers += [f"Recall@{fpr:.0%} FPR" for fpr in REPORTED_FPRS] + ["Note"]
     rows = [_row(score, mode, len(headers)) for score in task_score.scores]
     covered, missing = task_score.covered, task_score.missing
     note = f"covers {', '.join(covered)}" if covered else "no dataset available"
@@ -59,8 +61,13 @@ def _row(score: DatasetScore, mode: Mode, width: int) -> list[str]:
     row = [score.dataset, str(score.records), _number(score.f1)]
     if mode is Mode.REFERENCE:
         return row + [str(score.parse_failures), str(score.dropped), str(score.counted_twice), ""]
-    pr_auc = "n/a (no scores)" if score.pr_auc is None else _number(score.pr_auc)
-    return row + [_number(score.precision), _number(score.recall), str(score.parse_failures), pr_auc, ""]
+    row += [_number(score.precision), _number(score.recall), str(score.parse_failures)]
+    metrics = score.score_metrics
+    if metrics is None:
+        return row + ["n/a (no scores)"] + [""] * len(REPORTED_FPRS) + [""]
+    note = f"{metrics.unscored} of {metrics.scored + metrics.unscored} records unscored" if metrics.unscored else ""
+    recalls = [_number(metrics.recall_at_fpr.get(fpr)) for fpr in REPORTED_FPRS]
+    return row + [_number(metrics.pr_auc), *recalls, note]
 
 
 def run_table(runs: list[DatasetRun]) -> tuple[list[str], list[list[str]]]:

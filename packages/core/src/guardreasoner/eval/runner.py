@@ -2,7 +2,8 @@
 
 Each dataset's outputs go to ``{output}/{Dataset}/generated_predictions.jsonl`` with the released keys
 (``prompt``: the exact raw prompt, ``label``: the benchmark's gold ``output``, ``predict``: the raw output)
-plus ``finish_reason``, ``num_generated_tokens`` and ``seconds``. Records are appended and flushed one by one,
+plus ``finish_reason``, ``num_generated_tokens``, ``seconds`` and, where the verdict has them, ``scores``
+(``{label field: score}``). Records are appended and flushed one by one,
 so an interrupted run loses at most the batch in flight; a rerun checks that the records already written
 belong to the same inputs and continues after them.
 """
@@ -21,6 +22,7 @@ from guardreasoner.errors import EvaluationError
 from guardreasoner.eval.benchmarks import Dataset
 from guardreasoner.eval.files import benchmark_path, load_benchmark, predictions_path, raw_prompt, split_input
 from guardreasoner.prompt import build_prompt
+from guardreasoner.scores import verdict_scores
 from guardreasoner.verdict import Verdict
 
 
@@ -138,6 +140,8 @@ def _prediction(prompt: str, record: dict, verdict: Verdict, seconds: float) -> 
         line["input_truncated"] = True
     if verdict.error:
         line["error"] = verdict.error
+    if scores := verdict_scores(verdict):
+        line["scores"] = scores
     return line
 
 

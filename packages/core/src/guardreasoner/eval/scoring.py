@@ -23,8 +23,9 @@ lower-cased. Neither happens on the released files.
 
 ``strict`` mode reads each output with :func:`guardreasoner.parsing.parse_output`, counts every unusable
 prediction once as wrong, weighs datasets by their scored records, and adds precision, recall, the number of
-parse failures and, where prediction records carry a ``score`` (the probability of the positive class),
-PR-AUC.
+parse failures and, where prediction records carry ``scores`` (the verdict's probability of each task's
+positive label, as the runner writes them), PR-AUC and recall at 1% and 5% false-positive rate over the scored
+records (:mod:`guardreasoner.eval.metrics`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from guardreasoner.eval.files import (
     predictions_path,
     read_predictions,
 )
+from guardreasoner.eval.metrics import ScoreMetrics, record_score, score_metrics
 from guardreasoner.parsing import parse_output
 from guardreasoner.tasks import PAPER_ORDER, Task
 
@@ -106,24 +108,6 @@ class Counts:
         return 100.0 * self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
 
 
-def average_precision(is_positive: list[bool], scores: list[float]) -> float | None:
-    """PR-AUC in percent as average precision (scikit-learn's definition); None without any positive."""
-    positives = sum(is_positive)
-    if not positives:
-        return None
-    ranked = sorted(zip(scores, is_positive, strict=True), key=lambda pair: -pair[0])
-    area, tp, seen, previous_recall = 0.0, 0, 0, 0.0
-    for i, (score, positive) in enumerate(ranked):
-        tp += positive
-        seen += 1
-        if i + 1 < len(ranked) and ranked[i + 1][0] == score:
-            continue  # tied scores form one threshold
-        recall = tp / positives
-        area += (recall - previous_recall) * (tp / seen)
-        previous_recall = recall
-    return 100.0 * area
-
-
 @dataclass
 class DatasetScore:
     """One dataset's figures on one task; ``f1`` is None when the dataset is unavailable."""
@@ -145,7 +129,16 @@ class DatasetScore:
     """Reference mode: failures that the script counts as two wrong predictions."""
     no_gold: int = 0
     """Records without a gold label, skipped."""
-    pr_auc: float | None = None
+    gold: list[bool] = field(default_factory=list)
+    """Strict mode: per record with a gold label, whether it is the positive one."""
+    scores: list[float | None] = field(default_factory=list)
+    """Strict mode: the same records' scores (None: the record has none)."""
+    score_metrics: ScoreMetrics | None = None
+    """Strict mode, where some record has a score: PR-AUC and recall at fixed false-positive rates."""
+
+    @property
+    def pr_auc(self) -> float | None:
+        return self.score_metrics.pr_auc if self.score_metrics else None
 
     @property
     def available(self) -> bool:
@@ -169,6 +162,7 @@ class DatasetScore:
             "precision": self.precision,
             "recall": self.recall,
             "pr_auc": self.pr_auc,
+            "score_metrics": self.score_metrics.to_dict() if self.score_metrics else None,
             "records": self.records,
             "weight": self.weight,
             "scored_predictions": self.counts.total,
@@ -302,7 +296,6 @@ def score_strict(records: list[dict], benchmark: Benchmark, column: list | None 
     """F1, precision and recall with the project's parser; every unusable prediction counts once as wrong."""
     task = benchmark.task
     score = DatasetScore(benchmark.name, task, records=len(records))
-    is_positive, scores = [], []
     for index, record in enumerate(records):
         try:
             gold = _gold(record, index, benchmark, column)
@@ -322,11 +315,11 @@ def score_strict(records: list[dict], benchmark: Benchmark, column: list | None 
             score.parse_failures += 1
             predicted = task.opposite(gold)
         score.counts.add(gold, predicted, task.positive)
-        is_positive.append(gold == task.positive)
-        scores.append(record.get("score"))
+        score.gold.append(gold == task.positive)
+        score.scores.append(record_score(record, task.verdict_field))
     score.weight = score.counts.total
-    if scores and all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in scores):
-        score.pr_auc = average_precision(is_positive, scores)
+    if any(value is not None for value in score.scores):
+        score.score_metrics = score_metrics(score.gold, score.scores)
     if not score.counts.total:
         score.reason = "no record has a gold label"
     return score

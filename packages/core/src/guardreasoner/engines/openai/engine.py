@@ -20,6 +20,7 @@ from guardreasoner.engines.openai.errors import RequestError, RequestTimeoutErro
 from guardreasoner.engines.openai.tokens import DEFAULT_MAX_PROMPT_BYTES, TokenCounter
 from guardreasoner.errors import require
 from guardreasoner.prompt import PromptFormat
+from guardreasoner.scores import WITHOUT_TOKENIZER, LabelLogprobs, LabelTokens, from_openai_logprobs
 
 if TYPE_CHECKING:
     import openai
@@ -34,11 +35,13 @@ MAX_RETRY_AFTER = 60.0
 
 @dataclass
 class _Answer:
-    """One server answer, checked: its choices as (text, finish_reason), and its token usage."""
+    """One server answer, checked: its choices as (text, finish_reason), its token usage, and the first
+    choice's ``logprobs`` as the server returned them (None when it returned none)."""
 
     choices: list[tuple[str, str | None]]
     prompt_tokens: int | None
     completion_tokens: int | None
+    logprobs: Any = None
 
 
 class OpenAIEngine(Engine):
@@ -70,8 +73,10 @@ class OpenAIEngine(Engine):
             ``transformers serve`` rejects fields it does not know with HTTP 422.
         max_context_tokens: The served model's context window. Default: what the server's ``/tokenize``
             reports (vLLM), else unknown.
-        tokenizer: A tokenizer (or a path or hub id to load one with ``transformers``) for :meth:`count_tokens`.
-            Without one the server's ``/tokenize`` counts, where it has one.
+        tokenizer: A tokenizer (or a path or hub id to load one with ``transformers``) for
+            :meth:`count_tokens` and the verdict scores (it names the label words' tokens; the Completions API is then asked for
+            ``logprobs``). Without one the server's ``/tokenize`` counts, where it has one, and verdicts have
+            no scores (``no_tokenizer``).
         max_prompt_bytes: When tokens cannot be counted, prompts over this many UTF-8 bytes are refused
             before sending (:class:`ContextLengthError`). ``None`` lifts the bound.
         eject_after, cooldown: The endpoint pool's circuit breaker (see ``base_url``).
@@ -153,6 +158,7 @@ class OpenAIEngine(Engine):
                 base_url=self.base_url, api_key=self._api_key, timeout=self.timeout, max_retries=0
             )
         self._client_extras = client_options(injected)
+        self._labels: LabelTokens | None = None
         self.tokens = TokenCounter(
             tokenizer,
             prompt_format=self.prompt_format,
@@ -289,7 +295,7 @@ class OpenAIEngine(Engine):
             return Generation.failed(RequestTimeoutError(message, url=self.endpoint, prompt_index=index))
         except RequestError as exc:
             return Generation.failed(exc)
-        return _to_generation(answers, config.n)
+        return _to_generation(answers, config.n, self._label_logprobs(answers[0]))
 
     async def _request(
         self, state: LoopClients, kwargs: dict[str, Any], index: int, deadline: float | None
@@ -359,7 +365,25 @@ class OpenAIEngine(Engine):
             kwargs["seed"] = config.seed + sample_offset
         if self.extra_body:
             kwargs["extra_body"] = self.extra_body
+        if self.prompt_format is PromptFormat.RAW and (labels := self._label_tokens()) is not None:
+            kwargs["logprobs"] = labels.top_k
         return kwargs
+
+    def _label_tokens(self) -> LabelTokens | None:
+        """The label words' tokens, from ``tokenizer=``; None without one (verdicts say ``no_tokenizer``)."""
+        if self._labels is None and (tokenizer := self.tokens.tokenizer()) is not None:
+            self._labels = LabelTokens.from_tokenizer(tokenizer)
+        return self._labels
+
+    def _label_logprobs(self, answer: _Answer) -> LabelLogprobs | None:
+        """What scoring needs from the first choice: the Completions API's ``logprobs`` (the chat API is not
+        asked for them, so its verdicts say ``no_logprobs``)."""
+        if self.prompt_format is not PromptFormat.RAW:
+            return None
+        labels = self._label_tokens()
+        if labels is None:
+            return WITHOUT_TOKENIZER
+        return from_openai_logprobs(answer.logprobs, answer.choices[0][0], labels, labels.top_k)
 
     async def _create(self, client: Any, kwargs: dict[str, Any]) -> Any:
         if self.prompt_format is PromptFormat.RAW:
@@ -372,7 +396,8 @@ class OpenAIEngine(Engine):
         if not isinstance(choices, list) or not choices:
             raise ValueError(f"no list of choices in the answer: {response!r:.200}")
         checked = []
-        for choice in sorted(choices, key=lambda c: getattr(c, "index", 0) or 0):
+        choices = sorted(choices, key=lambda c: getattr(c, "index", 0) or 0)
+        for choice in choices:
             if self.prompt_format is PromptFormat.RAW:
                 text = getattr(choice, "text", None)
             else:
@@ -382,7 +407,12 @@ class OpenAIEngine(Engine):
                 raise ValueError(f"a choice without text and finish_reason strings: {choice!r:.200}")
             checked.append((text or "", finish))
         usage = getattr(response, "usage", None)
-        return _Answer(checked, _count(usage, "prompt_tokens"), _count(usage, "completion_tokens"))
+        return _Answer(
+            checked,
+            _count(usage, "prompt_tokens"),
+            _count(usage, "completion_tokens"),
+            getattr(choices[0], "logprobs", None),
+        )
 
     def _backoff(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry ``attempt`` (0-based): exponential, with jitter in its upper half."""
@@ -431,7 +461,7 @@ class OpenAIEngine(Engine):
         return client
 
 
-def _to_generation(answers: list[_Answer], n: int) -> Generation:
+def _to_generation(answers: list[_Answer], n: int, label_logprobs: LabelLogprobs | None) -> Generation:
     choices = [choice for answer in answers for choice in answer.choices][:n]
     single = n == 1 and len(answers) == 1 and len(answers[0].choices) == 1
     return Generation(
@@ -440,6 +470,7 @@ def _to_generation(answers: list[_Answer], n: int) -> Generation:
         num_generated_tokens=answers[0].completion_tokens if single else None,
         num_prompt_tokens=answers[0].prompt_tokens,
         samples=tuple(text for text, _ in choices) if n > 1 else (),
+        label_logprobs=label_logprobs,
     )
 
 

@@ -89,6 +89,10 @@ class TokenCounter:
                     "it, pass tokenizer= (a path or hub id) with max_context_tokens=, or raise max_prompt_bytes."
                 )
 
+    def tokenizer(self) -> Any:
+        """The local tokenizer (loaded on first use), or None when none was given."""
+        return self._local()
+
     # -- internals ------------------------------------------------------------------------------------
 
     def _local(self) -> Any:
