@@ -99,13 +99,14 @@ def pid_noting_engine(arrived) -> ScriptedEngine:
     ids=["parquet-many-batches", "jsonl-fewer-records-than-2-batches"],
 )
 def test_every_actor_classifies_part_of_a_single_file(tmp_path, fmt, batch_size):
-    """One small Parquet file reads as one Ray Data block, which one actor would classify alone, and blocks
-    are bundled up to ``batch_size`` rows per task; the runner cuts the input into blocks of at most
-    ``batch_size`` rows, and at most half the records each for two actors."""
-    source = write_jsonl(tmp_path / "logs.jsonl", records())
+    """One small Parquet file reads as one Ray Data block, which one actor would classify alone, and Ray
+    bundles blocks up to ``batch_size`` rows per task (so a JSONL file's few blocks went to one task too);
+    the runner cuts the input into blocks small enough that both actors get some."""
     if fmt == "parquet":
         source = tmp_path / "logs.parquet"
         pq.write_table(pa.Table.from_pylist(records()), source)
+    else:
+        source = write_jsonl(tmp_path / "logs.jsonl", records())
     arrived = tmp_path / "arrived"
     arrived.mkdir()
 

@@ -60,7 +60,7 @@ def _keep_pending(batch: Any, *, id_column: str, pending: Any) -> Any:
     return batch.filter(pc.is_in(batch.column(id_column), value_set=pending))
 
 
-def rows_per_block(pending: int, *, batch_size: int, num_actors: int) -> int:
+def rows_per_block(pending: int, *, batch_size: int, num_actors: int, tasks_in_flight: int) -> int:
     """Rows per Ray Data block, which is also the rows per guard call: ``batch_size``, or fewer when that
     would leave an actor without a block.
 
@@ -68,12 +68,13 @@ def rows_per_block(pending: int, *, batch_size: int, num_actors: int) -> int:
     runs it; it never spreads one block over actors), so the pool can only use as many actors as there are
     blocks. A single input file smaller than Ray's target block size reads as one block, and one actor then
     did all the work (two H200s, 2026-11-29: 2 actors 0.457 efficiency). Blocks of about ``batch_size`` rows
-    make a task one guard call, give ``ceil(pending / batch_size)`` tasks, and bound an actor's idle tail to
-    one batch; capping at ``ceil(pending / num_actors)`` gives every actor a block when the records are fewer
-    than ``num_actors * batch_size``. (The read cuts the whole input, before the resume filter; the actor
-    stage bundles the filtered blocks back up to ``rows`` records per call.)
+    make a task one guard call and bound an actor's idle tail to one batch. The actor that starts first is
+    sent up to ``tasks_in_flight`` tasks before the others are up, so when the records are fewer than
+    ``num_actors * tasks_in_flight`` batches the blocks shrink until there are that many. (The read cuts the
+    whole input, before the resume filter; the actor stage bundles the filtered blocks back up to ``rows``
+    records per call.)
     """
-    return max(1, min(batch_size, math.ceil(pending / num_actors)))
+    return max(1, min(batch_size, math.ceil(pending / (num_actors * tasks_in_flight))))
 
 
 def actor_resources(spec: GuardSpec, num_gpus: float | None) -> dict[str, float]:
@@ -119,7 +120,14 @@ def run_ray(
     columns = source.columns
     id_type = source.dataset().schema.field(columns.id).type
     schema = verdict_schema(columns.id, id_type)
-    rows = rows_per_block(len(pending), batch_size=batch_size, num_actors=num_actors)
+    asynchronous = spec.engine == "openai"
+    calls_per_actor = OPENAI_CALLS_PER_ACTOR if asynchronous else 1
+    # Ray's default queue per actor (2 x its concurrency), spelled out since the block count depends on it:
+    # the next batch is fetched while the current one generates.
+    tasks_in_flight = 2 * calls_per_actor
+    rows = rows_per_block(
+        len(pending), batch_size=batch_size, num_actors=num_actors, tasks_in_flight=tasks_in_flight
+    )
     read_options = {
         "filesystem": source.filesystem,
         "file_extensions": None,
@@ -147,13 +155,12 @@ def run_ray(
         batch_size=None,  # whole blocks: the filter is vectorised, so no re-batching is needed
         fn_kwargs={"id_column": columns.id, "pending": pa.array(list(pending), type=id_type)},
     )
-    asynchronous = spec.engine == "openai"
     compute = ray.data.ActorPoolStrategy(
         # A fixed pool: each actor loads a model, so autoscaling would pay a model load per scale-up and
-        # hold the GPUs anyway. ``max_tasks_in_flight_per_actor`` stays Ray's default (2 x the actor's
-        # concurrency): the next batch is fetched while the current one generates.
+        # hold the GPUs anyway.
         size=num_actors,
-        max_concurrent_calls_per_actor=OPENAI_CALLS_PER_ACTOR if asynchronous else None,
+        max_concurrent_calls_per_actor=calls_per_actor if asynchronous else None,
+        max_tasks_in_flight_per_actor=tasks_in_flight,
     )
     ds = ds.map_batches(
         _AsyncClassifier if asynchronous else _Classifier,
