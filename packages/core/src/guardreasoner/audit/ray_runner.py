@@ -139,8 +139,8 @@ def run_ray(
     if source.format == "parquet":
         ctx = ray.data.DataContext.get_current()
         v2, ctx.use_datasource_v2 = ctx.use_datasource_v2, False
-        # Ray 2.60's V2 Parquet reader ignores ``override_num_blocks`` (one file stays one block), the V1
-        # reader (``DataContext.use_datasource_v2=False``) obeys it; the flag is read when the read is planned.
+        # Ray 2.60's V2 Parquet reader ignores ``override_num_blocks`` (one file stays one block); the V1
+        # reader (``DataContext.use_datasource_v2=False``) obeys it. ``read_parquet`` reads the flag at once.
         try:
             ds = ray.data.read_parquet(source.files, columns=columns.names(), **read_options)
         finally:
