@@ -90,6 +90,7 @@ def audit(
             store,
             spec,
             pending,
+            input_records=scanned.total,
             batch_size=batch_size,
             num_actors=num_actors,
             address=ray_address,
