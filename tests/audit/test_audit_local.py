@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _audit_records import RECORDS, records, write_jsonl
+from _audit_records import RECORDS, assert_same_verdicts, records, write_jsonl
 from guardreasoner import GuardReasoner, Verdict
 from guardreasoner.audit import AuditInputError, OutputStore, audit, row_to_verdict
 from guardreasoner.testing import ScriptedEngine, guard_output
@@ -156,8 +156,8 @@ def test_the_tiny_guard_gives_classify_batch_verdicts(tmp_path, input_jsonl, tra
     guard = GuardReasoner(trained_guard_dir, engine="hf", truncation="head_tail")
     rows = records()
     expected = guard.classify_batch([(r["prompt"], r["response"]) for r in rows])
-    assert {r["id"]: row_to_verdict(written[r["id"]]) for r in rows} == {
-        r["id"]: v for r, v in zip(rows, expected)
-    }
+    assert_same_verdicts(
+        {r["id"]: row_to_verdict(written[r["id"]]) for r in rows}, {r["id"]: v for r, v in zip(rows, expected)}
+    )
     assert summary.parse_status == {"ok": RECORDS}
     assert summary.labels["prompt_harmfulness"] == {"unharmful": 120, "harmful": 180}

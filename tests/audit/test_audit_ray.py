@@ -16,10 +16,9 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _audit_records import RECORDS, records, write_jsonl
+from _audit_records import RECORDS, assert_same_verdicts, records, write_jsonl
 from guardreasoner import GuardReasoner
 from guardreasoner.audit import OutputStore, audit, row_to_verdict
-from guardreasoner.tasks import Task
 from guardreasoner.testing import ScriptedEngine, guard_output
 
 ray = pytest.importorskip(
@@ -41,22 +40,6 @@ def verdicts_by_id(output) -> dict:
     ids = table.column("id").to_pylist()
     assert len(ids) == len(set(ids)), "an id was written twice"
     return {row["id"]: row_to_verdict(row) for row in table.to_pylist()}
-
-
-SCORE_FIELDS = [f"{task.verdict_field}_score" for task in Task]
-
-
-def assert_same_verdicts(got: dict, expected: dict) -> None:
-    """Equal verdicts, the scores within float32 rounding: the hf engine pads each batch to its longest
-    prompt, and Ray's batches are not ``classify_batch``'s, so a score can move in its seventh digit."""
-    assert got.keys() == expected.keys()
-    for key, verdict in expected.items():
-        other = got[key]
-        assert other.model_copy(update=dict.fromkeys(SCORE_FIELDS)) == verdict.model_copy(
-            update=dict.fromkeys(SCORE_FIELDS)
-        ), key
-        for field in SCORE_FIELDS:
-            assert getattr(other, field) == pytest.approx(getattr(verdict, field), abs=1e-5), (key, field)
 
 
 def test_ray_gives_the_classify_batch_verdicts(tmp_path, trained_guard_dir):
