@@ -68,6 +68,7 @@ class FakeOpenAIServer:
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._stopping = False
 
     @property
     def base_url(self) -> str:
@@ -84,6 +85,7 @@ class FakeOpenAIServer:
 
     def start(self) -> None:
         """Listen (again, on the same port after :meth:`stop`)."""
+        self._stopping = False
         ready = threading.Event()
         self._loop = asyncio.new_event_loop()
 
@@ -106,9 +108,14 @@ class FakeOpenAIServer:
             return
 
         async def shut():
+            self._stopping = True
             self._server.close()
-            for writer in list(self._writers):
-                writer.transport.abort()
+            # A connection accepted just before the close may not have reached _handle yet: let those run
+            # (they abort themselves) before the loop stops, so no client waits on a socket nobody serves.
+            for _ in range(3):
+                for writer in list(self._writers):
+                    writer.transport.abort()
+                await asyncio.sleep(0.02)
             await self._server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(shut(), loop).result(10)
@@ -120,6 +127,9 @@ class FakeOpenAIServer:
     # -- HTTP -----------------------------------------------------------------------------------------
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._stopping:  # accepted while the server was being killed
+            writer.transport.abort()
+            return
         self._writers.add(writer)
         try:
             while True:
