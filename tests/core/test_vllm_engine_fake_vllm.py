@@ -64,6 +64,7 @@ class SamplingParams:
     stop_token_ids: list[int] | None = None
     skip_special_tokens: bool = True
     logprobs: int | None = None
+    logprob_token_ids: list[int] | None = None
     output_kind: RequestOutputKind = RequestOutputKind.CUMULATIVE
 
     def clone(self):
@@ -77,14 +78,14 @@ class Logprob:
     decoded_token: str | None = None
 
 
-def top_logprobs(token_ids, k, texts):
-    """vLLM's ``CompletionOutput.logprobs``: per position, the top ``k`` ids (the generated one first, at -0.5;
-    then ids 10, 11, ... at -3, -4, ...) plus the generated one, each a ``Logprob`` with its text."""
+def requested_logprobs(token_ids, requested, texts):
+    """vLLM's ``CompletionOutput.logprobs`` for ``logprob_token_ids=requested``: per position, the generated id
+    (at -0.5) and every requested id (at -3, -4, ...), each a ``Logprob`` with its text."""
     steps = []
     for chosen in token_ids:
-        others = [t for t in range(10, 10 + k) if t != chosen][: k - 1]
         step = {chosen: Logprob(-0.5, 1, texts(chosen))}
-        step.update({t: Logprob(-3.0 - r, r + 2, texts(t)) for r, t in enumerate(others)})
+        for r, t in enumerate(i for i in requested if i != chosen):
+            step[t] = Logprob(-3.0 - r, r + 2, texts(t))
         steps.append(step)
     return steps
 
@@ -127,9 +128,11 @@ class Core:
                 del self.running[request_id]
                 text = " ".join(f"t{t}" for t in out)
                 logprobs = None
-                if params.logprobs:
+                if params.logprob_token_ids:
                     spelled = dict(zip(out, text.split(" ")[:1] + [" " + w for w in text.split(" ")[1:]]))
-                    logprobs = top_logprobs(out, params.logprobs, lambda t, s=spelled: s.get(t, f" t{t}"))
+                    logprobs = requested_logprobs(
+                        out, params.logprob_token_ids, lambda t, s=spelled: s.get(t, f" t{t}")
+                    )
                 completion = SimpleNamespace(
                     text=text, token_ids=list(out), finish_reason=reason, stop_reason=None, logprobs=logprobs
                 )
@@ -710,38 +713,30 @@ async def test_guard_on_the_vllm_engine(fake_vllm, tiny_model_dir, monkeypatch):
     assert PromptFormat(guard.engine.prompt_format) is PromptFormat.RAW
 
 
-def test_requests_ask_for_top_20_logprobs_and_generations_carry_them(make_engine):
+def test_requests_ask_for_exactly_the_label_candidates_and_generations_carry_them(make_engine):
     engine = make_engine()
-    assert engine.label_tokens.top_k <= 20 and engine.logprobs_k == 20
-    assert engine._sampling_params(CONFIG).logprobs == 20
+    params = engine._sampling_params(CONFIG)
+    assert params.logprob_token_ids == list(engine.label_tokens.candidate_ids) and params.logprobs is None
     (generation,) = engine.generate(PROMPTS[:1], CONFIG)
     found = generation.label_logprobs
-    assert "".join(found.tokens) == generation.text and len(found.bounds) == generation.num_generated_tokens
-    assert found.bounds[0] == pytest.approx(-3.0 - 18)  # the 20th listed, the most an unlisted one can have
+    assert "".join(found.tokens) == generation.text and len(found.logprobs) == generation.num_generated_tokens
+    # Every candidate is reported at every position, by its text (none is left to a top-k bound).
+    assert all(set(found.logprobs[i]) == set(engine.label_tokens.texts.values()) for i in (0, -1))
     assert found.labels is engine.label_tokens
     plain = make_engine(scores=False)
-    assert plain._sampling_params(CONFIG).logprobs is None and plain.label_tokens is None
+    assert plain._sampling_params(CONFIG).logprob_token_ids is None and plain.label_tokens is None
     assert plain.generate(PROMPTS[:1], CONFIG)[0].label_logprobs is None
 
 
-def test_a_ready_llm_must_allow_the_label_logprobs(make_engine, fake_vllm, tiny_model_dir):
+def test_a_ready_llm_needs_no_logprob_limit_for_the_candidates(make_engine, fake_vllm, tiny_model_dir):
     from guardreasoner.engines.vllm import VLLMEngine
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    needed = make_engine().label_tokens.top_k
     llm = LLM(str(tiny_model_dir))
-    for limit, k in ((-1, 20), (20, 20), (needed, needed), (64, 20)):
-        llm.llm_engine.model_config.max_logprobs = limit
-        assert VLLMEngine(llm=llm, tokenizer=tokenizer).logprobs_k == k
-    llm.llm_engine.model_config.max_logprobs = needed - 1
-    with pytest.raises(
-        ValueError, match=f"llm= was built with max_logprobs={needed - 1}.*max_logprobs>={needed}"
-    ):
-        VLLMEngine(llm=llm, tokenizer=tokenizer)
-    assert VLLMEngine(llm=llm, tokenizer=tokenizer, scores=False).logprobs_k == 0
-    with pytest.raises(ValueError, match="max_logprobs=1,"):
-        make_engine(max_logprobs=1)
+    llm.llm_engine.model_config.max_logprobs = 0  # vLLM checks logprob_token_ids against the vocabulary only
+    engine = VLLMEngine(llm=llm, tokenizer=tokenizer)
+    assert engine._sampling_params(CONFIG).logprob_token_ids == list(engine.label_tokens.candidate_ids)
 
 
 # -- options: vLLM's defaults left alone, speculative decoding, batch invariance ---------------------------

@@ -257,7 +257,9 @@ def test_openai_adapter_reads_completions_logprobs_and_none_when_the_server_igno
     assert scored.prompt_harmfulness_score == pytest.approx(1 / 3)
     assert scored.score_status == {}
     # As an openai SDK object, too.
-    assert from_openai_logprobs(SimpleNamespace(**wire), text, labels, 2).logprobs == logprobs.logprobs
+    assert list(from_openai_logprobs(SimpleNamespace(**wire), text, labels, 2).logprobs) == list(
+        logprobs.logprobs
+    )
     assert from_openai_logprobs(None, text, labels, 2) is None
     assert from_openai_logprobs({"tokens": pieces, "top_logprobs": None}, text, labels, 2) is None
     unscored = score_verdict(parse_output(text, has_response=False), None, has_response=False)

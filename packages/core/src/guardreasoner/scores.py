@@ -7,10 +7,15 @@ Which tokens those are comes from the tokenizer (:class:`LabelTokens`), never fr
 
 Engines report what scoring needs in one engine-independent form, :class:`LabelLogprobs`: the text of each
 generated token and, per position, the log-probabilities of the label candidate tokens. The ``hf`` engine
-gathers them from the logits it computes anyway; vLLM (``SamplingParams(logprobs=k)``) and OpenAI-compatible
-servers (the Completions API's ``logprobs=k``) report a top-k per position, which :func:`from_vllm` and
-:func:`from_openai_logprobs` convert. A candidate outside a top-k gets the upper bound the top-k implies, and
-the verdict says the score is a bound (:attr:`~guardreasoner.verdict.ScoreStatus.TOP_K_BOUND`).
+gathers them from the logits it computes anyway; vLLM reports exactly the candidates at every position
+(``SamplingParams(logprob_token_ids=...)``), and OpenAI-compatible servers a top-k per position (the
+Completions API's ``logprobs=k``), which :func:`from_vllm` and :func:`from_openai_logprobs` convert. A
+candidate outside a top-k gets the upper bound the top-k implies, and the verdict says the score is a bound
+(:attr:`~guardreasoner.verdict.ScoreStatus.TOP_K_BOUND`).
+
+Only the label positions are ever read, so the converters keep each position's report as the engine gave it
+and convert a position when it is read (:class:`PerPosition`): converting all ~270 positions of every
+verdict cost more CPU than parsing it.
 
 Everything here is pure Python: no ML framework is imported.
 """
@@ -136,9 +141,9 @@ class LabelLogprobs:
 
     tokens: tuple[str, ...]
     """Each generated token's text; together they spell the output (a trailing stop token may spell nothing)."""
-    logprobs: tuple[Mapping[str, float], ...]
+    logprobs: Sequence[Mapping[str, float]]
     """Per position, the log-probability of each label candidate the engine reported, keyed by token text."""
-    bounds: tuple[float, ...] | None = None
+    bounds: Sequence[float] | None = None
     """Top-k engines: per position, an upper bound on any unreported candidate. None: all are reported."""
     labels: LabelTokens | None = None
     """The candidates; None when the engine has no tokenizer to find them."""
@@ -157,27 +162,49 @@ def from_logprob_rows(
     return LabelLogprobs(tuple(tokens), tuple(dict(zip(names, row)) for row in rows), None, labels)
 
 
+class PerPosition(Sequence):
+    """``convert(raw[i])`` for each position, computed when read (scoring reads a few label positions)."""
+
+    def __init__(self, raw: Sequence[Any], convert: Callable[[Any], Any]):
+        self._raw, self._convert = raw, convert
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return PerPosition(self._raw[index], self._convert)
+        return self._convert(self._raw[index])
+
+
 def from_vllm(completion: Any, labels: LabelTokens | None, top_k: int) -> LabelLogprobs | None:
-    """From a vLLM ``CompletionOutput`` generated with ``SamplingParams(logprobs=top_k)``.
+    """From a vLLM ``CompletionOutput`` generated with ``SamplingParams(logprob_token_ids=candidate ids)``
+    (``top_k`` = their count) or ``logprobs=top_k``.
 
     ``completion.logprobs`` holds, per generated token, ``{token_id: Logprob(logprob, rank, decoded_token)}``:
-    the top-k plus the sampled token. None when vLLM returned no log-probabilities or no token texts.
+    the requested ids (or the top-k) plus the sampled token. None when vLLM returned no log-probabilities or no
+    token texts.
     """
     steps = getattr(completion, "logprobs", None)
     ids = list(getattr(completion, "token_ids", None) or ())
     if not steps or len(steps) != len(ids):
         return None
-    tokens, logprobs, bounds = [], [], []
+    tokens = []
     for token_id, step in zip(ids, steps):
         chosen = step.get(token_id)
         if chosen is None or chosen.decoded_token is None:
             return None
         tokens.append(chosen.decoded_token)
-        values = {token: entry.logprob for token, entry in step.items()}
-        if labels is not None:
-            logprobs.append({labels.texts[t]: lp for t, lp in values.items() if t in labels.texts})
-        bounds.append(_unlisted_bound(list(values.values()), top_k))
-    return _trimmed(completion.text, tokens, logprobs, bounds, labels)
+    if labels is None:
+        return _trimmed(completion.text, tokens, [], [], None)
+
+    def row(step: Mapping[int, Any]) -> dict[str, float]:
+        return {labels.texts[t]: entry.logprob for t, entry in step.items() if t in labels.texts}
+
+    def bound(step: Mapping[int, Any]) -> float:
+        return _unlisted_bound([entry.logprob for entry in step.values()], top_k)
+
+    return _trimmed(completion.text, tokens, PerPosition(steps, row), PerPosition(steps, bound), labels)
 
 
 def from_openai_logprobs(
@@ -192,13 +219,17 @@ def from_openai_logprobs(
     tops = _get(logprobs, "top_logprobs")
     if not tokens or not tops or len(tops) != len(tokens) or any(top is None for top in tops):
         return None
-    rows, bounds = [], []
-    for top in tops:
-        values = dict(top)
-        if labels is not None:
-            rows.append({token: lp for token, lp in values.items() if token in labels.texts.values()})
-        bounds.append(_unlisted_bound(list(values.values()), top_k))
-    return _trimmed(text, list(tokens), rows, bounds, labels)
+    if labels is None:
+        return _trimmed(text, list(tokens), [], [], None)
+    names = set(labels.texts.values())
+
+    def row(top: Mapping[str, float]) -> dict[str, float]:
+        return {token: lp for token, lp in dict(top).items() if token in names}
+
+    def bound(top: Mapping[str, float]) -> float:
+        return _unlisted_bound(list(dict(top).values()), top_k)
+
+    return _trimmed(text, list(tokens), PerPosition(tops, row), PerPosition(tops, bound), labels)
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -216,8 +247,8 @@ def _unlisted_bound(values: list[float], top_k: int) -> float:
 def _trimmed(
     text: str,
     tokens: list[str],
-    rows: list[dict[str, float]],
-    bounds: list[float],
+    rows: Sequence[Mapping[str, float]],
+    bounds: Sequence[float],
     labels: LabelTokens | None,
 ) -> LabelLogprobs:
     """Drop a trailing stop token whose name the engine spelled although the text omits it."""
@@ -227,7 +258,7 @@ def _trimmed(
     keep = len(tokens)
     if labels is None:
         return LabelLogprobs(tuple(tokens), (), None, None)
-    return LabelLogprobs(tuple(tokens), tuple(rows[:keep]), tuple(bounds[:keep]), labels)
+    return LabelLogprobs(tuple(tokens), rows[:keep], bounds[:keep], labels)
 
 
 # -- where the labels are -------------------------------------------------------------------------------

@@ -34,8 +34,6 @@ from guardreasoner.scores import LabelTokens, token_texts
 Backend = Literal["auto", "offline", "async"]
 BACKENDS = ("auto", "offline", "async")
 _FEATURE = "The vllm engine"
-VLLM_DEFAULT_MAX_LOGPROBS = 20
-"""vLLM's default ``max_logprobs``: the most log-probabilities per token a request may ask for."""
 
 
 class VLLMEngine(Engine):
@@ -56,13 +54,11 @@ class VLLMEngine(Engine):
     ``batch_invariant=True`` sets vLLM's ``VLLM_BATCH_INVARIANT`` (before vLLM starts): a prompt's tokens
     then do not depend on what it is batched with, at a cost in speed.
 
-    Scores: each request asks vLLM for the top-``logprobs_k`` log-probabilities per generated token, from
-    which the verdict's label scores come (``guardreasoner.scores``). ``logprobs_k`` is the label candidates'
-    count raised to vLLM's default ``max_logprobs`` (20): vLLM computes the whole vocabulary's log-softmax
-    either way, and a label's score is exact only when the other label is in the top-k (else it is a bound),
-    which 20 makes likelier than the bare candidate count. More than 20 candidates raise ``max_logprobs`` of
-    the vLLM this engine builds; a ready ``llm=`` must allow at least the candidate count. ``scores=False``
-    asks for none (the verdicts then have no scores), which saves vLLM detokenizing k tokens per position.
+    Scores: each request asks vLLM for the log-probabilities of exactly the label candidate tokens at every
+    generated position (``SamplingParams(logprob_token_ids=...)``), from which the verdict's label scores
+    come (``guardreasoner.scores``): exact, never a top-k bound, and cheaper than a top-k, whose every entry
+    vLLM detokenizes (``benchmarks/gpu/vllm_perf.py`` measures both against none). ``scores=False`` asks for
+    none (the verdicts then have no scores).
 
     ``max_reasoning_tokens`` (None: off; about 845 recommended, see ``engines/forcing.py``) caps the reasoning:
     an output cut there gets the answer block's opening and a second, greedy request of a few tokens reads
@@ -159,7 +155,8 @@ class VLLMEngine(Engine):
             self._opening_ids, lambda i: tokenizer.decode(i, skip_special_tokens=True)
         )
         self.label_tokens = LabelTokens.from_tokenizer(tokenizer) if scores else None
-        self.logprobs_k = self._logprobs_k(llm) if scores else 0
+        self._logprob_ids = list(self.label_tokens.candidate_ids) if scores else None
+        self.logprobs_k = len(self._logprob_ids) if scores else 0
         # EOS and (chat) end of turn; none with ignore_eos, whose generations run to max_new_tokens.
         self._stop_ids = [] if ignore_eos else sorted(stop_token_ids(tokenizer, self.prompt_format))
         self._lock = threading.Lock()
@@ -415,30 +412,8 @@ class VLLMEngine(Engine):
             ignore_eos=self.ignore_eos,
             stop_token_ids=list(self._stop_ids) or None,
             skip_special_tokens=True,
-            logprobs=self.logprobs_k or None,
+            logprob_token_ids=self._logprob_ids,
         )
-
-    def _logprobs_k(self, llm: Any) -> int:
-        """How many log-probabilities per token to ask for (see the class docstring); checks vLLM allows it."""
-        needed = self.label_tokens.top_k
-        if llm is not None:
-            limit = getattr(llm.llm_engine.model_config, "max_logprobs", VLLM_DEFAULT_MAX_LOGPROBS)
-            where = "The vllm.LLM passed as llm= was built with"
-        else:
-            limit = self._engine_args.get("max_logprobs")
-            where = "max_logprobs is"
-            if limit is None:
-                limit = max(needed, VLLM_DEFAULT_MAX_LOGPROBS)
-                if needed > VLLM_DEFAULT_MAX_LOGPROBS:
-                    self._engine_args["max_logprobs"] = needed
-        if limit < 0:  # vLLM: -1 allows the whole vocabulary
-            return max(needed, VLLM_DEFAULT_MAX_LOGPROBS)
-        if limit < needed:
-            raise ValueError(
-                f"{where} max_logprobs={limit}, but scoring needs {needed} log-probabilities per token (the "
-                f"label candidates). Build vLLM with max_logprobs>={needed}, or pass scores=False."
-            )
-        return max(needed, min(limit, VLLM_DEFAULT_MAX_LOGPROBS))
 
     def _ensure_backend(self, want: str) -> concurrent.futures.Future:
         """The future of the one vLLM backend; builds it (``want``, unless ``backend`` fixed it) on first use."""
