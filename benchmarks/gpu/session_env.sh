@@ -1,6 +1,7 @@
 # Sourced by the session scripts on the device machine after the staging calls (session_stage.sh): vLLM from the
 # bundle, Ray from the staged wheel parts, the training wheels (gpu_setup.sh), this checkout's sources.
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # KINDS.md: keep multicast off
+export VLLM_FLASHINFER_ALLREDUCE_BACKEND=trtllm  # vLLM's default FlashInfer all-reduce (mnnvl) allocates multicast memory
 source .vllm/part3/install.sh || return 3
 if [ ! -d "$HOME/ray-site/ray" ]; then
   cat "$HOME"/ray-stage/ray.whl.0* > /tmp/ray-2.60.0-cp312-cp312-manylinux2014_x86_64.whl

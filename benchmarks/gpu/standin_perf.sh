@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU run (one command, ~9 minutes): train the stand-in guard (<= BUDGET_TRAIN s of training), then measure
 # the vllm engine change by change on it (vllm_perf.py, <= BUDGET_PERF s). Carry .vllm/part3 and .vllm/assets;
-# parts 1 and 2 staged and gpu_setup.sh run earlier on the same warm machine.
+# parts 1 and 2 staged and gpu_setup.sh run earlier on the same warm machine. TRAIN_ONLY=1 stops after training.
 set -uo pipefail
 BUDGET_TRAIN=${BUDGET_TRAIN:-220}
 BUDGET_PERF=${BUDGET_PERF:-240}
@@ -19,6 +19,7 @@ if [ ! -f $standin/model/config.json ]; then
     rm -rf $standin/init
 fi
 cp $standin/train.json "$OUT/standin_train.json"
+[ -n "${TRAIN_ONLY:-}" ] && exit 0   # the model stays at /tmp/standin for later calls on this warm machine
 python3 benchmarks/gpu/vllm_perf.py --model $standin/model --assets $assets --out "$OUT/perf" \
     --budget-s "$BUDGET_PERF" ${LEGS:+--legs $LEGS} 2>&1 | tee "$OUT/perf_log.txt"
 rm -rf "$OUT/perf/llama-8b-config"

@@ -9,12 +9,21 @@ hold it; the JSON in ``--out`` is rewritten after every leg and a table is print
 - ``direct``: ``vllm.LLM`` used directly (vLLM's defaults), greedy; its 512-conversation batch is the held-out
   benchmarks' prompts, and its outputs give the stand-in's parse rate and lengths next to the released ones.
   It also runs the same 512 prompts again in 8 batches of 64 in reverse order: how often two plain runs with
-  different batch compositions agree (tokens and labels), the baseline for speculation's agreement.
+  different batch compositions agree (tokens and labels), the baseline for speculation's agreement; and the
+  512 batch twice more, asking for the top-20 log-probabilities per token (the engine's scores before) and for
+  exactly the label candidates' (``logprob_token_ids``, the engine's scores now): what each costs vLLM.
 - ``engine_old``: ``GuardReasoner(engine="vllm")`` with the old pin ``max_num_seqs=256``.
-- ``engine``: the engine's defaults now (no pin: vLLM's own, 1024 on an H200; async scheduling on).
+- ``engine``: the engine's defaults now (no pin: vLLM's own, 1024 on an H200; async scheduling on; scores on,
+  from ``logprob_token_ids``). It also times one more 512 batch in its parts: preparing the prompts, vLLM's
+  generation, and turning outputs into verdicts (where the engine's time beyond ``direct``'s goes).
+- ``engine_noscores``: ``scores=False``: what the label scores cost.
 - ``engine_async``: the same on vLLM's ``AsyncLLM`` (``backend="async"``, what a server builds), which now gets
   a server's batch defaults instead of the bare engine's 128 sequences.
-- ``suffix``: ``speculative="suffix"``, its cache warmed with the training benchmarks' released outputs.
+- ``suffix``: ``speculative="suffix"``, its cache warmed with the training benchmarks' released outputs;
+  ``suffix_k8`` / ``suffix_k4``: the same with drafts capped at 8 / 4 tokens (vLLM's default cap is the tree
+  depth, 24), which keeps the verification width inside the captured CUDA graphs at larger batches.
+- ``fp32_tokens``: the stand-in in float32, plain against ``speculative="suffix"`` on 64 held-out
+  conversations: do speculation's tokens equal plain decoding's on every one?
 - ``ngram``: ``speculative="ngram"`` (k 8, n-grams 1-3); ``ngram_gpu``: the GPU n-gram proposer, the one
   n-gram method that keeps async scheduling in vLLM 0.26.
 - ``ngram_small_batch``: ``speculative="ngram"`` drafting only while at most 32 requests run
@@ -66,12 +75,28 @@ LEGS = {
         "= direct at one verdict; ~0.9x direct at 512 (the 256 pin halves the batch at 512)",
         {"max_num_seqs": 256},
     ),
-    "engine": ("= direct within noise (same settings, plus parsing)", {}),
+    "engine": (
+        "0.95-1.0x direct at 512 now that scores read only the label candidates (was 0.90x before scores)",
+        {},
+    ),
+    "engine_noscores": (
+        "= engine within 3% (logprob_token_ids is cheap); top-20 would cost ~10-30%",
+        {"scores": False},
+    ),
     "suffix": (
         "one verdict 0.40-0.55x direct latency if acceptance ~2.5 tokens/step; 512 at once 1.2-1.6x "
         "(async scheduling off costs some of it); labels agree as often as two plain runs",
         {"speculative": "suffix"},
     ),
+    "suffix_k8": (
+        "one verdict ~= suffix (0.6-0.7x direct); 512 at once 0.7-0.9x (narrower verification)",
+        {"speculative": "suffix", "num_speculative_tokens": 8},
+    ),
+    "suffix_k4": (
+        "one verdict 0.7-0.8x direct; 512 at once 0.8-1.0x",
+        {"speculative": "suffix", "num_speculative_tokens": 4},
+    ),
+    "fp32_tokens": ("float32: suffix's tokens equal plain decoding's on all 64 conversations", None),
     "ngram": (
         "one verdict ~0.8x; 512 at once ~1.0x or worse (k 8 widens every step, few accepted)",
         {"speculative": "ngram"},
@@ -244,6 +269,20 @@ def direct_leg(args, data) -> dict:
         "verdicts_per_s": round(len(outputs) / wall, 1),
         "generated_tokens_per_s": round(generated / wall),
     }
+    # What scores cost vLLM itself: the same batch asking for log-probabilities two ways.
+    from guardreasoner.scores import LabelTokens
+
+    candidates = list(LabelTokens.from_tokenizer(data["tokenizer"]).candidate_ids)
+    for name, extra in (("top20", {"logprobs": 20}), ("candidates", {"logprob_token_ids": candidates})):
+        with_logprobs = vllm.SamplingParams(temperature=0.0, max_tokens=MAX_NEW_TOKENS, **extra)
+        t = now()
+        llm.generate(prompts(data["batch"]), with_logprobs, use_tqdm=False)
+        seconds = now() - t
+        result[f"batch_512_logprobs_{name}"] = {
+            "wall_s": round(seconds, 3),
+            "verdicts_per_s": round(len(data["batch"]) / seconds, 1),
+            "vs_no_logprobs": round(wall / seconds, 3),
+        }
     texts = [o.outputs[0].text for o in outputs]
     rows = data["batch"]
     verdicts = [
@@ -329,6 +368,11 @@ def engine_leg(args, data, options: dict) -> dict:
         }
         after = counters()
         result["acceptance_batch_512"] = acceptance(mid, after)
+        if not options:
+            try:
+                result["batch_512_parts"] = engine_parts(guard, conversations(data["batch"]))
+            except Exception as exc:  # noqa: BLE001 - a diagnostic; the leg's figures stand without it
+                result["batch_512_parts"] = {"error": f"{type(exc).__name__}: {exc}"}
         mine = [(v.raw_output, labels_of(v)) for v in verdicts]
         if data.get("plain"):
             result["vs_plain_direct"] = agreement(data["plain"], mine)
@@ -358,6 +402,71 @@ def engine_leg(args, data, options: dict) -> dict:
     finally:
         guard.close()
     time.sleep(3)  # let the engine core process exit and return its memory
+    return result
+
+
+def engine_parts(guard, items) -> dict:
+    """One more 512 batch through the guard's own steps, each timed: where the time beyond vLLM's goes."""
+    from guardreasoner.engines.vllm.outputs import to_generation
+
+    engine = guard.engine
+    t = now()
+    conversations, prompts, cut = guard._prepare(items)
+    prepare = now() - t
+    t = now()
+    outputs = engine._outputs(prompts, guard.generation)
+    generate = now() - t
+    t = now()
+    generations = [to_generation(o, engine.label_tokens, engine.logprobs_k) for o in outputs]
+    convert = now() - t
+    t = now()
+    guard._decide(guard._verdicts(conversations, generations, cut))
+    parse = now() - t
+    return {
+        "prepare_s": round(prepare, 3),
+        "vllm_generate_s": round(generate, 3),
+        "outputs_to_generations_s": round(convert, 3),
+        "parse_score_decide_s": round(parse, 3),
+    }
+
+
+def fp32_tokens_leg(args, data) -> dict:
+    """Float32: plain decoding's tokens against suffix decoding's, on the same 64 held-out conversations."""
+    from guardreasoner.guard import GuardReasoner
+
+    rows = [(r["prompt"], r["response"]) for r in data["batch"][:64]]
+    texts: dict[str, list[str]] = {}
+    result: dict = {"n": len(rows)}
+    for name, options in (("plain", {}), ("suffix", {"speculative": "suffix"})):
+        t = now()
+        guard = GuardReasoner(
+            str(args.model),
+            engine="vllm",
+            max_new_tokens=MAX_NEW_TOKENS,
+            dtype="float32",
+            gpu_memory_utilization=MEMORY,
+            **options,
+        )
+        try:
+            guard.classify_batch(rows[:2])  # builds the engine
+            if options:
+                result["suffix_cache_warmed"] = guard.engine.warm_suffix_cache(data["warm_pairs"])
+            texts[name] = [v.raw_output for v in guard.classify_batch(rows)]
+        finally:
+            guard.close()
+        result[f"{name}_s"] = round(now() - t, 1)
+        time.sleep(3)
+    same = [a == b for a, b in zip(texts["plain"], texts["suffix"])]
+    result["same_text"] = sum(same)
+    result["all_equal"] = all(same)
+    result["first_differences"] = [
+        {
+            "index": i,
+            "at_char": next((j for j, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b))),
+        }
+        for i, (a, b) in enumerate(zip(texts["plain"], texts["suffix"]))
+        if a != b
+    ][:10]
     return result
 
 
@@ -465,7 +574,7 @@ def table(results: dict) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, leg in legs.items():
-        if "skipped" in leg or "error" in leg or name == "step_8b":
+        if "skipped" in leg or "error" in leg or name in ("step_8b", "fp32_tokens"):
             lines.append(
                 f"| {name} | {leg.get('skipped') or leg.get('error', '')[:80] or 'see JSON'} ||||||||"
             )
@@ -527,7 +636,7 @@ def main() -> None:
         k: len(data[k]) for k in ("warmup", "single", "concurrent", "batch", "warm_pairs")
     }
     # Rough seconds per leg (engine build with a warm compile cache + measurements), for the budget.
-    needs = {"direct": 60, "step_8b": 70, "batch_invariant": 60}
+    needs = {"direct": 70, "step_8b": 70, "batch_invariant": 60, "fp32_tokens": 80}
     if args.smoke:  # the CPU part of the 8B leg: its config directory
         run.results["smoke_8b_config"] = build_model_dir(
             args.assets, args.out / "llama-8b-config", LLAMA_8B, weights=False, vocab_size=LLAMA3_VOCAB
@@ -542,10 +651,12 @@ def main() -> None:
             function = lambda: direct_leg(args, data)  # noqa: E731
         elif name == "step_8b":
             function = lambda: step_8b_leg(args, data)  # noqa: E731
+        elif name == "fp32_tokens":
+            function = lambda: fp32_tokens_leg(args, data)  # noqa: E731
         else:
             function = lambda options=LEGS[name][1]: engine_leg(args, data, options)  # noqa: E731
         run.leg(name, function, needs.get(name, 45))
-        if name == "suffix":
+        if name.startswith("suffix"):
             accepted = (run.results["legs"][name].get("acceptance_batch_512") or {}).get(
                 "mean_accepted_length"
             )

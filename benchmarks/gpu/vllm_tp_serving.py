@@ -20,7 +20,11 @@ NCCL state), through ``GuardReasoner(..., engine="vllm", tensor_parallel_size=N)
   per-call latency percentiles.
 
 NVLink multicast stays off (``NCCL_NVLS_ENABLE=0``, ``TORCH_SYMM_MEM_DISABLE_MULTICAST=1``,
-``NVSHMEM_DISABLE_NVLS=1``, set here before anything starts and inherited by every process).
+``NVSHMEM_DISABLE_NVLS=1``, set here before anything starts and inherited by every process). vLLM 0.26 also
+fuses all-reduce with RMSNorm at tensor_parallel_size > 1 through FlashInfer, whose default backend
+(``mnnvl``) allocates NVSwitch multicast memory: the fusion is turned off (``fuse_allreduce_rms=False``) and
+``VLLM_FLASHINFER_ALLREDUCE_BACKEND=trtllm`` (IPC buffers, no multicast) is set in case anything asks for it.
+(The previous session's TP=2 run logged "backend=mnnvl" and stalled in warm-up until killed.)
 Writes ``vllm_tp_serving.json`` to ``--out`` and prints a table last.
 """
 
@@ -33,8 +37,10 @@ for _name, _value in (
     ("NCCL_NVLS_ENABLE", "0"),
     ("TORCH_SYMM_MEM_DISABLE_MULTICAST", "1"),
     ("NVSHMEM_DISABLE_NVLS", "1"),
+    ("VLLM_FLASHINFER_ALLREDUCE_BACKEND", "trtllm"),
 ):
     os.environ[_name] = _value
+MULTICAST_OFF = ("NCCL_NVLS_ENABLE", "TORCH_SYMM_MEM_DISABLE_MULTICAST", "NVSHMEM_DISABLE_NVLS")
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
@@ -157,7 +163,9 @@ def latency_stats(values: list[float]) -> dict:
 
 
 def engine_options(args, tp: int) -> dict:
+    no_multicast = {"compilation_config": {"pass_config": {"fuse_allreduce_rms": False}}} if tp > 1 else {}
     return dict(
+        **no_multicast,
         engine="vllm",
         tensor_parallel_size=tp,
         max_new_tokens=args.new_tokens,
@@ -321,10 +329,7 @@ def main() -> None:
     results: dict = {
         "command": " ".join(sys.argv),
         "gpus": f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}",
-        "environment": {
-            k: os.environ[k]
-            for k in ("NCCL_NVLS_ENABLE", "TORCH_SYMM_MEM_DISABLE_MULTICAST", "NVSHMEM_DISABLE_NVLS")
-        },
+        "environment": {k: os.environ[k] for k in (*MULTICAST_OFF, "VLLM_FLASHINFER_ALLREDUCE_BACKEND")},
         "model": build_model(args.assets, args.work / "guardreasoner-8b-random"),
         "runs": {},
     }

@@ -137,15 +137,17 @@ def test_guard_verdicts_on_vllm_async(request):
 
 
 def test_label_logprobs_match_transformers_in_float32(engine, hf):
-    """vLLM's top-20 log-probabilities give the label candidates the values transformers' logits give them."""
+    """vLLM reports every label candidate at every position (``logprob_token_ids``), with the values
+    transformers' logits give them."""
     config = GenerationConfig(max_new_tokens=32)
     ours, theirs = engine.generate(PROMPTS[:6], config), hf.generate(PROMPTS[:6], config)
-    assert engine.logprobs_k == 20
+    assert engine.logprobs_k == len(engine.label_tokens.candidate_ids)
     compared = 0
     for vllm_gen, hf_gen in zip(ours, theirs):
         assert vllm_gen.text == hf_gen.text
         assert vllm_gen.label_logprobs.tokens == hf_gen.label_logprobs.tokens
         for listed, full in zip(vllm_gen.label_logprobs.logprobs, hf_gen.label_logprobs.logprobs):
+            assert set(listed) == set(full)
             for label, logprob in listed.items():
                 assert logprob == pytest.approx(full[label], abs=2e-3)
                 compared += 1
