@@ -87,6 +87,7 @@ def guard_options(args) -> dict:
         "gpu_memory_utilization": args.gpu_memory_utilization,
         "max_model_len": args.max_model_len,
         "max_num_seqs": args.max_num_seqs,
+        "scores": False,  # random weights: nothing to score (the scaling of the runner is measured)
     }
 
 
