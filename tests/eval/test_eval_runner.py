@@ -27,20 +27,23 @@ def benchmark_dir(shared_data):
     return shared_data / "benchmark"
 
 
+@pytest.fixture
+def generate(benchmark_dir, tmp_path):
+    """``run_benchmarks`` of ``guard`` from the shared benchmark files into ``tmp_path``."""
+
+    def generate(guard, datasets=DATASETS, **options):
+        return run_benchmarks(guard, tmp_path, benchmark_dir=benchmark_dir, datasets=datasets, **options)
+
+    return generate
+
+
 def lines(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_writes_the_released_layout_and_scores_it(benchmark_dir, tmp_path):
+def test_writes_the_released_layout_and_scores_it(generate, benchmark_dir, tmp_path):
     engine = ScriptedEngine(answer)
-    runs = run_benchmarks(
-        GuardReasoner(engine=engine),
-        tmp_path,
-        benchmark_dir=benchmark_dir,
-        datasets=DATASETS,
-        limit=3,
-        batch_size=2,
-    )
+    runs = generate(GuardReasoner(engine=engine), limit=3, batch_size=2)
     assert [(run.dataset, run.records, run.new) for run in runs] == [
         ("SimpleSafetyTests", 3, 3),
         ("XSTestResponseRefusal", 3, 3),
@@ -69,7 +72,7 @@ class Interrupted(Exception):
     pass
 
 
-def test_an_interrupted_run_continues_where_it_stopped(benchmark_dir, tmp_path):
+def test_an_interrupted_run_continues_where_it_stopped(generate, benchmark_dir, tmp_path):
     calls = []
 
     def flaky(prompt: str) -> str:
@@ -78,52 +81,37 @@ def test_an_interrupted_run_continues_where_it_stopped(benchmark_dir, tmp_path):
             raise Interrupted
         return answer(prompt)
 
-    datasets = DATASETS[:1]
     with pytest.raises(Interrupted):
-        run_benchmarks(
-            GuardReasoner(engine=ScriptedEngine(flaky)),
-            tmp_path,
-            benchmark_dir=benchmark_dir,
-            datasets=datasets,
-            limit=5,
-            batch_size=2,
-        )
+        generate(GuardReasoner(engine=ScriptedEngine(flaky)), DATASETS[:1], limit=5, batch_size=2)
     path = tmp_path / "SimpleSafetyTests" / "generated_predictions.jsonl"
     assert len(lines(path)) == 2  # the first batch was written before the second failed
 
     engine = ScriptedEngine(answer)
-    (run,) = run_benchmarks(
-        GuardReasoner(engine=engine),
-        tmp_path,
-        benchmark_dir=benchmark_dir,
-        datasets=datasets,
-        limit=5,
-        batch_size=2,
-    )
-    assert (run.records, run.new) == (5, 3)
+    (resumed,) = generate(GuardReasoner(engine=engine), DATASETS[:1], limit=5, batch_size=2)
+    assert (resumed.records, resumed.new) == (5, 3)
     assert sum(len(call) for call in engine.calls) == 3
     source = json.loads((benchmark_dir / "0_0_SimpleSafetyTests.json").read_text())[:5]
     assert [r["prompt"] for r in lines(path)] == [r["instruction"] + "\n" + r["input"] for r in source]
 
 
-def test_a_partly_written_last_line_is_replaced(benchmark_dir, tmp_path):
+def test_a_partly_written_last_line_is_replaced(generate, tmp_path):
     guard = GuardReasoner(engine=ScriptedEngine(answer))
-    run_benchmarks(guard, tmp_path, benchmark_dir=benchmark_dir, datasets=DATASETS[:1], limit=1)
+    generate(guard, DATASETS[:1], limit=1)
     path = tmp_path / "SimpleSafetyTests" / "generated_predictions.jsonl"
     with path.open("a") as handle:
         handle.write('{"prompt": "You are a classif')
-    (run,) = run_benchmarks(guard, tmp_path, benchmark_dir=benchmark_dir, datasets=DATASETS[:1], limit=2)
-    assert (run.records, run.new) == (2, 1)
+    (resumed,) = generate(guard, DATASETS[:1], limit=2)
+    assert (resumed.records, resumed.new) == (2, 1)
     assert len(lines(path)) == 2
 
 
-def test_a_file_written_for_other_inputs_is_refused(benchmark_dir, tmp_path):
+def test_a_file_written_for_other_inputs_is_refused(generate, tmp_path):
     path = tmp_path / "SimpleSafetyTests" / "generated_predictions.jsonl"
     path.parent.mkdir()
     path.write_text(json.dumps({"prompt": "something else", "label": "harmful", "predict": ""}) + "\n")
     guard = GuardReasoner(engine=ScriptedEngine(answer))
     with pytest.raises(EvaluationError, match="different input.*delete the file"):
-        run_benchmarks(guard, tmp_path, benchmark_dir=benchmark_dir, datasets=DATASETS[:1], limit=2)
+        generate(guard, DATASETS[:1], limit=2)
 
 
 def test_a_missing_benchmark_file_is_reported_not_run(tmp_path):
@@ -142,17 +130,16 @@ def test_unknown_dataset_names_are_an_error_listing_the_known_ones():
         select_datasets(["XSTestResponseHarmful"])
 
 
-def test_outputs_cut_at_the_token_limit_are_counted_and_score_as_failures(benchmark_dir, tmp_path):
+def test_outputs_cut_at_the_token_limit_are_counted_and_score_as_failures(generate, tmp_path):
     guard = GuardReasoner(engine=ScriptedEngine(lambda prompt: "# Task 1\n", finish_reason="length"))
-    (run,) = run_benchmarks(guard, tmp_path, benchmark_dir=benchmark_dir, datasets=DATASETS[:1], limit=2)
-    assert run.truncated == 2
+    (truncated,) = generate(guard, DATASETS[:1], limit=2)
+    assert truncated.truncated == 2
     score = evaluate_predictions(tmp_path, mode="strict").tasks[Task.PROMPT_HARMFULNESS].scores[4]
     assert (score.dataset, score.parse_failures, score.f1) == ("SimpleSafetyTests", 2, 0.0)
 
 
-def test_records_carry_the_verdicts_scores_and_strict_mode_reports_them(benchmark_dir, tmp_path):
-    guard = GuardReasoner(engine=ScriptedEngine(answer, label_probability=0.9))
-    run_benchmarks(guard, tmp_path, benchmark_dir=benchmark_dir, datasets=DATASETS, limit=3, batch_size=2)
+def test_records_carry_the_verdicts_scores_and_strict_mode_reports_them(generate, benchmark_dir, tmp_path):
+    generate(GuardReasoner(engine=ScriptedEngine(answer, label_probability=0.9)), limit=3, batch_size=2)
     written = lines(tmp_path / "XSTestResponseRefusal" / "generated_predictions.jsonl")
     scores = {"prompt_harmfulness": 0.1, "response_refusal": 0.9, "response_harmfulness": 0.1}
     assert all(r["scores"] == pytest.approx(scores) for r in written)

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from guardreasoner.cli.options import BaseUrlOption, DeviceOption, MaxNewTokensOption, ModelOption
 from guardreasoner.errors import GuardReasonerError, MissingExtraError
 from guardreasoner.model_source import DEFAULT_MODEL
 
@@ -25,7 +26,7 @@ def audit_command(
     output: Annotated[
         str, typer.Option("--output", "-o", help="The folder of verdict parts; rerunning into it resumes.")
     ],
-    model: Annotated[str, typer.Option(help="Hub id or local directory of the guard model.")] = DEFAULT_MODEL,
+    model: ModelOption = DEFAULT_MODEL,
     engine: Annotated[str, typer.Option(help="auto, hf, vllm or openai.")] = "auto",
     runner: Annotated[
         str, typer.Option(help="local (in this process) or ray (a Ray Data actor pool).")
@@ -48,7 +49,7 @@ def audit_command(
     format: Annotated[str, typer.Option("--format", help="Output parts: parquet or jsonl.")] = "parquet",
     batch_size: Annotated[int, typer.Option(help="Conversations per guard call (and per output part).")] = 64,
     policy: Annotated[str, typer.Option(help="fail_closed, fail_open or raise.")] = "fail_closed",
-    max_new_tokens: Annotated[int, typer.Option(help="Token limit for the reasoning and answers.")] = 2048,
+    max_new_tokens: MaxNewTokensOption = 2048,
     num_actors: Annotated[int, typer.Option(help="With --runner ray: guards in the actor pool.")] = 1,
     num_gpus_per_actor: Annotated[
         float | None,
@@ -62,8 +63,8 @@ def audit_command(
             envvar="RAY_ADDRESS", help="With --runner ray: the cluster to join (default: a local Ray)."
         ),
     ] = None,
-    base_url: Annotated[str | None, typer.Option(help="For --engine openai: the server's /v1 URL.")] = None,
-    device: Annotated[str | None, typer.Option(help="For --engine hf: cpu, cuda, cuda:1, ...")] = None,
+    base_url: BaseUrlOption = None,
+    device: DeviceOption = None,
     tensor_parallel_size: Annotated[
         int | None, typer.Option(help="For --engine vllm: GPUs per model (and per Ray actor).")
     ] = None,

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from guardreasoner.cli.options import BaseUrlOption, DeviceOption, MaxNewTokensOption, ModelOption
 from guardreasoner.engines import ENGINE_KINDS
 from guardreasoner.errors import ContextLengthError, GuardReasonerError, GuardUndecidedError
 from guardreasoner.model_source import DEFAULT_MODEL
@@ -60,7 +61,7 @@ def classify_command(
             "(default: stdout). Rerunning with the same file skips the records already written."
         ),
     ] = None,
-    model: Annotated[str, typer.Option(help="Hub id or local directory of the guard model.")] = DEFAULT_MODEL,
+    model: ModelOption = DEFAULT_MODEL,
     engine: Annotated[
         str,
         typer.Option(
@@ -75,7 +76,7 @@ def classify_command(
         str,
         typer.Option(help="fail_closed, fail_open or raise: what an undecided verdict counts as."),
     ] = FailurePolicy.FAIL_CLOSED.value,
-    max_new_tokens: Annotated[int, typer.Option(help="Token limit for the reasoning and answers.")] = 2048,
+    max_new_tokens: MaxNewTokensOption = 2048,
     batch_size: Annotated[int, typer.Option(help="With --input: conversations per engine call.")] = 32,
     truncation: Annotated[
         str,
@@ -84,8 +85,8 @@ def classify_command(
             "head_tail: keep the head and tail of its longer text (the verdict says input_truncated)."
         ),
     ] = "error",
-    base_url: Annotated[str | None, typer.Option(help="For --engine openai: the server's /v1 URL.")] = None,
-    device: Annotated[str | None, typer.Option(help="For --engine hf: cpu, cuda, cuda:1, ...")] = None,
+    base_url: BaseUrlOption = None,
+    device: DeviceOption = None,
     thresholds: Annotated[
         Path | None,
         typer.Option(

@@ -28,54 +28,43 @@ def eval_command(
     predictions: Annotated[
         Path | None,
         typer.Option(
-            "--predictions",
-            help="Score this folder of prediction files ({DIR}/{Dataset}/generated_predictions.jsonl, as released).",
+            help="Score this folder of prediction files ({DIR}/{Dataset}/generated_predictions.jsonl, as released)."
         ),
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option(
-            "--model", help="Run this guard (hub id or local directory) over the benchmarks, then score it."
-        ),
+        typer.Option(help="Run this guard (hub id or local directory) over the benchmarks, then score it."),
     ] = None,
-    engine: Annotated[str, typer.Option("--engine", help="With --model: auto, hf, vllm or openai.")] = "auto",
+    engine: Annotated[str, typer.Option(help="With --model: auto, hf, vllm or openai.")] = "auto",
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output",
             help="With --model: where predictions are written (default ./guardreasoner-eval/<model>). "
-            "Rerunning with the same folder resumes.",
+            "Rerunning with the same folder resumes."
         ),
     ] = None,
     benchmark_dir: Annotated[
         Path | None,
         typer.Option(
-            "--benchmark-dir",
             help="The benchmark files (default: the 'guardreasoner data download' cache). Live runs read their "
-            "inputs there; scoring reads WildGuardTest's labels there.",
+            "inputs there; scoring reads WildGuardTest's labels there."
         ),
     ] = None,
     mode: Annotated[
         Mode,
         typer.Option(
-            "--mode",
             help="reference: exactly the published script's F1. strict: guardreasoner's parser, every failure "
-            "counted once, with precision, recall and parse failures.",
+            "counted once, with precision, recall and parse failures."
         ),
     ] = Mode.REFERENCE,
     datasets: Annotated[
-        str | None, typer.Option("--datasets", help="Comma-separated dataset names (default: all).")
+        str | None, typer.Option(help="Comma-separated dataset names (default: all).")
     ] = None,
     limit: Annotated[
-        int | None,
-        typer.Option("--limit", help="With --model: only the first N records of each dataset."),
+        int | None, typer.Option(help="With --model: only the first N records of each dataset.")
     ] = None,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", help="With --model: conversations per guard call.")
-    ] = 32,
-    max_new_tokens: Annotated[
-        int, typer.Option("--max-new-tokens", help="With --model: the generation limit.")
-    ] = 2048,
+    batch_size: Annotated[int, typer.Option(help="With --model: conversations per guard call.")] = 32,
+    max_new_tokens: Annotated[int, typer.Option(help="With --model: the generation limit.")] = 2048,
     json_output: Annotated[
         bool,
         typer.Option(
@@ -84,12 +73,10 @@ def eval_command(
         ),
     ] = False,
     json_path: Annotated[
-        Path | None,
-        typer.Option("--json-file", help="Write the same JSON to this file."),
+        Path | None, typer.Option("--json-file", help="Write the same JSON to this file.")
     ] = None,
     report: Annotated[
-        Path | None,
-        typer.Option("--report", help="Write report.md, f1.png and results.json into this folder."),
+        Path | None, typer.Option(help="Write report.md, f1.png and results.json into this folder.")
     ] = None,
     calibrate_: Annotated[
         bool,
@@ -100,17 +87,11 @@ def eval_command(
         ),
     ] = False,
     target_fpr: Annotated[
-        float,
-        typer.Option(
-            "--target-fpr", help="With --calibrate: the false-positive rate to stay within (0.01 = 1%)."
-        ),
+        float, typer.Option(help="With --calibrate: the false-positive rate to stay within (0.01 = 1%).")
     ] = 0.01,
     thresholds_out: Annotated[
         Path | None,
-        typer.Option(
-            "--thresholds-out",
-            help="With --calibrate: the thresholds file (default <predictions>/thresholds.json).",
-        ),
+        typer.Option(help="With --calibrate: the thresholds file (default <predictions>/thresholds.json)."),
     ] = None,
 ) -> None:
     """Score a guard on the paper's benchmarks: prompt harmfulness, response harmfulness, refusal detection."""
