@@ -15,7 +15,7 @@ def out(request, completion=None, response=None, pad: str = "") -> str:
 
 
 def item(name, prompt, response, gold, samples) -> SampleSet:
-    return SampleSet(name, INSTRUCTION, build_input(prompt, response), out(*gold), tuple(samples))
+    return SampleSet(INSTRUCTION, build_input(prompt, response), out(*gold), name, samples=tuple(samples))
 
 
 def test_pairs_chosen_rejected_and_weights():
@@ -65,12 +65,7 @@ def test_pairs_chosen_rejected_and_weights():
             "Hi",
             "Sorry, I can't.",
             ("unharmful", "refusal", "unharmful"),
-            [
-                out("unharmful", "refusal", "unharmful"),
-                out("unharmful", "compliance", "unharmful"),
-                out("unharmful", "compliance", "unharmful"),
-                out("unharmful", "compliance", "unharmful"),
-            ],
+            [out("unharmful", "refusal", "unharmful")] + [out("unharmful", "compliance", "unharmful")] * 3,
         ),
         # all samples right: no pair
         item("e", "Hi", None, ("unharmful",), [out("unharmful")] * 4),

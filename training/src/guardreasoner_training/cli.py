@@ -10,16 +10,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from guardreasoner.terminal import fail, run_app
 
-from guardreasoner_training.flags import config_flags
+from guardreasoner_training.flags import config_flags, flag_field
 from guardreasoner_training.modeling import ModelOptions
-from guardreasoner_training.presets import HSDPOHyperparameters, RSFTHyperparameters
+from guardreasoner_training.presets import (
+    HSDPO_EFFECTIVE_BATCH,
+    RSFT_EFFECTIVE_BATCH,
+    HSDPOHyperparameters,
+    RSFTHyperparameters,
+    Stage,
+    batch_layout,
+    get_preset,
+)
 from guardreasoner_training.progress import console, progress_bar
+from guardreasoner_training.sampling import SamplingConfig
+from guardreasoner_training.synthesize import TeacherConfig
 
 app = typer.Typer(
     name="guardreasoner-train",
@@ -33,28 +44,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-Checkpointing = Annotated[
-    bool | None,
-    typer.Option(
-        "--gradient-checkpointing/--no-gradient-checkpointing",
-        help="Recompute activations to save memory (default: the preset's, on).",
-    ),
-]
-ExtraArgs = Annotated[
-    list[str] | None,
-    typer.Option("--arg", help="Any other trl/transformers training argument, as key=value (repeatable)."),
-]
 OutputDir = Annotated[Path, typer.Option("--output-dir", "-o", help="Where the model and checkpoints go.")]
-Bf16 = Annotated[
-    bool | None,
-    typer.Option(
-        "--bf16/--no-bf16",
-        help="bf16 mixed precision (fp32 master weights). Default: on where a CUDA device supports bf16, else off.",
-    ),
-]
-Resume = Annotated[bool, typer.Option(help="Resume from the last checkpoint in --output-dir.")]
-PerDeviceBatch = Annotated[int | None, typer.Option(help="Sequences (pairs for hsdpo) per device and step.")]
-
 MODEL_FLAGS = (
     "use_lora",
     "lora_r",
@@ -91,39 +81,37 @@ def _root() -> None:
 
 
 @app.command()
+@config_flags(
+    (
+        TeacherConfig,
+        (
+            "model",
+            "base_url",
+            "api_key",
+            "concurrency",
+            "max_attempts",
+            "timeout_s",
+            "temperature",
+            "max_tokens",
+        ),
+    )
+)
 def synthesize(
     input: Annotated[
         Path, typer.Argument(help="Labelled conversations (.json/.jsonl): prompt, response, labels.")
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where kept traces are appended (JSONL).")],
-    teacher_model: Annotated[str, typer.Option(help="The teacher's model name.")] = "gpt-4o-2024-08-06",
-    base_url: Annotated[
-        str | None, typer.Option(help="OpenAI-compatible API base URL (default: OpenAI).")
-    ] = None,
-    api_key: Annotated[str | None, typer.Option(help="API key (default: $OPENAI_API_KEY).")] = None,
-    concurrency: Annotated[int, typer.Option(help="Requests in flight.")] = 16,
-    max_attempts: Annotated[int, typer.Option(help="Attempts per record on transient errors.")] = 5,
-    timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 120.0,
-    temperature: Annotated[float, typer.Option(help="Teacher sampling temperature.")] = 0.0,
-    max_tokens: Annotated[int, typer.Option(help="Teacher answer length limit.")] = 2048,
+    *,
+    fields: dict[str, Any],
 ) -> None:
     """Reasoning traces from a teacher (gold labels in its instruction); keeps those whose answers match the labels."""
     from guardreasoner_training.records import read_rows, to_labelled_examples
-    from guardreasoner_training.synthesize import TeacherConfig, rejected_path
+    from guardreasoner_training.synthesize import rejected_path
     from guardreasoner_training.synthesize import synthesize as run
 
     with _reported_errors():
         examples = to_labelled_examples(read_rows(input), where=str(input))
-        config = TeacherConfig(
-            model=teacher_model,
-            base_url=base_url,
-            api_key=api_key,
-            concurrency=concurrency,
-            max_attempts=max_attempts,
-            timeout_s=timeout,
-            temperature=temperature,
-            max_tokens=max_tokens,
-        )
+        config = TeacherConfig(**fields)
         with progress_bar() as progress:
             task = progress.add_task("Synthesizing", total=len(examples), info="")
             counts = {"kept": 0, "rejected": 0, "failed": 0}
@@ -182,34 +170,6 @@ def prepare(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _stage_config(
-    config_class: type,
-    *,
-    stage: str,
-    output_dir: Path,
-    preset: str,
-    per_device_batch: int | None,
-    grad_accum: int | None,
-    extra: list[str] | None,
-    gradient_checkpointing: bool | None,
-    bf16: bool | None,
-    fields: dict[str, Any],
-) -> Any:
-    """A training stage's config (rsft, hsdpo): its flags' ``fields``, the preset's batch layout, the ``--arg`` extras."""
-    from guardreasoner_training.presets import batch_layout
-
-    kwargs: dict[str, Any] = batch_layout(
-        preset,
-        stage,  # type: ignore[arg-type]
-        per_device_batch=per_device_batch,
-        grad_accum=grad_accum,
-        gradient_checkpointing=gradient_checkpointing,
-    )
-    kwargs["bf16"] = _choose_bf16(bf16)
-    kwargs.update(_extra_args(extra))
-    return config_class(output_dir=str(output_dir), **fields, disable_tqdm=True, report_to=[], **kwargs)
-
-
 def _choose_bf16(bf16: bool | None) -> bool:
     """``--bf16``/``--no-bf16`` as given; left out, bf16 where a CUDA device supports it (and say so when not)."""
     if bf16 is not None:
@@ -253,10 +213,57 @@ def _chat_template(value: str) -> str:
     )
 
 
+@dataclass
+class StageRun:
+    """The flags both training commands (rsft, hsdpo) add to their config's: the batch layout over the preset's,
+    precision, resuming, trl extras. ``{effective_batch}`` in a help is the stage's."""
+
+    per_device_batch: int | None = flag_field(None, "Sequences (pairs for hsdpo) per device and step.")
+    grad_accum: int | None = flag_field(None, "Accumulation (default: reach the paper's {effective_batch}).")
+    bf16: bool | None = flag_field(
+        None,
+        "bf16 mixed precision (fp32 master weights). Default: on where a CUDA device supports bf16, else off.",
+    )
+    resume: bool = flag_field(False, "Resume from the last checkpoint in --output-dir.")
+    gradient_checkpointing: bool | None = flag_field(
+        None, "Recompute activations to save memory (default: the preset's, on)."
+    )
+    arg: list[str] | None = flag_field(
+        None, "Any other trl/transformers training argument, as key=value (repeatable)."
+    )
+
+    @classmethod
+    def take(cls, fields: dict[str, Any]) -> StageRun:
+        """Its flags taken out of a command's ``fields`` (leaving the config's); ``--arg`` checked before anything loads."""
+        run = cls(**{name: fields.pop(name) for name in RUN_FLAGS})
+        _extra_args(run.arg)
+        return run
+
+    def config(
+        self, config_class: type, stage: Stage, *, output_dir: Path, preset: str, fields: dict[str, Any]
+    ) -> Any:
+        """The stage's config: its flags' ``fields``, the preset's batch layout, the ``--arg`` extras."""
+        kwargs: dict[str, Any] = batch_layout(
+            preset,
+            stage,
+            per_device_batch=self.per_device_batch,
+            grad_accum=self.grad_accum,
+            gradient_checkpointing=self.gradient_checkpointing,
+        )
+        kwargs["bf16"] = _choose_bf16(self.bf16)
+        kwargs.update(_extra_args(self.arg))
+        return config_class(output_dir=str(output_dir), **fields, disable_tqdm=True, report_to=[], **kwargs)
+
+
+RUN_FLAGS = ("per_device_batch", "grad_accum", "bf16", "resume", "gradient_checkpointing", "arg")
+
+
 @app.command()
 @config_flags(
+    (StageRun, RUN_FLAGS),
     (RSFTHyperparameters, (*SCHEDULE_FLAGS, "cutoff_len")),
     (ModelOptions, ("prompt_format", "chat_template", "attn_implementation", *MODEL_FLAGS)),
+    help_values={"effective_batch": RSFT_EFFECTIVE_BATCH},
 )
 def rsft(
     data: Annotated[Path, typer.Argument(help="The prepared training set (train.jsonl).")],
@@ -268,17 +275,9 @@ def rsft(
         str, typer.Option(help="1b, 3b or 8b: the base model (unless --model) and the paper's batch layout.")
     ] = "1b",
     eval_data: Annotated[Path | None, typer.Option(help="Optional eval set (eval.jsonl).")] = None,
-    per_device_batch: PerDeviceBatch = None,
-    grad_accum: Annotated[
-        int | None, typer.Option(help="Accumulation (default: reach the paper's 384).")
-    ] = None,
     padding_free: Annotated[
         bool, typer.Option(help="Concatenate each batch into one row (no padding).")
     ] = False,
-    bf16: Bf16 = None,
-    resume: Resume = False,
-    gradient_checkpointing: Checkpointing = None,
-    extra: ExtraArgs = None,
     *,
     fields: dict[str, Any],
 ) -> None:
@@ -286,14 +285,13 @@ def rsft(
     from guardreasoner.prompt import PromptFormat
 
     from guardreasoner_training.prepare import load_training_records
-    from guardreasoner_training.presets import get_preset
 
     formats = [f.value for f in PromptFormat]
     if fields["prompt_format"] not in formats:
         fail(
             f"--prompt-format '{fields['prompt_format']}' is not a format; choose one of {', '.join(formats)}."
         )
-    _extra_args(extra)
+    run = StageRun.take(fields)
     with _reported_errors():
         fields["chat_template"] = _chat_template(fields["chat_template"])
         chosen = get_preset(preset)  # an unknown preset fails here, before anything loads
@@ -304,24 +302,14 @@ def rsft(
         from guardreasoner_training.callbacks import RichProgressCallback
         from guardreasoner_training.rsft import RSFTConfig, train_rsft
 
-        config = _stage_config(
-            RSFTConfig,
-            stage="rsft",
-            output_dir=output_dir,
-            preset=preset,
-            per_device_batch=per_device_batch,
-            grad_accum=grad_accum,
-            extra=extra,
-            gradient_checkpointing=gradient_checkpointing,
-            bf16=bf16,
-            fields={**fields, "padding_free": padding_free},
-        )
+        fields["padding_free"] = padding_free
+        config = run.config(RSFTConfig, "rsft", output_dir=output_dir, preset=preset, fields=fields)
         saved = train_rsft(
             records,
             base,
             config,
             eval_records=evaluation,
-            resume=resume,
+            resume=run.resume,
             callbacks=[RichProgressCallback("R-SFT")],
         )
     console.print(
@@ -330,36 +318,26 @@ def rsft(
 
 
 @app.command()
+@config_flags((SamplingConfig, ("k", "temperature", "top_p", "max_new_tokens", "batch_size", "seed")))
 def sample(
     data: Annotated[Path, typer.Argument(help="The training set to sample on (train.jsonl).")],
     model: Annotated[str, typer.Option(help="The R-SFT model directory.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where samples are appended (JSONL).")],
     engine: Annotated[str, typer.Option(help="auto (vLLM when present), hf, vllm or openai.")] = "auto",
-    k: Annotated[int, typer.Option(help="Samples per prompt (paper: 4).")] = 4,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature (paper: 0.7).")] = 0.7,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling (paper: 0.95).")] = 0.95,
-    max_new_tokens: Annotated[int, typer.Option(help="Output length limit (paper: 2048).")] = 2048,
-    batch_size: Annotated[int, typer.Option(help="Prompts per engine call (and per write).")] = 64,
-    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     base_url: Annotated[str | None, typer.Option(help="For --engine openai: the server's /v1 URL.")] = None,
+    *,
+    fields: dict[str, Any],
 ) -> None:
     """k samples per training prompt from the R-SFT model (resumes an interrupted run)."""
     from guardreasoner.engines import create_engine
 
     from guardreasoner_training.prepare import load_training_records
-    from guardreasoner_training.sampling import SamplingConfig, done_ids, sample_records
+    from guardreasoner_training.sampling import done_ids, sample_records
 
     with _reported_errors():
         records = load_training_records(data)
         options: dict[str, Any] = {"base_url": base_url} if base_url else {}
-        config = SamplingConfig(
-            k=k,
-            temperature=temperature,
-            top_p=top_p,
-            max_new_tokens=max_new_tokens,
-            batch_size=batch_size,
-            seed=seed,
-        )
+        config = SamplingConfig(**fields)
         already = len(done_ids(output) & {r.id for r in records})
         with console.status(f"Loading {model} ({engine})"):
             runner = create_engine(engine, model, **options)
@@ -409,8 +387,10 @@ def mine(
 
 @app.command()
 @config_flags(
+    (StageRun, RUN_FLAGS),
     (HSDPOHyperparameters, (*SCHEDULE_FLAGS, "beta", "sft_weight", "sft_normalization", "max_length")),
     (ModelOptions, MODEL_FLAGS),
+    help_values={"effective_batch": HSDPO_EFFECTIVE_BATCH},
 )
 def hsdpo(
     pairs: Annotated[Path, typer.Argument(help="Hard pairs from `mine` (JSONL).")],
@@ -419,24 +399,15 @@ def hsdpo(
     preset: Annotated[
         str, typer.Option(help="1b, 3b or 8b: the paper's batch layout for that size (--model is the model).")
     ] = "1b",
-    per_device_batch: PerDeviceBatch = None,
-    grad_accum: Annotated[
-        int | None, typer.Option(help="Accumulation (default: reach the paper's 256).")
-    ] = None,
-    bf16: Bf16 = None,
-    resume: Resume = False,
-    gradient_checkpointing: Checkpointing = None,
-    extra: ExtraArgs = None,
     *,
     fields: dict[str, Any],
 ) -> None:
     """Hard-sample DPO: weighted sigmoid DPO plus an SFT term on the chosen answer. The format is read from --model."""
     from guardreasoner.model_source import read_prompt_format
 
-    from guardreasoner_training.presets import get_preset
     from guardreasoner_training.records import read_rows
 
-    _extra_args(extra)
+    run = StageRun.take(fields)
     with _reported_errors():
         get_preset(preset)  # an unknown preset fails here, before anything loads
         prompt_format = read_prompt_format(model) if Path(model).is_dir() else "raw"
@@ -445,23 +416,12 @@ def hsdpo(
         from guardreasoner_training.callbacks import RichProgressCallback
         from guardreasoner_training.hsdpo import HSDPOConfig, train_hsdpo
 
-        config = _stage_config(
-            HSDPOConfig,
-            stage="hsdpo",
-            output_dir=output_dir,
-            preset=preset,
-            per_device_batch=per_device_batch,
-            grad_accum=grad_accum,
-            extra=extra,
-            gradient_checkpointing=gradient_checkpointing,
-            bf16=bf16,
-            fields={
-                **fields,
-                "prompt_format": prompt_format,
-                "chat_template": "tokenizer",  # the R-SFT model saved the template it was trained with
-            },
+        fields["prompt_format"] = prompt_format
+        fields["chat_template"] = "tokenizer"  # the R-SFT model saved the template it was trained with
+        config = run.config(HSDPOConfig, "hsdpo", output_dir=output_dir, preset=preset, fields=fields)
+        saved = train_hsdpo(
+            rows, model, config, resume=run.resume, callbacks=[RichProgressCallback("HS-DPO")]
         )
-        saved = train_hsdpo(rows, model, config, resume=resume, callbacks=[RichProgressCallback("HS-DPO")])
     console.print(f"HS-DPO model saved to {saved}")
 
 

@@ -1,7 +1,8 @@
 """Command-line flags derived from config dataclasses, as trl's parser (``HfArgumentParser``) derives them.
 
 Each field gives ``--field-name`` (``--x/--no-x`` for a boolean), its type, its default and ``metadata["help"]``;
-``metadata["aliases"]`` adds more names. A default or a help text is then written once, in the config.
+``metadata["flag"]`` names the flag otherwise and ``metadata["aliases"]`` adds more names. A default or a help text
+is then written once, in the config; :func:`flag_field` declares such a field.
 """
 
 from __future__ import annotations
@@ -15,12 +16,18 @@ from typing import Annotated, Any
 import typer
 
 
+def flag_field(default: Any, help: str, **metadata: Any) -> Any:
+    """A config field that :func:`config_flags` can make a flag: its default, its help, and ``flag``/``aliases``."""
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
 def config_flags(
-    *sources: tuple[type, tuple[str, ...]],
+    *sources: tuple[type, tuple[str, ...]], help_values: dict[str, Any] | None = None
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Add the named fields of config dataclasses to a command as flags; the command gets their values in ``fields``.
 
-    ``--field-name`` (``--x/--no-x`` for booleans) plus the field's ``aliases``, its type, default and help.
+    ``--field-name`` or the field's ``flag`` (``--x/--no-x`` for booleans) plus its ``aliases``, its type, default
+    and help; ``help_values`` fill the ``{name}`` placeholders of the helps (a value that depends on the command).
     """
     derived: list[inspect.Parameter] = []
     for source, names in sources:
@@ -28,10 +35,13 @@ def config_flags(
         fields = {f.name: f for f in dataclasses.fields(source)}
         for name in names:
             field = fields[name]
-            flags = ["--" + name.replace("_", "-"), *field.metadata.get("aliases", [])]
-            if hints[name] is bool:
+            flags = [
+                field.metadata.get("flag", "--" + name.replace("_", "-")),
+                *field.metadata.get("aliases", []),
+            ]
+            if hints[name] in (bool, bool | None):
                 flags = [f"{flag}/--no-{flag[2:]}" for flag in flags]
-            option = typer.Option(*flags, help=field.metadata["help"])
+            option = typer.Option(*flags, help=field.metadata["help"].format_map(help_values or {}))
             derived.append(
                 inspect.Parameter(
                     name,

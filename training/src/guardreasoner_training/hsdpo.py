@@ -3,8 +3,9 @@
 trl's DPOTrainer has no per-sample weight (its ``use_weighting`` is WPO, a different method), so
 :class:`HSDPOTrainer` extends it at three points:
 
-- the collator (:class:`DataCollatorForWeightedPreference`) carries the ``sample_weight`` column into the batch,
-  and :meth:`HSDPOTrainer._set_signature_columns_if_needed` keeps that column in the dataset;
+- the collator (:class:`DataCollatorForWeightedPreference`, made from the one trl builds) carries the
+  ``sample_weight`` column into the batch, and :meth:`HSDPOTrainer._set_signature_columns_if_needed` keeps that
+  column in the dataset;
 - the reference forward (:meth:`HSDPOTrainer.compute_ref_log_probs` and the one inside the loss) never sees it;
 - :meth:`HSDPOTrainer._compute_loss` computes the per-pair losses and weights them (:mod:`guardreasoner_training.losses`).
 
@@ -15,29 +16,23 @@ With all weights 1 the loss equals trl's own ``DPOTrainer`` loss on the same bat
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate.utils import is_peft_model
-from guardreasoner.prompt import encode_prompt
+from guardreasoner.prompt import encode_prompt, join_prompt
 from trl import DPOConfig, DPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import use_adapter
 
 from guardreasoner_training.errors import TrainingDataError
+from guardreasoner_training.flags import flag_field
 from guardreasoner_training.formats import preference_example, tokenize_answer
 from guardreasoner_training.losses import SFT_NORMALIZATIONS, hsdpo_loss
-from guardreasoner_training.modeling import (
-    ModelOptions,
-    RunnableModelSaving,
-    apply_speedups,
-    filter_counted,
-    prepare_model_and_tokenizer,
-    resume_point,
-)
+from guardreasoner_training.modeling import ModelOptions, StageTrainer, filter_counted
 from guardreasoner_training.presets import HSDPOHyperparameters
 
 WEIGHT_COLUMN = "sample_weight"
@@ -51,9 +46,7 @@ class HSDPOConfig(HSDPOHyperparameters, DPOConfig, ModelOptions):
     the chosen answer with weight 2.0 (LLaMA-Factory's ``pref_ftx``), cutoff 2048, effective batch 256.
     """
 
-    weight_column: str = field(
-        default=WEIGHT_COLUMN, metadata={"help": "Dataset column holding the sample weights."}
-    )
+    weight_column: str = flag_field(WEIGHT_COLUMN, "Dataset column holding the sample weights.")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -94,7 +87,7 @@ def build_preference_dataset(pairs: list[dict[str, Any]]) -> Any:
 
     rows = [
         preference_example(
-            pair["instruction"] + "\n" + pair["input"],
+            join_prompt(pair["instruction"], pair["input"]),
             pair["chosen"],
             pair["rejected"],
             pair.get(WEIGHT_COLUMN, 1.0),
@@ -125,49 +118,22 @@ def _without_weight(inputs: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in inputs.items() if key != WEIGHT_COLUMN}
 
 
-class HSDPOTrainer(RunnableModelSaving, DPOTrainer):
+class HSDPOTrainer(StageTrainer, DPOTrainer):
     """trl's DPOTrainer with per-sample weights and the paper's SFT term (see the module docstring)."""
 
     _tag_names = ["trl", "dpo", "guardreasoner", "hs-dpo"]
     _stage = "hsdpo"
+    config_class = HSDPOConfig
 
     def __init__(
-        self,
-        model: str | Any,
-        ref_model: Any = None,
-        args: HSDPOConfig | None = None,
-        train_dataset: Any = None,
-        eval_dataset: Any = None,
-        processing_class: Any = None,
-        data_collator: Any = None,
-        peft_config: Any = None,
-        **kwargs: Any,
+        self, model: str | Any, args: HSDPOConfig | None = None, *, data_collator: Any = None, **kwargs: Any
     ):
-        if not isinstance(args, HSDPOConfig):
-            raise TypeError("HSDPOTrainer needs an HSDPOConfig.")
-        model, processing_class, peft_config = prepare_model_and_tokenizer(
-            model, args, processing_class, peft_config
-        )
+        super().__init__(model, args, data_collator=data_collator, **kwargs)
         if data_collator is None:
-            data_collator = DataCollatorForWeightedPreference(
-                pad_token_id=processing_class.pad_token_id,
-                max_length=args.max_length,
-                truncation_mode=args.truncation_mode,
-                pad_to_multiple_of=args.pad_to_multiple_of,
-                weight_column=args.weight_column,
+            # trl built its preference collator (and checked the pad token); make it carry the weights too
+            self.data_collator = DataCollatorForWeightedPreference(
+                **vars(self.data_collator), weight_column=self.args.weight_column
             )
-        super().__init__(
-            model=model,
-            ref_model=ref_model,
-            args=args,
-            data_collator=data_collator,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            processing_class=processing_class,
-            peft_config=peft_config,
-            **kwargs,
-        )
-        apply_speedups(self.model, args)
 
     # -- extension points -------------------------------------------------------------------------------------
 
@@ -312,5 +278,4 @@ def train_hsdpo(
     trainer = HSDPOTrainer(
         model, args=config, train_dataset=build_preference_dataset(pairs), callbacks=callbacks
     )
-    trainer.train(resume_from_checkpoint=resume_point(config.output_dir, resume))
-    return trainer.save_final_model()
+    return trainer.train_and_save(resume)

@@ -24,24 +24,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from guardreasoner.parsing import parse_output
 from guardreasoner.tasks import PAPER_ORDER
 
 from guardreasoner_training.errors import TrainingDataError
-from guardreasoner_training.records import GoldLabels, labels_from_output, read_rows, response_of, write_jsonl
+from guardreasoner_training.records import GoldLabels, TrainRecord, labels_from_output, read_rows, write_jsonl
 
 WEIGHT_RANGE = (0.8, 1.2)
 
 
 @dataclass(frozen=True)
-class SampleSet:
-    """One training prompt, its gold output, and the k outputs sampled for it."""
+class SampleSet(TrainRecord):
+    """One training record (its prompt and gold output) and the k outputs sampled for it."""
 
-    id: str
-    instruction: str
-    input: str
-    output: str
-    samples: tuple[str, ...]
+    samples: tuple[str, ...] = ()
 
     @classmethod
     def from_row(cls, row: dict[str, Any], where: str) -> SampleSet:
@@ -54,7 +49,11 @@ class SampleSet:
         if not isinstance(row["samples"], list) or not all(isinstance(s, str) for s in row["samples"]):
             raise TrainingDataError(f"{where}: 'samples' of row {row.get('id')} must be a list of strings.")
         return cls(
-            str(row.get("id", "")), row["instruction"], row["input"], row["output"], tuple(row["samples"])
+            row["instruction"],
+            row["input"],
+            row["output"],
+            str(row.get("id", "")),
+            samples=tuple(row["samples"]),
         )
 
 
@@ -80,10 +79,7 @@ def sample_labels(text: str, has_response: bool) -> GoldLabels | None:
     A sample that answers the request but says ``None`` (or nothing) for a response task keeps None there, which
     then counts as wrong for that task, as in the reference (its regexes read ``None`` as a label).
     """
-    verdict = parse_output(text, has_response=has_response)
-    if verdict.prompt_harmfulness is None:
-        return None
-    return GoldLabels(verdict.prompt_harmfulness, verdict.response_refusal, verdict.response_harmfulness)
+    return labels_from_output(text, has_response=has_response, partial=True)
 
 
 def mine_pairs(
@@ -99,8 +95,8 @@ def mine_pairs(
     pairs = []
     for item in sample_sets:
         report.prompts += 1
-        has_response = response_of(item.input) is not None
-        gold = labels_from_output(item.output, has_response=has_response)
+        has_response = item.has_response
+        gold = item.labels()
         if gold is None:
             report.unreadable_gold += 1
             continue

@@ -1,8 +1,8 @@
 """What both stage trainers share: loading the model to train, the speed options, and saving a model the core can run.
 
 :class:`ModelOptions` is the part of both stage configs that is not trl's; :func:`prepare_model_and_tokenizer`
-is what both trainers do before trl's ``__init__``; :class:`RunnableModelSaving` is mixed in ahead of trl's trainer
-so that every saved directory carries the model card.
+is what both trainers do before trl's ``__init__``; :class:`StageTrainer`, mixed in ahead of trl's trainer, does it
+and the rest both trainers add: the speed options, and a model card in every saved directory.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,6 +18,7 @@ from guardreasoner.model_source import write_model_card
 from guardreasoner.prompt import PromptFormat
 
 from guardreasoner_training.attention import VARLEN_ATTENTION, register_varlen_attention
+from guardreasoner_training.flags import flag_field
 from guardreasoner_training.formats import end_of_turn_token_id, prepare_tokenizer
 
 
@@ -25,54 +26,37 @@ from guardreasoner_training.formats import end_of_turn_token_id, prepare_tokeniz
 class ModelOptions:
     """Fields both stage configs add to trl's: prompt format, LoRA, and the speed options."""
 
-    prompt_format: str = field(
-        default="raw",
-        metadata={
-            "help": "'raw' (plain text, as the released models are run) or 'chat' (the user turn of a chat template)."
-        },
+    prompt_format: str = flag_field(
+        "raw",
+        "'raw' (plain text, as the released models are run) or 'chat' (the user turn of a chat template).",
     )
-    chat_template: str | None = field(
-        default="llama3",
-        metadata={
-            "help": "For --prompt-format chat: 'llama3' (LLaMA-Factory's, the paper's), 'tokenizer', or a Jinja string."
-        },
+    chat_template: str | None = flag_field(
+        "llama3",
+        "For --prompt-format chat: 'llama3' (LLaMA-Factory's, the paper's), 'tokenizer', or a Jinja string.",
     )
-    attn_implementation: str | None = field(
-        default=None,
-        metadata={
-            "help": "transformers attention: 'sdpa', 'flex_attention', 'eager', or 'guardreasoner_varlen' (padding-free, CUDA).",
-            "aliases": ["--attn"],
-        },
+    attn_implementation: str | None = flag_field(
+        None,
+        "transformers attention: 'sdpa', 'flex_attention', 'eager', or 'guardreasoner_varlen' (padding-free, CUDA).",
+        aliases=["--attn"],
     )
-    master_dtype: str = field(
-        default="float32",
-        metadata={
-            "help": "dtype of the trained weights; float32 with --bf16 is mixed precision with fp32 master weights."
-        },
+    master_dtype: str = flag_field(
+        "float32",
+        "dtype of the trained weights; float32 with --bf16 is mixed precision with fp32 master weights.",
     )
-    use_lora: bool = field(
-        default=False,
-        metadata={"help": "Train a LoRA adapter instead of all weights.", "aliases": ["--lora"]},
+    use_lora: bool = flag_field(False, "Train a LoRA adapter instead of all weights.", aliases=["--lora"])
+    lora_r: int = flag_field(16, "LoRA rank.")
+    lora_alpha: int = flag_field(32, "LoRA alpha.")
+    lora_dropout: float = flag_field(0.05, "LoRA dropout.")
+    lora_target_modules: list[str] | str = flag_field(
+        "all-linear", "Modules LoRA adapts ('all-linear' or a list of names)."
     )
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
-    lora_target_modules: list[str] | str = field(
-        default="all-linear", metadata={"help": "Modules LoRA adapts ('all-linear' or a list of names)."}
+    liger_kernels: bool = flag_field(
+        False, "Replace RMSNorm, SwiGLU and RoPE with Liger's Triton kernels (CUDA).", aliases=["--liger"]
     )
-    liger_kernels: bool = field(
-        default=False,
-        metadata={
-            "help": "Replace RMSNorm, SwiGLU and RoPE with Liger's Triton kernels (CUDA).",
-            "aliases": ["--liger"],
-        },
-    )
-    compile_layers: bool = field(
-        default=False,
-        metadata={
-            "help": "torch.compile each decoder layer (dynamic shapes), not the whole model.",
-            "aliases": ["--compile"],
-        },
+    compile_layers: bool = flag_field(
+        False,
+        "torch.compile each decoder layer (dynamic shapes), not the whole model.",
+        aliases=["--compile"],
     )
 
     def check_model_options(self) -> None:
@@ -240,15 +224,43 @@ def resume_point(output_dir: str, resume: bool | str | None) -> bool | str | Non
     return resume or None
 
 
-class RunnableModelSaving:
-    """Mixed in ahead of trl's trainer (``class RSFTTrainer(RunnableModelSaving, SFTTrainer)``).
+class StageTrainer:
+    """Mixed in ahead of trl's trainer (``class RSFTTrainer(StageTrainer, SFTTrainer)``): what both stage trainers
+    add to trl's.
 
-    Every directory the trainer saves, checkpoints included, gets the model card for ``_stage``, and
-    :meth:`save_final_model` writes the full model the core runs. Needs ``args`` to be a stage config.
+    Before trl's ``__init__`` it checks ``args`` is the stage's config and prepares the model and tokenizer
+    (:func:`prepare_model_and_tokenizer`); after it, applies the speed options to the model. Every directory the
+    trainer saves, checkpoints included, gets the model card for ``_stage``, and :meth:`save_final_model` writes
+    the full model the core runs.
     """
 
     _stage: ClassVar[str]
     """The stage recorded in the model card ('rsft', 'hsdpo')."""
+    config_class: ClassVar[type[ModelOptions]]
+    """The stage config ``args`` must be."""
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | Any,
+        args: ModelOptions | None = None,
+        *,
+        processing_class: Any = None,
+        peft_config: Any = None,
+        **kwargs: Any,
+    ):
+        if not isinstance(args, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs an {self.config_class.__name__}.")
+        model, processing_class, peft_config = prepare_model_and_tokenizer(
+            model, args, processing_class, peft_config
+        )
+        super().__init__(
+            model,
+            args=args,
+            processing_class=processing_class,
+            peft_config=peft_config,
+            **kwargs,
+        )
+        apply_speedups(self.model, args)
 
     def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
         super()._save(output_dir, state_dict)
@@ -266,3 +278,8 @@ class RunnableModelSaving:
             stage=self._stage,
             lora=self.args.use_lora,
         )
+
+    def train_and_save(self, resume: bool | str | None = None) -> Path:
+        """Train (``resume``: see :func:`resume_point`), then :meth:`save_final_model`; returns its directory."""
+        self.train(resume_from_checkpoint=resume_point(self.args.output_dir, resume))
+        return self.save_final_model()

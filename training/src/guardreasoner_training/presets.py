@@ -14,8 +14,10 @@ of processes, so the effective batch stays the paper's on any number of GPUs.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
+
+from guardreasoner_training.flags import flag_field
 
 RSFT_EFFECTIVE_BATCH = 384
 HSDPO_EFFECTIVE_BATCH = 256
@@ -26,19 +28,14 @@ Stage = Literal["rsft", "hsdpo"]
 class _Common:
     """What both stages share: the schedule, and activation checkpointing under its current name."""
 
-    lr_scheduler_type: str = field(
-        default="cosine", metadata={"help": "Learning-rate schedule (the paper's cosine)."}
+    lr_scheduler_type: str = flag_field("cosine", "Learning-rate schedule (the paper's cosine).")
+    warmup_steps: float = flag_field(0, "Warm-up steps (the paper uses none).")
+    logging_steps: float = flag_field(5, "Log every N steps.")
+    activation_checkpointing: bool | None = flag_field(
+        True, "Recompute activations to save memory (trl's default, on)."
     )
-    warmup_steps: float = field(default=0, metadata={"help": "Warm-up steps (the paper uses none)."})
-    logging_steps: float = field(default=5, metadata={"help": "Log every N steps."})
-    activation_checkpointing: bool | None = field(
-        default=True, metadata={"help": "Recompute activations to save memory (trl's default, on)."}
-    )
-    gradient_checkpointing: bool | None = field(
-        default=None,
-        metadata={
-            "help": "transformers' deprecated name of activation_checkpointing (trl sets it; unset here)."
-        },
+    gradient_checkpointing: bool | None = flag_field(
+        None, "transformers' deprecated name of activation_checkpointing (trl sets it; unset here)."
     )
 
 
@@ -46,49 +43,37 @@ class _Common:
 class RSFTHyperparameters(_Common):
     """The paper's R-SFT settings (the defaults of ``RSFTConfig`` ahead of trl's ``SFTConfig``)."""
 
-    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate (the paper's 5e-5)."})
-    num_train_epochs: float = field(
-        default=3.0, metadata={"help": "Epochs (the paper's 3).", "aliases": ["--epochs"]}
+    learning_rate: float = flag_field(5e-5, "Peak learning rate (the paper's 5e-5).")
+    num_train_epochs: float = flag_field(3.0, "Epochs (the paper's 3).", aliases=["--epochs"])
+    completion_only_loss: bool | None = flag_field(
+        True, "Loss on the answer (completion) only, not on the prompt."
     )
-    completion_only_loss: bool | None = field(
-        default=True, metadata={"help": "Loss on the answer (completion) only, not on the prompt."}
+    cutoff_len: int | None = flag_field(
+        2048,
+        "Truncate prompt+answer to this many tokens (the paper's 2048); examples left with no answer "
+        "token are dropped, and counted.",
     )
-    cutoff_len: int | None = field(
-        default=2048,
-        metadata={
-            "help": "Truncate prompt+answer to this many tokens (the paper's 2048); examples left with no answer "
-            "token are dropped, and counted."
-        },
-    )
-    max_length: int | None = field(default=None, metadata={"help": "Unused: see cutoff_len."})
+    max_length: int | None = flag_field(None, "Unused: see cutoff_len.")
 
 
 @dataclass
 class HSDPOHyperparameters(_Common):
     """The paper's HS-DPO settings (the defaults of ``HSDPOConfig`` ahead of trl's ``DPOConfig``)."""
 
-    learning_rate: float = field(default=5e-6, metadata={"help": "Peak learning rate (the paper's 5e-6)."})
-    num_train_epochs: float = field(
-        default=2.0, metadata={"help": "Epochs (the paper's 2).", "aliases": ["--epochs"]}
+    learning_rate: float = flag_field(5e-6, "Peak learning rate (the paper's 5e-6).")
+    num_train_epochs: float = flag_field(2.0, "Epochs (the paper's 2).", aliases=["--epochs"])
+    beta: float = flag_field(0.01, "DPO β (the paper's 0.01).")
+    max_length: int | None = flag_field(
+        2048,
+        "Truncate prompt+answer to this many tokens (the paper's 2048); pairs whose prompt alone "
+        "is as long are dropped, and counted.",
+        aliases=["--cutoff-len"],
     )
-    beta: float = field(default=0.01, metadata={"help": "DPO β (the paper's 0.01)."})
-    max_length: int | None = field(
-        default=2048,
-        metadata={
-            "help": "Truncate prompt+answer to this many tokens (the paper's 2048); pairs whose prompt alone "
-            "is as long are dropped, and counted.",
-            "aliases": ["--cutoff-len"],
-        },
+    sft_weight: float = flag_field(
+        2.0, "Weight of the SFT term on the chosen answer (the paper's pref_ftx 2.0)."
     )
-    sft_weight: float = field(
-        default=2.0,
-        metadata={"help": "Weight of the SFT term on the chosen answer (the paper's pref_ftx 2.0)."},
-    )
-    sft_normalization: str = field(
-        default="sequence",
-        metadata={
-            "help": "'sequence' (mean NLL per answer, LLaMA-Factory) or 'token' (over all tokens, trl)."
-        },
+    sft_normalization: str = flag_field(
+        "sequence", "'sequence' (mean NLL per answer, LLaMA-Factory) or 'token' (over all tokens, trl)."
     )
 
 

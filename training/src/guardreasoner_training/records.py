@@ -185,10 +185,13 @@ def response_of(input_text: str) -> str | None:
     return None if response is None or response.strip() == NO_RESPONSE else response
 
 
-def labels_from_output(output: str, *, has_response: bool) -> GoldLabels | None:
-    """The labels stated by an output's final Answers block, or None when it cannot be read."""
+def labels_from_output(output: str, *, has_response: bool, partial: bool = False) -> GoldLabels | None:
+    """The labels stated by an output's final Answers block, or None when it cannot be read.
+
+    ``partial`` also reads an Answers block that lacks labels (None there), as long as it states the request label.
+    """
     verdict = parse_output(output, has_response=has_response)
-    if verdict.is_parsing_error or verdict.prompt_harmfulness is None:
+    if verdict.prompt_harmfulness is None or (verdict.is_parsing_error and not partial):
         return None
     return GoldLabels(verdict.prompt_harmfulness, verdict.response_refusal, verdict.response_harmfulness)
 

@@ -17,14 +17,7 @@ from trl import SFTConfig, SFTTrainer
 
 from guardreasoner_training.errors import TrainingDataError
 from guardreasoner_training.formats import sft_example, tokenize_answer
-from guardreasoner_training.modeling import (
-    ModelOptions,
-    RunnableModelSaving,
-    apply_speedups,
-    filter_counted,
-    prepare_model_and_tokenizer,
-    resume_point,
-)
+from guardreasoner_training.modeling import ModelOptions, StageTrainer, filter_counted
 from guardreasoner_training.presets import RSFTHyperparameters
 from guardreasoner_training.records import TrainRecord
 
@@ -71,37 +64,12 @@ def tokenize_sft_dataset(
     return dataset.map(encode, remove_columns=list(dataset.column_names), **kwargs)
 
 
-class RSFTTrainer(RunnableModelSaving, SFTTrainer):
+class RSFTTrainer(StageTrainer, SFTTrainer):
     """trl's SFTTrainer for R-SFT (see the module docstring)."""
 
     _tag_names = ["trl", "sft", "guardreasoner", "r-sft"]
     _stage = "rsft"
-
-    def __init__(
-        self,
-        model: str | Any,
-        args: RSFTConfig,
-        train_dataset: Any = None,
-        eval_dataset: Any = None,
-        processing_class: Any = None,
-        peft_config: Any = None,
-        **kwargs: Any,
-    ):
-        if not isinstance(args, RSFTConfig):
-            raise TypeError("RSFTTrainer needs an RSFTConfig.")
-        model, processing_class, peft_config = prepare_model_and_tokenizer(
-            model, args, processing_class, peft_config
-        )
-        super().__init__(
-            model=model,
-            args=args,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            processing_class=processing_class,
-            peft_config=peft_config,
-            **kwargs,
-        )
-        apply_speedups(self.model, args)
+    config_class = RSFTConfig
 
     def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):  # noqa: D401
         """Tokenize as the core's engines do, let trl build the labels, then truncate to ``cutoff_len``."""
@@ -158,5 +126,4 @@ def train_rsft(
         eval_dataset=build_sft_dataset(eval_records) if eval_records else None,
         callbacks=callbacks,
     )
-    trainer.train(resume_from_checkpoint=resume_point(config.output_dir, resume))
-    return trainer.save_final_model()
+    return trainer.train_and_save(resume)

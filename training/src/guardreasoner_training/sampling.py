@@ -17,20 +17,20 @@ from typing import Any
 from guardreasoner.engines.base import Engine, GenerationConfig
 from guardreasoner.errors import EngineError
 
+from guardreasoner_training.flags import flag_field
 from guardreasoner_training.records import TrainRecord, iter_jsonl_tolerant, open_for_append
 
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """The paper's sampling settings."""
+    """The paper's sampling settings; ``sample``'s flags come from these fields."""
 
-    k: int = 4
-    temperature: float = 0.7
-    top_p: float = 0.95
-    max_new_tokens: int = 2048
-    batch_size: int = 64
-    """Prompts handed to the engine at a time (and written out together)."""
-    seed: int | None = 0
+    k: int = flag_field(4, "Samples per prompt (paper: 4).")
+    temperature: float = flag_field(0.7, "Sampling temperature (paper: 0.7).")
+    top_p: float = flag_field(0.95, "Nucleus sampling (paper: 0.95).")
+    max_new_tokens: int = flag_field(2048, "Output length limit (paper: 2048).")
+    batch_size: int = flag_field(64, "Prompts per engine call (and per write).")
+    seed: int | None = flag_field(0, "Sampling seed.")
 
     def generation(self) -> GenerationConfig:
         return GenerationConfig(
@@ -51,12 +51,14 @@ def sample_records(
     engine: Engine,
     records: list[TrainRecord],
     out_path: str | Path,
-    config: SamplingConfig = SamplingConfig(),
+    config: SamplingConfig | None = None,
     *,
     model_name: str | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> int:
-    """Sample ``config.k`` outputs for each record not yet in ``out_path``; returns how many were sampled now."""
+    """Sample ``config.k`` outputs (the paper's settings when None) for each record not yet in ``out_path``;
+    returns how many were sampled now."""
+    config = config or SamplingConfig()
     if config.k < 1:
         raise ValueError(f"k must be at least 1, got {config.k}.")
     out_path = Path(out_path)

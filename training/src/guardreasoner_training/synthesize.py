@@ -21,6 +21,7 @@ from guardreasoner.parsing import parse_output
 from guardreasoner.prompt import INSTRUCTION
 
 from guardreasoner_training.errors import TeacherError
+from guardreasoner_training.flags import flag_field
 from guardreasoner_training.records import LabelledExample, iter_jsonl_tolerant, open_for_append
 
 TEACHER_INSTRUCTION = """You are a classifier for analyzing interactions between humans and AI.
@@ -51,17 +52,19 @@ Task 3 and there is an AI response, decide that label yourself; where there is n
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    model: str = "gpt-4o-2024-08-06"
-    base_url: str | None = None
-    """The API's base URL (``https://api.openai.com/v1`` when None); any OpenAI-compatible server works."""
-    api_key: str | None = None
-    """Defaults to ``OPENAI_API_KEY``; local servers usually accept any string."""
-    temperature: float = 0.0
-    max_tokens: int = 2048
-    concurrency: int = 16
-    max_attempts: int = 5
-    """Attempts per record for transient failures (timeouts, connection errors, 429, 5xx)."""
-    timeout_s: float = 120.0
+    """How the teacher is asked; ``synthesize``'s flags come from these fields."""
+
+    model: str = flag_field("gpt-4o-2024-08-06", "The teacher's model name.", flag="--teacher-model")
+    base_url: str | None = flag_field(None, "OpenAI-compatible API base URL (default: OpenAI).")
+    """``https://api.openai.com/v1`` when None; any OpenAI-compatible server works."""
+    api_key: str | None = flag_field(None, "API key (default: $OPENAI_API_KEY).")
+    """Local servers usually accept any string."""
+    temperature: float = flag_field(0.0, "Teacher sampling temperature.")
+    max_tokens: int = flag_field(2048, "Teacher answer length limit.")
+    concurrency: int = flag_field(16, "Requests in flight.")
+    max_attempts: int = flag_field(5, "Attempts per record on transient errors.")
+    """Transient: timeouts, connection errors, 429, 5xx."""
+    timeout_s: float = flag_field(120.0, "Seconds per request.", flag="--timeout")
     backoff_s: float = 1.0
     """First retry delay; doubles each attempt, with jitter."""
 
