@@ -95,3 +95,25 @@ def tool_loop_agent():
         return create_agent(ToolLoopChatModel(delay=delay, answer=answer), tools=[search])
 
     return build
+
+
+@pytest.fixture
+def serial_then_parallel(timed_guard):
+    """``await check(build, value, run)``: runs ``build(parallel, guard, model_delay)`` (a runnable on a
+    guard whose check takes 0.5 s and a model that answers in ``model_delay`` = 0.6 s) on ``value``, serial
+    then parallel, and asserts that a turn costs their sum in series and about the longer one in parallel.
+    Returns both outputs."""
+    check_seconds, model_delay = 0.5, 0.6
+
+    async def check(build, value, run: str) -> list[Any]:
+        times, outputs = {}, []
+        for parallel in (False, True):
+            runnable = build(parallel, timed_guard(check_seconds), model_delay)
+            begin = time.perf_counter()
+            outputs.append(runnable.invoke(value) if run == "sync" else await runnable.ainvoke(value))
+            times[parallel] = time.perf_counter() - begin
+        assert times[False] >= check_seconds + model_delay
+        assert times[True] <= 1.10 * max(check_seconds, model_delay), times
+        return outputs
+
+    return check

@@ -1,0 +1,39 @@
+"""What the adapters' README tests share: a README's python blocks, and ``GuardReasoner(...)`` building the
+scripted guard (``tests.conftest.judge``) instead of loading a model."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import guardreasoner
+import pytest
+from guardreasoner.guard import GuardReasoner
+from guardreasoner.testing import ScriptedEngine
+
+from tests.conftest import judge
+
+
+def python_blocks(path: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.DOTALL)
+
+
+def run_python_blocks(path: Path, namespace: dict, *, at_least: int) -> None:
+    """Run the README's python blocks in order in one namespace, as a reader would (and at least that many,
+    so a README that lost its snippets fails)."""
+    blocks = python_blocks(path)
+    assert len(blocks) >= at_least
+    for block in blocks:
+        exec(compile(block, str(path), "exec"), namespace)
+
+
+def script_guard_reasoner(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``guardreasoner.GuardReasoner(...)`` in a snippet builds the scripted guard, once the snippet's
+    arguments are checked to be a valid call of the real constructor."""
+
+    def scripted(*args, **options) -> GuardReasoner:
+        inspect.signature(GuardReasoner).bind(*args, **options)
+        return GuardReasoner(engine=ScriptedEngine(judge))
+
+    monkeypatch.setattr(guardreasoner, "GuardReasoner", scripted)
