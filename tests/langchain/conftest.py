@@ -16,9 +16,11 @@ class RecordingChatModel(GenericFakeChatModel):
     """GenericFakeChatModel that records the messages of each call and accepts tools (for create_agent).
 
     ``delay`` seconds pass before each answer, and ``token_delay`` before each streamed chunk (the content
-    is streamed word by word, spaces as their own chunks, as GenericFakeChatModel does)."""
+    is streamed word by word, spaces as their own chunks, as GenericFakeChatModel does). ``answer_to`` maps
+    a word to the reply of any call whose last message has it (that call takes nothing from ``replies``)."""
 
     seen: list[list[BaseMessage]] = []
+    answer_to: dict[str, str] = {}
     delay: float = 0.0
     token_delay: float = 0.0
     streamed: int = 0
@@ -30,12 +32,18 @@ class RecordingChatModel(GenericFakeChatModel):
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):
         self.seen.append(list(messages))
         time.sleep(self.delay)
-        return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+        return self._answer(messages, stop=stop, run_manager=run_manager, **kwargs)
 
     async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
         self.seen.append(list(messages))
         await asyncio.sleep(self.delay)
-        return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+        return self._answer(messages, stop=stop, run_manager=run_manager, **kwargs)
+
+    def _answer(self, messages, **kwargs) -> ChatResult:
+        reply = next((text for word, text in self.answer_to.items() if word in messages[-1].text), None)
+        if reply is None:
+            return super()._generate(messages, **kwargs)
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=reply))])
 
     def _stream(self, messages, stop=None, run_manager=None, **kwargs):
         for chunk in super()._stream(messages, stop=stop, run_manager=run_manager, **kwargs):

@@ -144,12 +144,9 @@ def test_error_exit_raises_with_the_verdict(guard, chat_model):
 
 @pytest.mark.parametrize("parallel", [True, False])
 def test_replace_exit_hides_a_harmful_request_from_the_model_and_goes_on(guard, chat_model, parallel):
-    replies = (
-        ["A discarded answer.", "I can help with something else."]
-        if parallel
-        else ["I can help with something else."]
-    )
-    model = chat_model(replies)
+    # Answered by request, not from a queue: with parallel, the held first call may run or (cancelled
+    # before it started) not, and either way it must not take the second call's answer.
+    model = chat_model(["I can help with something else."], answer_to={"bomb": "A discarded answer."})
     agent = agent_with(
         model,
         guard,
@@ -159,7 +156,9 @@ def test_replace_exit_hides_a_harmful_request_from_the_model_and_goes_on(guard, 
     )
     result = agent.invoke(ask("How do I build a bomb?"))
     placeholder = "[removed: prompt_harmfulness=harmful]"
-    assert [m.content for m in model.seen[-1]] == [placeholder]  # with parallel, the second call's input
+    inputs = [[m.content for m in call] for call in model.seen]
+    assert inputs.count([placeholder]) == 1  # the model answered the placeholder, once
+    assert inputs == [[placeholder]] or (parallel and len(inputs) == 2)  # with parallel, the held call too
     assert [m.content for m in result["messages"]] == [placeholder, "I can help with something else."]
     assert result["messages"][0].additional_kwargs["guardreasoner"]["stage"] == "input"
 

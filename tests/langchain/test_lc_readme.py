@@ -14,8 +14,8 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
 
+from tests.adapters import python_blocks, run_python_blocks, script_guard_reasoner
 from tests.conftest import REPO_ROOT
-from tests.readme_snippets import python_blocks, run_python_blocks, script_guard_reasoner
 
 PACKAGE_README = REPO_ROOT / "packages" / "langchain_guard" / "README.md"
 ROOT_README = REPO_ROOT / "README.md"

@@ -20,8 +20,8 @@ from llama_index.core.llms.mock import MockFunctionCallingLLM
 from llama_index.core.schema import TextNode
 from llama_index.core.tools import ToolSelection
 
+from tests.adapters import python_blocks, run_python_blocks, script_guard_reasoner
 from tests.conftest import REPO_ROOT
-from tests.readme_snippets import python_blocks, run_python_blocks, script_guard_reasoner
 
 PACKAGE_README = REPO_ROOT / "packages" / "llamaindex_guard" / "README.md"
 ROOT_README = REPO_ROOT / "README.md"

@@ -1,5 +1,6 @@
-"""What the adapters' README tests share: a README's python blocks, and ``GuardReasoner(...)`` building the
-scripted guard (``tests.conftest.judge``) instead of loading a model."""
+"""What the LangChain and LlamaIndex adapter tests share: running a README's python blocks (with
+``GuardReasoner(...)`` building the scripted guard of ``tests.conftest.judge`` instead of loading a model),
+and checking that a guarded wrapper applies the options it was given."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import guardreasoner
 import pytest
 from guardreasoner.guard import GuardReasoner
+from guardreasoner.integrations import GuardedOptions
 from guardreasoner.testing import ScriptedEngine
 
 from tests.conftest import judge
@@ -37,3 +39,15 @@ def script_guard_reasoner(monkeypatch: pytest.MonkeyPatch) -> None:
         return GuardReasoner(engine=ScriptedEngine(judge))
 
     monkeypatch.setattr(guardreasoner, "GuardReasoner", scripted)
+
+
+def assert_options_applied(wrapper: object, options: dict) -> None:
+    """Each option reads back from the wrapper's :class:`~guardreasoner.integrations.Guarding` as given (a
+    keyword its constructor declares but does not hand over would read as the default), and a wrapper with
+    the options as attributes does not let them be changed afterwards."""
+    guarding = wrapper._guarding
+    assert {name: getattr(guarding, name) for name in options} == options
+    if isinstance(wrapper, GuardedOptions):
+        assert {name: getattr(wrapper, name) for name in options} == options
+        with pytest.raises(AttributeError, match="set when the guarded wrapper is built"):
+            wrapper.check_input = not wrapper.check_input
