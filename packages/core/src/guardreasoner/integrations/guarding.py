@@ -33,8 +33,9 @@ class Guarding:
     """A guarded wrapper's options, checked at construction, and its guard (``guard=``, or built on first
     use from ``model=`` and the other keyword options: :class:`~guardreasoner.integrations.GuardProvider`).
 
-    ``exit_behaviors`` narrows the behaviours a surface supports (a chain has no turn to ``"end"``). The
-    options a surface does not take keep the defaults here (a query engine folds no history).
+    ``exit_behaviors`` narrows the behaviours a surface supports (a chain has no turn to ``"end"``). An
+    option a surface does not take keeps the default here, or what the surface fixes (a query engine judges
+    the query alone: ``history_window=0``).
     """
 
     def __init__(

@@ -172,10 +172,6 @@ class GuardedQueryEngine(GuardedOptions, BaseQueryEngine):
         return _stream_of(text, [], metadata)
 
 
-def _blocks_request(verdict: Verdict) -> bool:
-    return is_violation(verdict, judged_on="request")
-
-
 def _text_of(response: RESPONSE_TYPE) -> str | None:
     if isinstance(response, PydanticResponse):
         return text_or_none(response.response.model_dump_json() if response.response is not None else None)
