@@ -16,9 +16,11 @@ class RecordingChatModel(GenericFakeChatModel):
     """GenericFakeChatModel that records the messages of each call and accepts tools (for create_agent).
 
     ``delay`` seconds pass before each answer, and ``token_delay`` before each streamed chunk (the content
-    is streamed word by word, spaces as their own chunks, as GenericFakeChatModel does)."""
+    is streamed word by word, spaces as their own chunks, as GenericFakeChatModel does). ``answer_to`` maps
+    a word to the reply of any call whose last message has it (that call takes nothing from ``replies``)."""
 
     seen: list[list[BaseMessage]] = []
+    answer_to: dict[str, str] = {}
     delay: float = 0.0
     token_delay: float = 0.0
     streamed: int = 0
@@ -30,12 +32,18 @@ class RecordingChatModel(GenericFakeChatModel):
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):
         self.seen.append(list(messages))
         time.sleep(self.delay)
-        return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+        return self._answer(messages, stop=stop, run_manager=run_manager, **kwargs)
 
     async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
         self.seen.append(list(messages))
         await asyncio.sleep(self.delay)
-        return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+        return self._answer(messages, stop=stop, run_manager=run_manager, **kwargs)
+
+    def _answer(self, messages, **kwargs) -> ChatResult:
+        reply = next((text for word, text in self.answer_to.items() if word in messages[-1].text), None)
+        if reply is None:
+            return super()._generate(messages, **kwargs)
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=reply))])
 
     def _stream(self, messages, stop=None, run_manager=None, **kwargs):
         for chunk in super()._stream(messages, stop=stop, run_manager=run_manager, **kwargs):
@@ -95,3 +103,25 @@ def tool_loop_agent():
         return create_agent(ToolLoopChatModel(delay=delay, answer=answer), tools=[search])
 
     return build
+
+
+@pytest.fixture
+def serial_then_parallel(timed_guard):
+    """``await check(build, value, run)``: runs ``build(parallel, guard, model_delay)`` (a runnable on a
+    guard whose check takes 0.5 s and a model that answers in ``model_delay`` = 0.6 s) on ``value``, serial
+    then parallel, and asserts that a turn costs their sum in series and about the longer one in parallel.
+    Returns both outputs."""
+    check_seconds, model_delay = 0.5, 0.6
+
+    async def check(build, value, run: str) -> list[Any]:
+        times, outputs = {}, []
+        for parallel in (False, True):
+            runnable = build(parallel, timed_guard(check_seconds), model_delay)
+            begin = time.perf_counter()
+            outputs.append(runnable.invoke(value) if run == "sync" else await runnable.ainvoke(value))
+            times[parallel] = time.perf_counter() - begin
+        assert times[False] >= check_seconds + model_delay
+        assert times[True] <= 1.10 * max(check_seconds, model_delay), times
+        return outputs
+
+    return check

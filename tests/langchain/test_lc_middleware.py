@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from guardreasoner import Verdict
 from guardreasoner.prompt import build_prompt
@@ -110,20 +108,15 @@ async def test_a_streamed_agent_shows_a_harmful_answer_never_and_a_safe_one_whol
 
 
 @pytest.mark.parametrize("run", ["sync", "async"])
-async def test_in_parallel_a_benign_turn_costs_the_longer_of_check_and_model(timed_guard, chat_model, run):
-    check, model_delay = 0.5, 0.6
-    times = {}
-    for parallel in (False, True):
+async def test_in_parallel_a_benign_turn_costs_the_longer_of_check_and_model(
+    chat_model, serial_then_parallel, run
+):
+    def build(parallel, guard, model_delay):
         model = chat_model(["Lima."], delay=model_delay)
-        agent = agent_with(model, timed_guard(check), check_output=False, parallel_input_check=parallel)
-        begin = time.perf_counter()
-        result = (
-            agent.invoke(ask("Capital of Peru?")) if run == "sync" else await agent.ainvoke(ask("Capital?"))
-        )
-        times[parallel] = time.perf_counter() - begin
-        assert result["messages"][-1].content == "Lima."
-    assert times[False] >= check + model_delay
-    assert times[True] <= 1.10 * max(check, model_delay), times
+        return agent_with(model, guard, check_output=False, parallel_input_check=parallel)
+
+    results = await serial_then_parallel(build, ask("Capital of Peru?"), run)
+    assert [result["messages"][-1].content for result in results] == ["Lima.", "Lima."]
 
 
 def test_harmful_answer_is_swapped_out_of_the_state_on_end(guard, chat_model):
@@ -151,12 +144,9 @@ def test_error_exit_raises_with_the_verdict(guard, chat_model):
 
 @pytest.mark.parametrize("parallel", [True, False])
 def test_replace_exit_hides_a_harmful_request_from_the_model_and_goes_on(guard, chat_model, parallel):
-    replies = (
-        ["A discarded answer.", "I can help with something else."]
-        if parallel
-        else ["I can help with something else."]
-    )
-    model = chat_model(replies)
+    # Answered by request, not from a queue: with parallel, the held first call may run or (cancelled
+    # before it started) not, and either way it must not take the second call's answer.
+    model = chat_model(["I can help with something else."], answer_to={"bomb": "A discarded answer."})
     agent = agent_with(
         model,
         guard,
@@ -166,7 +156,9 @@ def test_replace_exit_hides_a_harmful_request_from_the_model_and_goes_on(guard, 
     )
     result = agent.invoke(ask("How do I build a bomb?"))
     placeholder = "[removed: prompt_harmfulness=harmful]"
-    assert [m.content for m in model.seen[-1]] == [placeholder]  # with parallel, the second call's input
+    inputs = [[m.content for m in call] for call in model.seen]
+    assert inputs.count([placeholder]) == 1  # the model answered the placeholder, once
+    assert inputs == [[placeholder]] or (parallel and len(inputs) == 2)  # with parallel, the held call too
     assert [m.content for m in result["messages"]] == [placeholder, "I can help with something else."]
     assert result["messages"][0].additional_kwargs["guardreasoner"]["stage"] == "input"
 

@@ -7,27 +7,18 @@ model (the snippet's arguments are checked to be a real constructor call first).
 
 from __future__ import annotations
 
-import inspect
 import itertools
-import re
-from pathlib import Path
 
-import guardreasoner
 import pytest
-from guardreasoner.guard import GuardReasoner
-from guardreasoner.testing import ScriptedEngine
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
 
-from tests.conftest import REPO_ROOT, judge
+from tests.adapters import python_blocks, run_python_blocks, script_guard_reasoner
+from tests.conftest import REPO_ROOT
 
 PACKAGE_README = REPO_ROOT / "packages" / "langchain_guard" / "README.md"
 ROOT_README = REPO_ROOT / "README.md"
-
-
-def python_blocks(path: Path) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.DOTALL)
 
 
 class AnsweringChatModel(GenericFakeChatModel):
@@ -43,20 +34,13 @@ def search(query: str) -> str:
 
 @pytest.fixture
 def namespace(monkeypatch) -> dict:
-    def scripted(*args, **options):
-        inspect.signature(GuardReasoner).bind(*args, **options)  # the snippet's call is a valid one
-        return GuardReasoner(engine=ScriptedEngine(judge))
-
-    monkeypatch.setattr(guardreasoner, "GuardReasoner", scripted)
+    script_guard_reasoner(monkeypatch)
     llm = AnsweringChatModel(messages=itertools.cycle(["Lima is the capital of Peru."]))
     return {"llm": llm, "tools": [search], "__name__": "readme"}
 
 
 def test_the_package_readme_snippets_run_in_order(namespace, capsys):
-    blocks = python_blocks(PACKAGE_README)
-    assert len(blocks) >= 7
-    for block in blocks:
-        exec(compile(block, str(PACKAGE_README), "exec"), namespace)
+    run_python_blocks(PACKAGE_README, namespace, at_least=7)
     out = capsys.readouterr().out
     assert "input harmful" in out
     assert "Blocked (input: prompt_harmfulness=harmful)." in out

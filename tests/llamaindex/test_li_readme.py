@@ -8,16 +8,10 @@ scripted guard instead of loading a model (the snippet's arguments are checked t
 
 from __future__ import annotations
 
-import inspect
-import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import guardreasoner
 import pytest
-from guardreasoner.guard import GuardReasoner
-from guardreasoner.testing import ScriptedEngine
 from llama_index.core import VectorStoreIndex
 from llama_index.core.base.llms.types import ChatMessage, CompletionResponse, MessageRole
 from llama_index.core.embeddings import MockEmbedding
@@ -26,15 +20,12 @@ from llama_index.core.llms.mock import MockFunctionCallingLLM
 from llama_index.core.schema import TextNode
 from llama_index.core.tools import ToolSelection
 
-from tests.conftest import REPO_ROOT, judge
+from tests.adapters import python_blocks, run_python_blocks, script_guard_reasoner
+from tests.conftest import REPO_ROOT
 
 PACKAGE_README = REPO_ROOT / "packages" / "llamaindex_guard" / "README.md"
 ROOT_README = REPO_ROOT / "README.md"
 ANSWER = "Lima is the capital of Peru."
-
-
-def python_blocks(path: Path) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.DOTALL)
 
 
 def respond(messages: Sequence[ChatMessage], **kwargs: Any) -> ChatMessage:
@@ -66,21 +57,14 @@ class ReadmeLLM(MockFunctionCallingLLM):
 
 @pytest.fixture
 def namespace(monkeypatch, tmp_path) -> dict:
-    def scripted(*args, **options):
-        inspect.signature(GuardReasoner).bind(*args, **options)  # the snippet's call is a valid one
-        return GuardReasoner(engine=ScriptedEngine(judge))
-
-    monkeypatch.setattr(guardreasoner, "GuardReasoner", scripted)
+    script_guard_reasoner(monkeypatch)
     monkeypatch.chdir(tmp_path)  # the shadow snippet's JSONL sink lands here
     index = VectorStoreIndex([TextNode(text=ANSWER)], embed_model=MockEmbedding(embed_dim=8))
     return {"index": index, "llm": ReadmeLLM(response_generator=respond), "__name__": "readme"}
 
 
 def test_the_package_readme_snippets_run_in_order(namespace, capsys, tmp_path):
-    blocks = python_blocks(PACKAGE_README)
-    assert len(blocks) >= 7
-    for block in blocks:
-        exec(compile(block, str(PACKAGE_README), "exec"), namespace)
+    run_python_blocks(PACKAGE_README, namespace, at_least=7)
     out = capsys.readouterr().out
     assert "Blocked (input: prompt_harmfulness=harmful).\nharmful\n" in out
     assert "input harmful\n" in out and "[False]\n" in out

@@ -1,8 +1,6 @@
-"""The one path every LangChain adapter takes when the guard blocks: raise, or answer the refusal.
-
-``exit_behavior="error"`` raises :class:`~guardreasoner.integrations.GuardReasonerViolation`; otherwise the
-refusal text is ``violation_message`` filled from the verdict, and a refusal message carries the stage and
-the full verdict under ``response_metadata["guardreasoner"]``.
+"""What a LangChain refusal looks like: a message saying the refusal text (raising, or the text, is
+:meth:`guardreasoner.integrations.Guarding.refuse`'s), with the stage and the full verdict under
+``response_metadata["guardreasoner"]``.
 """
 
 from __future__ import annotations
@@ -10,24 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from guardreasoner import Verdict
-from guardreasoner.integrations import (
-    ExitBehavior,
-    GuardReasonerViolation,
-    format_violation_message,
-    violation_metadata,
-)
+from guardreasoner.integrations import violation_metadata
 from langchain_core.messages import AIMessage, BaseMessage
 
 from langchain_guardreasoner._messages import Stage
-
-
-def refusal_text(
-    verdict: Verdict, stage: Stage, content: str, exit_behavior: ExitBehavior, template: str
-) -> str:
-    """Raise under ``"error"``; else the refusal text for this verdict."""
-    if exit_behavior == "error":
-        raise GuardReasonerViolation(verdict=verdict, stage=stage, content=content)
-    return format_violation_message(template, verdict, stage)
 
 
 def with_refusal(

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -15,19 +14,13 @@ from guardreasoner.integrations import (
     DEFAULT_STREAM_CHUNK_TOKENS,
     DEFAULT_VIOLATION_MESSAGE,
     AReadAhead,
-    BufferedStreamModerator,
     ExitBehavior,
-    GuardProvider,
+    GuardedOptions,
+    Guarding,
     GuardReasonerViolation,
     ReadAhead,
     StreamMode,
-    arun_beside_check,
-    check_exit_behavior,
-    check_stream_chunk_tokens,
-    check_stream_mode,
-    check_violation_message,
     is_violation,
-    run_beside_check,
     violation_metadata,
 )
 from langchain_core.callbacks import BaseCallbackHandler
@@ -36,45 +29,17 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import patch_config
 
 from langchain_guardreasoner._messages import Stage, conversation_of, message_text
-from langchain_guardreasoner._violation import refusal_text, with_refusal
-
-_END = object()
+from langchain_guardreasoner._violation import with_refusal
 
 
-class GuardedRunnable(Runnable[Any, Any]):
+class GuardedRunnable(GuardedOptions, Runnable[Any, Any]):
     """A Runnable whose input and output GuardReasoner judges; build it with :func:`guard_chain`."""
 
-    def __init__(
-        self,
-        chain: Runnable[Any, Any],
-        provider: GuardProvider,
-        *,
-        check_input: bool,
-        check_output: bool,
-        exit_behavior: ExitBehavior,
-        violation_message: str,
-        input_key: str | None,
-        parallel_input_check: bool,
-        stream_mode: StreamMode,
-        stream_chunk_tokens: int,
-        history_window: int,
-    ):
+    def __init__(self, chain: Runnable[Any, Any], guarding: Guarding, *, input_key: str | None):
         self.chain = chain
-        self._provider = provider
-        self.check_input = check_input
-        self.check_output = check_output
-        self.exit_behavior = check_exit_behavior(exit_behavior, ("error", "replace"))
-        self.violation_message = check_violation_message(violation_message)
+        self._guarding = guarding
         self.input_key = input_key
-        self.parallel_input_check = parallel_input_check
-        self.stream_mode = check_stream_mode(stream_mode)
-        self.stream_chunk_tokens = check_stream_chunk_tokens(stream_chunk_tokens)
-        self.history_window = history_window
         self.name = f"Guarded{chain.get_name()}"
-
-    @property
-    def guard(self) -> GuardReasoner:
-        return self._provider.get()
 
     # -- invoke ---------------------------------------------------------------------------------------
 
@@ -87,21 +52,10 @@ class GuardedRunnable(Runnable[Any, Any]):
     def _run(self, value: Any, run_manager: Any, config: RunnableConfig, **kwargs: Any) -> Any:
         request = self._request(value)
         child = patch_config(config, callbacks=run_manager.get_child())
-        output: Any = _END
-        if self.check_input:
-            if self.parallel_input_check:
-                held = run_beside_check(
-                    lambda: self.guard.classify(request),
-                    lambda: self.chain.invoke(value, child, **kwargs),
-                    blocks=_blocks_request,
-                )
-                verdict, output = held.verdict, (_END if held.blocked else held.result)
-            else:
-                verdict = self.guard.classify(request)
-            if _blocks_request(verdict):
-                return self._refusal(verdict, "input", request, None)
-        if output is _END:
-            output = self.chain.invoke(value, child, **kwargs)
+        held = self._guarding.call_checked(request, lambda: self.chain.invoke(value, child, **kwargs))
+        if held.blocked:
+            return self._refusal(held.verdict, "input", request, None)
+        output = held.result
         if self.check_output and (response := self._response(output)) is not None:
             verdict = self.guard.classify(request, response)
             if _blocks_response(verdict):
@@ -111,21 +65,10 @@ class GuardedRunnable(Runnable[Any, Any]):
     async def _arun(self, value: Any, run_manager: Any, config: RunnableConfig, **kwargs: Any) -> Any:
         request = self._request(value)
         child = patch_config(config, callbacks=run_manager.get_child())
-        output: Any = _END
-        if self.check_input:
-            if self.parallel_input_check:
-                held = await arun_beside_check(
-                    self.guard.aclassify(request),
-                    lambda: self.chain.ainvoke(value, child, **kwargs),
-                    blocks=_blocks_request,
-                )
-                verdict, output = held.verdict, (_END if held.blocked else held.result)
-            else:
-                verdict = await self.guard.aclassify(request)
-            if _blocks_request(verdict):
-                return self._refusal(verdict, "input", request, None)
-        if output is _END:
-            output = await self.chain.ainvoke(value, child, **kwargs)
+        held = await self._guarding.acall_checked(request, lambda: self.chain.ainvoke(value, child, **kwargs))
+        if held.blocked:
+            return self._refusal(held.verdict, "input", request, None)
+        output = held.result
         if self.check_output and (response := self._response(output)) is not None:
             verdict = await self.guard.aclassify(request, response)
             if _blocks_response(verdict):
@@ -188,7 +131,7 @@ class GuardedRunnable(Runnable[Any, Any]):
                 yield self._stream_refusal(_output_violation(verdict, text), reader.messages)
             return
         try:
-            yield from self._moderator(request, reader).moderate(upstream)
+            yield from self._guarding.moderator(request, reader).moderate(upstream)
         except GuardReasonerViolation as violation:
             yield self._stream_refusal(violation, reader.messages)
 
@@ -233,15 +176,10 @@ class GuardedRunnable(Runnable[Any, Any]):
                 yield self._stream_refusal(_output_violation(verdict, text), reader.messages)
             return
         try:
-            async for chunk in self._moderator(request, reader).amoderate(upstream):
+            async for chunk in self._guarding.moderator(request, reader).amoderate(upstream):
                 yield chunk
         except GuardReasonerViolation as violation:
             yield self._stream_refusal(violation, reader.messages)
-
-    def _moderator(self, request: str, reader: _ChunkReader) -> BufferedStreamModerator[Any]:
-        """``buffered``: released per chunk of ``stream_chunk_tokens``; ``whole``: one chunk, the stream."""
-        chunk = self.stream_chunk_tokens if self.stream_mode == "buffered" else sys.maxsize
-        return BufferedStreamModerator(self.guard, request, chunk_tokens=chunk, text_of=reader)
 
     # -- reading and refusing -------------------------------------------------------------------------
 
@@ -273,7 +211,7 @@ class GuardedRunnable(Runnable[Any, Any]):
     def _refusal(self, verdict: Verdict, stage: Stage, content: str, output: Any) -> Any:
         """Raise, or the refusal in the output's form: a copy of a message output with the verdict in its
         metadata, else a str (always for a flagged input, since the chain did not run)."""
-        text = refusal_text(verdict, stage, content, self.exit_behavior, self.violation_message)
+        text = self._guarding.refuse(verdict, stage, content)
         if isinstance(output, BaseMessage):
             return with_refusal(output, text, verdict, stage)
         return text
@@ -281,9 +219,7 @@ class GuardedRunnable(Runnable[Any, Any]):
     def _stream_refusal(self, violation: GuardReasonerViolation, messages: bool) -> Any:
         """The stream's last chunk after a harmful one: raise, or the refusal (an ``AIMessageChunk`` with
         the verdict in its metadata when the stream is of message chunks, else a str)."""
-        text = refusal_text(
-            violation.verdict, "output", violation.content, self.exit_behavior, self.violation_message
-        )
+        text = self._guarding.refuse(violation.verdict, "output", violation.content)
         if messages:
             return AIMessageChunk(
                 content=text,
@@ -424,17 +360,5 @@ def guard_chain(
     ``astream_events`` observe the inner chain's runs as they happen, before the verdict: read the guarded
     chain's output, not the inner events, for judged content.
     """
-    provider = GuardProvider(guard, model, guard_options)
-    return GuardedRunnable(
-        chain,
-        provider,
-        check_input=check_input,
-        check_output=check_output,
-        exit_behavior=exit_behavior,
-        violation_message=violation_message,
-        input_key=input_key,
-        parallel_input_check=parallel_input_check,
-        stream_mode=stream_mode,
-        stream_chunk_tokens=stream_chunk_tokens,
-        history_window=history_window,
-    )
+    guarding = Guarding.from_arguments(locals(), exit_behaviors=("error", "replace"))  # no turn to end
+    return GuardedRunnable(chain, guarding, input_key=input_key)

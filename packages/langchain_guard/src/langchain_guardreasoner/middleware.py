@@ -12,10 +12,9 @@ from guardreasoner.integrations import (
     DEFAULT_HISTORY_TURNS,
     DEFAULT_VIOLATION_MESSAGE,
     ExitBehavior,
-    GuardProvider,
+    GuardedOptions,
+    Guarding,
     arun_beside_check,
-    check_exit_behavior,
-    check_violation_message,
     is_violation,
     run_beside_check,
 )
@@ -32,7 +31,7 @@ from langgraph.constants import TAG_NOSTREAM
 from langgraph.types import Command
 
 from langchain_guardreasoner._messages import Stage, last_index, message_text, messages_conversation
-from langchain_guardreasoner._violation import refusal_message, refusal_text, with_refusal
+from langchain_guardreasoner._violation import refusal_message, with_refusal
 
 AgentStreamMode = Literal["whole", "passthrough"]
 
@@ -53,7 +52,7 @@ class _Check:
         return is_violation(verdict, judged_on="request" if self.response is None else "response")
 
 
-class GuardReasonerMiddleware(AgentMiddleware[AgentState[Any], Any]):
+class GuardReasonerMiddleware(GuardedOptions, AgentMiddleware[AgentState[Any], Any]):
     """Guard an agent's model calls with GuardReasoner, in the shape of LangChain's moderation middleware.
 
     >>> agent = create_agent(model, tools, middleware=[GuardReasonerMiddleware(guard=guard)])  # doctest: +SKIP
@@ -121,19 +120,8 @@ class GuardReasonerMiddleware(AgentMiddleware[AgentState[Any], Any]):
                 f"An agent's stream_mode must be 'whole' or 'passthrough', got {stream_mode!r} (release chunk "
                 "by chunk with guard_chain(...).stream)."
             )
-        self._provider = GuardProvider(guard, model, guard_options)
-        self.check_input = check_input
-        self.check_output = check_output
+        self._guarding = Guarding.from_arguments(locals())
         self.check_tool_results = check_tool_results
-        self.exit_behavior = check_exit_behavior(exit_behavior)
-        self.violation_message = check_violation_message(violation_message)
-        self.parallel_input_check = parallel_input_check
-        self.stream_mode = stream_mode
-        self.history_window = history_window
-
-    @property
-    def guard(self) -> GuardReasoner:
-        return self._provider.get()
 
     # -- hooks ----------------------------------------------------------------------------------------
 
@@ -259,9 +247,7 @@ class GuardReasonerMiddleware(AgentMiddleware[AgentState[Any], Any]):
         for check, verdict in zip(checks, verdicts):
             if not check.blocks(verdict):
                 continue
-            text = refusal_text(
-                verdict, check.stage, check.content, self.exit_behavior, self.violation_message
-            )
+            text = self._guarding.refuse(verdict, check.stage, check.content)
             if self.exit_behavior == "end":
                 return refusal_message(text, verdict, check.stage)
             messages[check.index] = with_refusal(messages[check.index], text, verdict, check.stage)
@@ -278,9 +264,7 @@ class GuardReasonerMiddleware(AgentMiddleware[AgentState[Any], Any]):
         for check, verdict in zip(checks, verdicts):
             if not check.blocks(verdict):
                 continue
-            text = refusal_text(
-                verdict, check.stage, check.content, self.exit_behavior, self.violation_message
-            )
+            text = self._guarding.refuse(verdict, check.stage, check.content)
             result = list(response.result)
             flagged = result[check.index]
             # A new id: a stream that showed the flagged message (passthrough) shows the refusal after it.

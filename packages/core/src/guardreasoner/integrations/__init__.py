@@ -4,6 +4,8 @@ your own), with no framework imported here.
 - :mod:`~guardreasoner.integrations.options`: the vocabulary (``exit_behavior``, ``violation_message``
   templates, ``stream_mode``), what a refusal carries, and the one error :class:`GuardReasonerViolation`.
 - :mod:`~guardreasoner.integrations.provider`: the guard given or built lazily, and the block rule.
+- :mod:`~guardreasoner.integrations.guarding`: a guarded wrapper's options checked once (:class:`Guarding`),
+  its refusal and stream moderator.
 - :mod:`~guardreasoner.integrations.history`: what the guard sees of a multi-turn chat (:func:`fold_history`).
 - :mod:`~guardreasoner.integrations.parallel`: the guarded call started beside the input check, held until
   the verdict.
@@ -13,6 +15,7 @@ your own), with no framework imported here.
 Each adapter keeps its own framework code (its stages, how it reads messages or nodes) and builds on these.
 """
 
+from guardreasoner.integrations.guarding import GuardedOptions, Guarding
 from guardreasoner.integrations.history import (
     DEFAULT_HISTORY_CHARS,
     DEFAULT_HISTORY_TURNS,
@@ -33,7 +36,13 @@ from guardreasoner.integrations.options import (
     verdict_labels,
     violation_metadata,
 )
-from guardreasoner.integrations.parallel import Held, arun_beside_check, run_beside_check
+from guardreasoner.integrations.parallel import (
+    Held,
+    arun_beside_check,
+    arun_checked,
+    run_beside_check,
+    run_checked,
+)
 from guardreasoner.integrations.provider import GuardProvider, is_violation
 from guardreasoner.integrations.shadow import ShadowRecord, ShadowRecorder, ShadowSink
 from guardreasoner.integrations.streaming import (
@@ -50,6 +59,8 @@ __all__ = [
     "DEFAULT_VIOLATION_MESSAGE",
     "AReadAhead",
     "BufferedStreamModerator",
+    "GuardedOptions",
+    "Guarding",
     "Held",
     "ReadAhead",
     "ShadowRecord",
@@ -57,8 +68,10 @@ __all__ = [
     "ShadowSink",
     "Turn",
     "arun_beside_check",
+    "arun_checked",
     "fold_history",
     "run_beside_check",
+    "run_checked",
     "ExitBehavior",
     "GuardProvider",
     "GuardReasonerViolation",

@@ -21,7 +21,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-__all__ = ["Held", "arun_beside_check", "run_beside_check"]
+__all__ = ["Held", "arun_beside_check", "arun_checked", "run_beside_check", "run_checked"]
 
 V = TypeVar("V")
 T = TypeVar("T")
@@ -64,6 +64,19 @@ def run_beside_check(
     return Held(verdict, False, future.result())
 
 
+def run_checked(
+    check: Callable[[], V], call: Callable[[], T], *, blocks: Callable[[V], bool], beside: bool
+) -> Held[V, T]:
+    """``call`` after ``check`` when the verdict does not block; with ``beside``, started beside the check
+    (:func:`run_beside_check`). The one choice a wrapper's ``parallel_input_check`` makes."""
+    if beside:
+        return run_beside_check(check, call, blocks=blocks)
+    verdict = check()
+    if blocks(verdict):
+        return Held(verdict, True)
+    return Held(verdict, False, call())
+
+
 async def arun_beside_check(
     check: Awaitable[V], call: Callable[[], Awaitable[T]], *, blocks: Callable[[V], bool]
 ) -> Held[V, T]:
@@ -82,6 +95,18 @@ async def arun_beside_check(
         await _discard(task)
         return Held(verdict, True)
     return Held(verdict, False, await task)
+
+
+async def arun_checked(
+    check: Awaitable[V], call: Callable[[], Awaitable[T]], *, blocks: Callable[[V], bool], beside: bool
+) -> Held[V, T]:
+    """:func:`run_checked` for async calls (with ``beside``: :func:`arun_beside_check`)."""
+    if beside:
+        return await arun_beside_check(check, call, blocks=blocks)
+    verdict = await check
+    if blocks(verdict):
+        return Held(verdict, True)
+    return Held(verdict, False, await call())
 
 
 async def _discard(task: asyncio.Future[T]) -> None:

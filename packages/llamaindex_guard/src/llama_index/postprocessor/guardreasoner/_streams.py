@@ -15,95 +15,73 @@ the model goes on generating instead of waiting for each check.
 from __future__ import annotations
 
 import inspect
-import sys
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import TypeVar
 
-from llama_index.postprocessor.guardreasoner._common import Guarding
-
 from guardreasoner import Verdict
-from guardreasoner.integrations import (
-    GuardReasonerViolation,
-    StreamMode,
-    check_stream_chunk_tokens,
-    check_stream_mode,
-    is_violation,
-)
-from guardreasoner.integrations.streaming import DEFAULT_STREAM_CHUNK_TOKENS, BufferedStreamModerator
+from guardreasoner.integrations import GuardReasonerViolation, is_violation
+from guardreasoner.integrations.guarding import Guarding
 
 T = TypeVar("T")
 
 
-class StreamGuard:
-    """``stream_mode`` and ``stream_chunk_tokens``, checked at construction, and the guarded streams."""
-
-    def __init__(self, guarding: Guarding, stream_mode: StreamMode, stream_chunk_tokens: int):
-        self.guarding = guarding
-        self.stream_mode = check_stream_mode(stream_mode)
-        self.stream_chunk_tokens = check_stream_chunk_tokens(stream_chunk_tokens)
-
-    def moderator(self, prompt: str, text_of: Callable[[T], str]) -> BufferedStreamModerator[T]:
-        """A moderator for ``stream_mode`` ``buffered`` (chunks) or ``whole`` (one check at the end)."""
-        chunk = self.stream_chunk_tokens if self.stream_mode == "buffered" else sys.maxsize
-        return BufferedStreamModerator(self.guarding.guard, prompt, chunk_tokens=chunk, text_of=text_of)
-
-    def guard(
-        self,
-        prompt: str,
-        stream: Iterable[T],
-        *,
-        text_of: Callable[[T], str],
-        refusal_piece: Callable[[str], T],
-        on_violation: Callable[[Verdict, str], None],
-    ) -> Iterator[T]:
-        """``stream``'s pieces as ``stream_mode`` releases them; the refusal piece last on a violation."""
-        try:
-            if self.stream_mode == "passthrough":
-                text = ""
-                for piece in stream:
-                    text += text_of(piece) or ""
-                    yield piece
-                self._judge_whole(self.guarding.guard.classify(prompt, text), text)
-            else:
-                yield from self.moderator(prompt, text_of).moderate(stream)
-        except GuardReasonerViolation as exc:
-            self._raise_under_error(exc)
-            on_violation(exc.verdict, exc.content)
-            yield refusal_piece(self.guarding.refusal(exc.verdict, "output"))
-
-    async def aguard(
-        self,
-        prompt: str,
-        stream: AsyncIterable[T],
-        *,
-        text_of: Callable[[T], str],
-        refusal_piece: Callable[[str], T],
-        on_violation: Callable[[Verdict, str], Awaitable[None] | None],
-    ) -> AsyncIterator[T]:
-        """:meth:`guard` for an async stream (``on_violation`` may be a coroutine function)."""
-        try:
-            if self.stream_mode == "passthrough":
-                text = ""
-                async for piece in stream:
-                    text += text_of(piece) or ""
-                    yield piece
-                self._judge_whole(await self.guarding.guard.aclassify(prompt, text), text)
-            else:
-                async for piece in self.moderator(prompt, text_of).amoderate(stream):
-                    yield piece
-        except GuardReasonerViolation as exc:
-            self._raise_under_error(exc)
-            if inspect.isawaitable(told := on_violation(exc.verdict, exc.content)):
-                await told
-            yield refusal_piece(self.guarding.refusal(exc.verdict, "output"))
-
-    def _judge_whole(self, verdict: Verdict, text: str) -> None:
-        if is_violation(verdict, judged_on="response"):
-            raise GuardReasonerViolation(verdict=verdict, stage="output", content=text)
-
-    def _raise_under_error(self, exc: GuardReasonerViolation) -> None:
-        if self.guarding.exit_behavior == "error":
-            raise exc
+def guard_stream(
+    guarding: Guarding,
+    prompt: str,
+    stream: Iterable[T],
+    *,
+    text_of: Callable[[T], str],
+    refusal_piece: Callable[[str], T],
+    on_violation: Callable[[Verdict, str], None],
+) -> Iterator[T]:
+    """``stream``'s pieces as ``guarding.stream_mode`` releases them; the refusal piece last on a violation."""
+    try:
+        if guarding.stream_mode == "passthrough":
+            text = ""
+            for piece in stream:
+                text += text_of(piece) or ""
+                yield piece
+            _judge_whole(guarding.guard.classify(prompt, text), text)
+        else:
+            yield from guarding.moderator(prompt, text_of).moderate(stream)
+    except GuardReasonerViolation as exc:
+        _raise_under_error(guarding, exc)
+        on_violation(exc.verdict, exc.content)
+        yield refusal_piece(guarding.refusal(exc.verdict, "output"))
 
 
-__all__ = ["DEFAULT_STREAM_CHUNK_TOKENS", "StreamGuard"]
+async def aguard_stream(
+    guarding: Guarding,
+    prompt: str,
+    stream: AsyncIterable[T],
+    *,
+    text_of: Callable[[T], str],
+    refusal_piece: Callable[[str], T],
+    on_violation: Callable[[Verdict, str], Awaitable[None] | None],
+) -> AsyncIterator[T]:
+    """:func:`guard_stream` for an async stream (``on_violation`` may be a coroutine function)."""
+    try:
+        if guarding.stream_mode == "passthrough":
+            text = ""
+            async for piece in stream:
+                text += text_of(piece) or ""
+                yield piece
+            _judge_whole(await guarding.guard.aclassify(prompt, text), text)
+        else:
+            async for piece in guarding.moderator(prompt, text_of).amoderate(stream):
+                yield piece
+    except GuardReasonerViolation as exc:
+        _raise_under_error(guarding, exc)
+        if inspect.isawaitable(told := on_violation(exc.verdict, exc.content)):
+            await told
+        yield refusal_piece(guarding.refusal(exc.verdict, "output"))
+
+
+def _judge_whole(verdict: Verdict, text: str) -> None:
+    if is_violation(verdict, judged_on="response"):
+        raise GuardReasonerViolation(verdict=verdict, stage="output", content=text)
+
+
+def _raise_under_error(guarding: Guarding, exc: GuardReasonerViolation) -> None:
+    if guarding.exit_behavior == "error":
+        raise exc

@@ -47,19 +47,25 @@ from llama_index.core.memory import BaseMemory
 from llama_index.core.prompts.mixin import PromptMixinType
 from llama_index.core.tools import AsyncBaseTool, BaseTool, FunctionTool, ToolOutput, adapt_to_async_tool
 from llama_index.core.workflow import Context
-from llama_index.postprocessor.guardreasoner._common import Guarding, Stage, text_or_none
-from llama_index.postprocessor.guardreasoner._streams import DEFAULT_STREAM_CHUNK_TOKENS, StreamGuard
+from llama_index.postprocessor.guardreasoner._common import (
+    Stage,
+    folded_request,
+    refusal_metadata,
+    text_or_none,
+)
 
 from guardreasoner import Verdict
 from guardreasoner.guard import GuardReasoner
 from guardreasoner.integrations import (
+    DEFAULT_HISTORY_TURNS,
+    DEFAULT_STREAM_CHUNK_TOKENS,
     DEFAULT_VIOLATION_MESSAGE,
     ExitBehavior,
     GuardReasonerViolation,
     StreamMode,
     is_violation,
 )
-from guardreasoner.integrations.history import DEFAULT_HISTORY_TURNS
+from guardreasoner.integrations.guarding import Guarding
 
 _INPUT_JUDGED = "guardreasoner_input_judged"
 _FLAGGED_TOOLS = "guardreasoner_flagged_tool_results"
@@ -86,8 +92,6 @@ class GuardedAgent(BaseWorkflowAgent):
 
     _agent: BaseWorkflowAgent = PrivateAttr()
     _guarding: Guarding = PrivateAttr()
-    _streams: StreamGuard = PrivateAttr()
-    _parallel_input_check: bool = PrivateAttr()
 
     def __init__(
         self,
@@ -107,16 +111,7 @@ class GuardedAgent(BaseWorkflowAgent):
         **guard_options: Any,
     ):
         _check_agent(agent)
-        guarding = Guarding(
-            guard,
-            model,
-            guard_options,
-            exit_behavior=exit_behavior,
-            violation_message=violation_message,
-            check_input=check_input,
-            check_output=check_output,
-            history_window=history_window,
-        )
+        guarding = Guarding.from_arguments(locals())
         tools = list(agent.tools or [])
         super().__init__(
             **_options_of(
@@ -128,8 +123,6 @@ class GuardedAgent(BaseWorkflowAgent):
         )
         self._agent = agent
         self._guarding = guarding
-        self._streams = StreamGuard(guarding, stream_mode, stream_chunk_tokens)
-        self._parallel_input_check = parallel_input_check
 
     @classmethod
     def workflow(
@@ -180,13 +173,13 @@ class GuardedAgent(BaseWorkflowAgent):
         )
         if judge_input:  # once per run (a later step, or a handoff, sees the same request)
             await ctx.store.set(_INPUT_JUDGED, request)
-            if not self._parallel_input_check:
+            if not self._guarding.parallel_input_check:
                 verdict = await self.guard.aclassify(request)
                 if is_violation(verdict, judged_on="request"):
                     return await self._stop(ctx, verdict, "input", request)
         held = _HeldContext(ctx)
         step = asyncio.ensure_future(self._agent.take_step(held, llm_input, tools, memory))
-        if judge_input and self._parallel_input_check:
+        if judge_input and self._guarding.parallel_input_check:
             try:
                 verdict = await self.guard.aclassify(request)
             except BaseException:
@@ -218,7 +211,7 @@ class GuardedAgent(BaseWorkflowAgent):
             await ctx.store.set(_FLAGGED_TOOLS, [])
             if self._guarding.exit_behavior == "error":
                 verdict, content = flagged[0]
-                raise self._guarding.violation(verdict, "tool", content)
+                raise GuardReasonerViolation(verdict=verdict, stage="tool", content=content)
         output = await self._agent.finalize(ctx, output, memory)
         if await ctx.store.get(_REFUSED, default=False):
             await ctx.store.set(_REFUSED, False)
@@ -236,7 +229,7 @@ class GuardedAgent(BaseWorkflowAgent):
         history = await memory.aget_all()
         if history and history[-1].role == MessageRole.USER and (history[-1].content or "") == message:
             history = history[:-1]
-        return self._guarding.request(history, message)
+        return folded_request(history, message, self._guarding.history_window)
 
     async def _judge(self, request: str | None, text: str) -> Verdict | None:
         """The blocking verdict on ``text`` as the response to ``request`` (alone when there is none)."""
@@ -255,14 +248,14 @@ class GuardedAgent(BaseWorkflowAgent):
         needs no second check). Raises :class:`GuardReasonerViolation` on a harmful chunk, having cancelled
         the step (its writes are dropped with it).
         """
-        passthrough = self._streams.stream_mode == "passthrough"  # streamed as it comes, judged at the end
+        passthrough = self._guarding.stream_mode == "passthrough"  # streamed as it comes, judged at the end
         if not (self._guarding.check_output and self.streaming and request is not None) or passthrough:
             held.open(ctx.write_event_to_stream)
             return await step, False
         pieces: asyncio.Queue[Any] = asyncio.Queue()
         held.open(lambda event: pieces.put_nowait(event) if isinstance(event, AgentStream) else None, ctx)
         step.add_done_callback(lambda _: pieces.put_nowait(_END))
-        moderator = self._streams.moderator(request, lambda event: event.delta or "")
+        moderator = self._guarding.moderator(request, lambda event: event.delta or "")
 
         async def stream() -> Any:
             while (event := await pieces.get()) is not _END:
@@ -287,9 +280,7 @@ class GuardedAgent(BaseWorkflowAgent):
         """Raise under ``error``; else answer the refusal (the run then finalizes with it)."""
         if stage == "input":  # a flagged request is judged again if it comes again on this context
             await ctx.store.set(_INPUT_JUDGED, None)
-        if self._guarding.exit_behavior == "error":
-            raise self._guarding.violation(verdict, stage, content)
-        refusal = self._guarding.refusal(verdict, stage)
+        refusal = self._guarding.refuse(verdict, stage, content)
         await ctx.store.set(_REFUSED, True)
         if self.streaming:
             ctx.write_event_to_stream(
@@ -298,7 +289,7 @@ class GuardedAgent(BaseWorkflowAgent):
         return AgentOutput(
             response=ChatMessage(role=MessageRole.ASSISTANT, content=refusal),
             tool_calls=[],
-            raw=Guarding.metadata(verdict, stage),
+            raw=refusal_metadata(verdict, stage),
             current_agent_name=self.name,
         )
 
@@ -319,7 +310,7 @@ class GuardedAgent(BaseWorkflowAgent):
             content=self._guarding.refusal(verdict, "tool"),
             tool_name=output.tool_name,
             raw_input=output.raw_input,
-            raw_output=Guarding.metadata(verdict, "tool"),
+            raw_output=refusal_metadata(verdict, "tool"),
         )
 
 

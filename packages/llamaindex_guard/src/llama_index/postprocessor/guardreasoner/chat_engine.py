@@ -15,19 +15,31 @@ from llama_index.core.chat_engine.types import (
     StreamingAgentChatResponse,
 )
 from llama_index.core.memory import BaseMemory
-from llama_index.postprocessor.guardreasoner._common import Guarding, Stage, text_or_none
-from llama_index.postprocessor.guardreasoner._streams import DEFAULT_STREAM_CHUNK_TOKENS, StreamGuard
+from llama_index.postprocessor.guardreasoner._common import (
+    Stage,
+    folded_request,
+    refusal_metadata,
+    text_or_none,
+)
+from llama_index.postprocessor.guardreasoner._streams import aguard_stream, guard_stream
 
 from guardreasoner import Verdict
 from guardreasoner.guard import GuardReasoner
-from guardreasoner.integrations import DEFAULT_VIOLATION_MESSAGE, ExitBehavior, StreamMode, is_violation
-from guardreasoner.integrations.history import DEFAULT_HISTORY_TURNS
+from guardreasoner.integrations import (
+    DEFAULT_HISTORY_TURNS,
+    DEFAULT_STREAM_CHUNK_TOKENS,
+    DEFAULT_VIOLATION_MESSAGE,
+    ExitBehavior,
+    StreamMode,
+    is_violation,
+)
+from guardreasoner.integrations.guarding import GuardedOptions, Guarding
 from guardreasoner.integrations.parallel import arun_beside_check
 
 T = TypeVar("T")
 
 
-class GuardedChatEngine(BaseChatEngine):
+class GuardedChatEngine(GuardedOptions, BaseChatEngine):
     """Wrap any :class:`BaseChatEngine`: judge each user message before it runs and the answer after.
 
     >>> chat = GuardedChatEngine(index.as_chat_engine(llm=llm), guard=guard)  # doctest: +SKIP
@@ -82,26 +94,7 @@ class GuardedChatEngine(BaseChatEngine):
                 f"GuardedChatEngine wraps a LlamaIndex BaseChatEngine, got {type(chat_engine).__name__}.{hint}"
             )
         self._chat_engine = chat_engine
-        self._guarding = Guarding(
-            guard,
-            model,
-            guard_options,
-            exit_behavior=exit_behavior,
-            violation_message=violation_message,
-            check_input=check_input,
-            check_output=check_output,
-            history_window=history_window,
-        )
-        self._streams = StreamGuard(self._guarding, stream_mode, stream_chunk_tokens)
-        self.parallel_input_check = parallel_input_check
-
-    @property
-    def guard(self) -> GuardReasoner:
-        return self._guarding.guard
-
-    @property
-    def exit_behavior(self) -> ExitBehavior:
-        return self._guarding.exit_behavior
+        self._guarding = Guarding.from_arguments(locals())
 
     @property
     def chat_history(self) -> list[ChatMessage]:
@@ -163,9 +156,10 @@ class GuardedChatEngine(BaseChatEngine):
         if prompt is not None and _blocks_request(verdict := self.guard.classify(prompt)):
             return _stream_of(self._refuse("input", verdict, message).response)
         streamed = self._chat_engine.stream_chat(message, chat_history)
-        if not self._guarding.check_output:
+        if not self.check_output:
             return streamed
-        guarded = self._streams.guard(
+        guarded = guard_stream(
+            self._guarding,
             prompt or message,
             streamed.response_gen,
             text_of=str,
@@ -181,14 +175,15 @@ class GuardedChatEngine(BaseChatEngine):
         if prompt is not None and _blocks_request(verdict := await self.guard.aclassify(prompt)):
             return _stream_of(self._refuse("input", verdict, message).response)
         streamed = await self._chat_engine.astream_chat(message, chat_history)
-        if not self._guarding.check_output:
+        if not self.check_output:
             return streamed
 
         async def scrub(_verdict: Verdict, content: str) -> None:
             # the stream was closed, so the wrapped engine's memory writer has finished: scrub what it wrote
             await self._ascrub_memory(content)
 
-        guarded = self._streams.aguard(
+        guarded = aguard_stream(
+            self._guarding,
             prompt or message,
             streamed.async_response_gen(),
             text_of=str,
@@ -201,13 +196,13 @@ class GuardedChatEngine(BaseChatEngine):
 
     def _request(self, message: str, chat_history: list[ChatMessage] | None) -> str | None:
         """What the guard reads as the request (history folded in), or None when the input is not judged."""
-        if not self._guarding.check_input or text_or_none(message) is None:
+        if not self.check_input or text_or_none(message) is None:
             return None
         history = self.chat_history if chat_history is None else chat_history
-        return self._guarding.request(history, message)
+        return folded_request(history, message, self.history_window)
 
     def _wants_output(self, response: Any) -> bool:
-        return self._guarding.check_output and text_or_none(str(response)) is not None
+        return self.check_output and text_or_none(str(response)) is not None
 
     def _judge_answer(self, prompt: str, response: Any, classify: Callable[[str, str], Verdict]) -> Any:
         if not self._wants_output(response):
@@ -249,11 +244,8 @@ class GuardedChatEngine(BaseChatEngine):
         return None, outcome["result"]
 
     def _refuse(self, stage: Stage, verdict: Verdict, content: str) -> AgentChatResponse:
-        if self.exit_behavior == "error":
-            raise self._guarding.violation(verdict, stage, content)
-        return AgentChatResponse(
-            response=self._guarding.refusal(verdict, stage), metadata=Guarding.metadata(verdict, stage)
-        )
+        text = self._guarding.refuse(verdict, stage, content)
+        return AgentChatResponse(response=text, metadata=refusal_metadata(verdict, stage))
 
     def _after_stream(self, streamed: StreamingAgentChatResponse, content: str) -> None:
         """A flagged stream: wait for the wrapped engine's memory writer, then scrub the answer it wrote."""
@@ -298,9 +290,7 @@ class GuardedChatEngine(BaseChatEngine):
                 if answer.strip() not in (messages[index].content or ""):
                     return None
                 replaced = list(messages)
-                replaced[index] = ChatMessage(
-                    role=MessageRole.ASSISTANT, content=self._guarding.violation_message
-                )
+                replaced[index] = ChatMessage(role=MessageRole.ASSISTANT, content=self.violation_message)
                 return replaced
         return None
 

@@ -16,21 +16,22 @@ from llama_index.core.base.response.schema import (
 from llama_index.core.callbacks.base import CallbackManager
 from llama_index.core.prompts.mixin import PromptMixinType
 from llama_index.core.schema import QueryBundle
-from llama_index.postprocessor.guardreasoner._common import Guarding, Stage, text_or_none
-from llama_index.postprocessor.guardreasoner._streams import DEFAULT_STREAM_CHUNK_TOKENS, StreamGuard
+from llama_index.postprocessor.guardreasoner._common import Stage, refusal_metadata, text_or_none
+from llama_index.postprocessor.guardreasoner._streams import aguard_stream, guard_stream
 
 from guardreasoner import Verdict
 from guardreasoner.guard import GuardReasoner
 from guardreasoner.integrations import (
+    DEFAULT_STREAM_CHUNK_TOKENS,
     DEFAULT_VIOLATION_MESSAGE,
     ExitBehavior,
     StreamMode,
     is_violation,
 )
-from guardreasoner.integrations.parallel import arun_beside_check, run_beside_check
+from guardreasoner.integrations.guarding import GuardedOptions, Guarding
 
 
-class GuardedQueryEngine(BaseQueryEngine):
+class GuardedQueryEngine(GuardedOptions, BaseQueryEngine):
     """Wrap any :class:`BaseQueryEngine`: judge the query before its answer is used, and the answer.
 
     >>> engine = GuardedQueryEngine(index.as_query_engine(), guard=guard)  # doctest: +SKIP
@@ -80,30 +81,12 @@ class GuardedQueryEngine(BaseQueryEngine):
                 "wrap a chat engine with GuardedChatEngine and an agent with GuardedAgent."
             )
         self._query_engine = query_engine
-        self._guarding = Guarding(
-            guard,
-            model,
-            guard_options,
-            exit_behavior=exit_behavior,
-            violation_message=violation_message,
-            check_input=check_input,
-            check_output=check_output,
-        )
-        self._streams = StreamGuard(self._guarding, stream_mode, stream_chunk_tokens)
-        self.parallel_input_check = parallel_input_check
+        self._guarding = Guarding.from_arguments(locals(), history_window=0)  # the query is judged alone
         if streaming is None:
             synthesizer = getattr(query_engine, "_response_synthesizer", None)
             streaming = bool(getattr(synthesizer, "_streaming", False))
         self.streaming = streaming
         super().__init__(callback_manager or query_engine.callback_manager)
-
-    @property
-    def guard(self) -> GuardReasoner:
-        return self._guarding.guard
-
-    @property
-    def exit_behavior(self) -> ExitBehavior:
-        return self._guarding.exit_behavior
 
     def _get_prompt_modules(self) -> PromptMixinType:
         return {"query_engine": self._query_engine}
@@ -112,23 +95,13 @@ class GuardedQueryEngine(BaseQueryEngine):
 
     def _query(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
         query = query_bundle.query_str
-        if not (self._guarding.check_input and text_or_none(query)):
-            response = self._query_engine.query(query_bundle)
-        elif self.parallel_input_check:
-            held = run_beside_check(
-                lambda: self.guard.classify(query),
-                lambda: self._query_engine.query(query_bundle),
-                blocks=_blocks_request,
-            )
-            if held.blocked:
-                return self._refuse("input", held.verdict, query, None, is_async=False)
-            response = held.result
-        else:
-            verdict = self.guard.classify(query)
-            if _blocks_request(verdict):
-                return self._refuse("input", verdict, query, None, is_async=False)
-            response = self._query_engine.query(query_bundle)
-        if not self._guarding.check_output or text_or_none(query) is None:
+        held = self._guarding.call_checked(
+            text_or_none(query), lambda: self._query_engine.query(query_bundle)
+        )
+        if held.blocked:
+            return self._refuse("input", held.verdict, query, None, is_async=False)
+        response = held.result
+        if not self.check_output or text_or_none(query) is None:
             return response
         if isinstance(response, AsyncStreamingResponse):
             raise TypeError(
@@ -141,23 +114,13 @@ class GuardedQueryEngine(BaseQueryEngine):
 
     async def _aquery(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
         query = query_bundle.query_str
-        if not (self._guarding.check_input and text_or_none(query)):
-            response = await self._query_engine.aquery(query_bundle)
-        elif self.parallel_input_check:
-            held = await arun_beside_check(
-                self.guard.aclassify(query),
-                lambda: self._query_engine.aquery(query_bundle),
-                blocks=_blocks_request,
-            )
-            if held.blocked:
-                return self._refuse("input", held.verdict, query, None, is_async=True)
-            response = held.result
-        else:
-            verdict = await self.guard.aclassify(query)
-            if _blocks_request(verdict):
-                return self._refuse("input", verdict, query, None, is_async=True)
-            response = await self._query_engine.aquery(query_bundle)
-        if not self._guarding.check_output or text_or_none(query) is None:
+        held = await self._guarding.acall_checked(
+            text_or_none(query), lambda: self._query_engine.aquery(query_bundle)
+        )
+        if held.blocked:
+            return self._refuse("input", held.verdict, query, None, is_async=True)
+        response = held.result
+        if not self.check_output or text_or_none(query) is None:
             return response
         if isinstance(response, (StreamingResponse, AsyncStreamingResponse)):
             return self._guard_stream(query, response)
@@ -180,7 +143,7 @@ class GuardedQueryEngine(BaseQueryEngine):
 
         def mark(verdict: Verdict, _content: str) -> None:
             response.source_nodes = []
-            response.metadata = {**(response.metadata or {}), **Guarding.metadata(verdict, "output")}
+            response.metadata = {**(response.metadata or {}), **refusal_metadata(verdict, "output")}
 
         options = {"text_of": str, "refusal_piece": str, "on_violation": mark}
         is_async = isinstance(response, AsyncStreamingResponse)
@@ -189,18 +152,16 @@ class GuardedQueryEngine(BaseQueryEngine):
             upstream = (_async_stream_of if is_async else _stream_of)(
                 response.response_txt, [], None
             ).response_gen
-        guarded = self._streams.aguard if is_async else self._streams.guard
-        response.response_gen = guarded(query, upstream, **options)
+        guarded = aguard_stream if is_async else guard_stream
+        response.response_gen = guarded(self._guarding, query, upstream, **options)
         response.response_txt = None
         return response
 
     def _refuse(
         self, stage: Stage, verdict: Verdict, content: str, response: RESPONSE_TYPE | None, *, is_async: bool
     ) -> RESPONSE_TYPE:
-        if self.exit_behavior == "error":
-            raise self._guarding.violation(verdict, stage, content)
-        text = self._guarding.refusal(verdict, stage)
-        metadata = Guarding.metadata(verdict, stage)
+        text = self._guarding.refuse(verdict, stage, content)
+        metadata = refusal_metadata(verdict, stage)
         streams = isinstance(response, (StreamingResponse, AsyncStreamingResponse)) or (
             response is None and self.streaming
         )
@@ -209,10 +170,6 @@ class GuardedQueryEngine(BaseQueryEngine):
         if isinstance(response, AsyncStreamingResponse) or (response is None and is_async):
             return _async_stream_of(text, [], metadata)
         return _stream_of(text, [], metadata)
-
-
-def _blocks_request(verdict: Verdict) -> bool:
-    return is_violation(verdict, judged_on="request")
 
 
 def _text_of(response: RESPONSE_TYPE) -> str | None:

@@ -1,0 +1,53 @@
+"""What the LangChain and LlamaIndex adapter tests share: running a README's python blocks (with
+``GuardReasoner(...)`` building the scripted guard of ``tests.conftest.judge`` instead of loading a model),
+and checking that a guarded wrapper applies the options it was given."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import guardreasoner
+import pytest
+from guardreasoner.guard import GuardReasoner
+from guardreasoner.integrations import GuardedOptions
+from guardreasoner.testing import ScriptedEngine
+
+from tests.conftest import judge
+
+
+def python_blocks(path: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.DOTALL)
+
+
+def run_python_blocks(path: Path, namespace: dict, *, at_least: int) -> None:
+    """Run the README's python blocks in order in one namespace, as a reader would (and at least that many,
+    so a README that lost its snippets fails)."""
+    blocks = python_blocks(path)
+    assert len(blocks) >= at_least
+    for block in blocks:
+        exec(compile(block, str(path), "exec"), namespace)
+
+
+def script_guard_reasoner(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``guardreasoner.GuardReasoner(...)`` in a snippet builds the scripted guard, once the snippet's
+    arguments are checked to be a valid call of the real constructor."""
+
+    def scripted(*args, **options) -> GuardReasoner:
+        inspect.signature(GuardReasoner).bind(*args, **options)
+        return GuardReasoner(engine=ScriptedEngine(judge))
+
+    monkeypatch.setattr(guardreasoner, "GuardReasoner", scripted)
+
+
+def assert_options_applied(wrapper: object, options: dict) -> None:
+    """Each option reads back from the wrapper's :class:`~guardreasoner.integrations.Guarding` as given (a
+    keyword its constructor declares but does not hand over would read as the default), and a wrapper with
+    the options as attributes does not let them be changed afterwards."""
+    guarding = wrapper._guarding
+    assert {name: getattr(guarding, name) for name in options} == options
+    if isinstance(wrapper, GuardedOptions):
+        assert {name: getattr(wrapper, name) for name in options} == options
+        with pytest.raises(AttributeError, match="set when the guarded wrapper is built"):
+            wrapper.check_input = not wrapper.check_input
