@@ -1,8 +1,8 @@
 """The Llama 3 architectures the GPU benchmarks build with random weights (Llama 3's 128,256-id vocabulary).
 
 One home for them: ``vllm_suite.py``, ``vllm_tp_serving.py``, ``standin_guard.py``, ``vllm_perf.py`` and
-``train_throughput.py`` import these (the stand-in guard replaces the vocabulary and the special ids with its own
-tokenizer's; the training benchmark names what its committed results were measured without).
+``train_throughput.py`` import these (the stand-in guard replaces the vocabulary and the special ids with its
+own tokenizer's; the training benchmark names what its committed results were measured without).
 """
 
 
@@ -15,7 +15,7 @@ def _llama3(
     tie_word_embeddings: bool,
     rope_factor: float,
 ) -> dict:
-    """A Llama 3 size: what the sizes share (vocabulary, 32 heads over 8 KV heads, 128k context, llama3 RoPE)."""
+    """One Llama 3 size (the sizes share the vocabulary, 32 heads over 8 KV heads, 128k context and RoPE)."""
     return dict(
         vocab_size=128256,
         hidden_size=hidden_size,
