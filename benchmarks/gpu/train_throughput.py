@@ -332,9 +332,10 @@ def build_model(cfg: dict[str, Any], device: str) -> Any:
     return model.float()
 
 
-def common_args(out: Path, steps: int, use_cuda: bool) -> dict[str, Any]:
+def common_args(output_dir: str, steps: int, use_cuda: bool, seed: int = 0) -> dict[str, Any]:
+    """The trainer arguments of every run: constant learning rate, bf16 on CUDA, nothing saved or reported."""
     return dict(
-        output_dir=str(out / "trainer"),
+        output_dir=output_dir,
         max_steps=steps,
         learning_rate=5e-5,
         lr_scheduler_type="constant",
@@ -345,8 +346,21 @@ def common_args(out: Path, steps: int, use_cuda: bool) -> dict[str, Any]:
         logging_steps=10,
         disable_tqdm=True,
         dataloader_num_workers=0,
-        seed=0,
+        seed=seed,
     )
+
+
+def train_measured(trainer: Any, kind: str, warmup: int) -> tuple[Any, BatchStats]:
+    """Trains with each batch's tokens counted (``kind``: "sft" or "dpo") and each step timed."""
+    stats = BatchStats(trainer.data_collator, kind)
+    trainer.data_collator = stats
+    timer = make_timer(warmup)
+    trainer.add_callback(timer)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    timer.start = time.perf_counter()
+    trainer.train()
+    return timer, stats
 
 
 def run_rsft(
@@ -360,7 +374,7 @@ def run_rsft(
     attn = options.pop("attn_implementation", "sdpa")
     warmup = options.pop("warmup", args.warmup) if not args.tiny else args.warmup
     config = RSFTConfig(
-        **common_args(args.out, warmup + steps, device == "cuda"),
+        **common_args(str(args.out / "trainer"), warmup + steps, device == "cuda"),
         attn_implementation=attn,
         cutoff_len=args.cutoff,
         **options,
@@ -369,14 +383,7 @@ def run_rsft(
     rows_needed = config.per_device_train_batch_size * accumulation * (warmup + steps)
     data = data.select(range(min(rows_needed, len(data))))
     trainer = RSFTTrainer(model, args=config, train_dataset=data, processing_class=tokenizer_stub())
-    stats = BatchStats(trainer.data_collator, "sft")
-    trainer.data_collator = stats
-    timer = make_timer(warmup)
-    trainer.add_callback(timer)
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    timer.start = time.perf_counter()
-    trainer.train()
+    timer, stats = train_measured(trainer, "sft", warmup)
     result = summarize(name, timer, stats, warmup, cfg, body, head, passes=6, accumulation=accumulation)
     result["warmup_steps"] = warmup
     result["losses"] = [round(h["loss"], 4) for h in trainer.state.log_history if "loss" in h]
@@ -393,7 +400,7 @@ def run_dpo(
     model = build_model(cfg, device)
     ref = copy.deepcopy(model).eval().requires_grad_(False)
     config = HSDPOConfig(
-        **common_args(args.out, args.warmup + steps, device == "cuda"),
+        **common_args(str(args.out / "trainer"), args.warmup + steps, device == "cuda"),
         attn_implementation="sdpa",
         per_device_train_batch_size=args.dpo_batch,
         gradient_checkpointing=False,
@@ -403,14 +410,7 @@ def run_dpo(
     trainer = HSDPOTrainer(
         model, ref_model=ref, args=config, train_dataset=data, processing_class=tokenizer_stub()
     )
-    stats = BatchStats(trainer.data_collator, "dpo")
-    trainer.data_collator = stats
-    timer = make_timer(args.warmup)
-    trainer.add_callback(timer)
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    timer.start = time.perf_counter()
-    trainer.train()
+    timer, stats = train_measured(trainer, "dpo", args.warmup)
     result = summarize(name, timer, stats, args.warmup, cfg, body, head, passes=8)
     result["losses"] = [round(h["loss"], 4) for h in trainer.state.log_history if "loss" in h]
     del trainer, model, ref
