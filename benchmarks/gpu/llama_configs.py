@@ -7,23 +7,24 @@ own tokenizer's; the training benchmark names what its committed results were me
 
 
 def _llama3(
-    *,
     hidden_size: int,
     intermediate_size: int,
     num_hidden_layers: int,
-    head_dim: int,
+    *,
     tie_word_embeddings: bool,
     rope_factor: float,
 ) -> dict:
-    """One Llama 3 size (the sizes share the vocabulary, 32 heads over 8 KV heads, 128k context and RoPE)."""
+    """One Llama 3 size; the sizes share the vocabulary, 32 heads of ``hidden_size // 32`` over 8 KV heads,
+    the 128k context and llama3 RoPE, whose ``factor`` is each size's own."""
+    heads = 32
     return dict(
         vocab_size=128256,
         hidden_size=hidden_size,
         intermediate_size=intermediate_size,
         num_hidden_layers=num_hidden_layers,
-        num_attention_heads=32,
+        num_attention_heads=heads,
         num_key_value_heads=8,
-        head_dim=head_dim,
+        head_dim=hidden_size // heads,
         max_position_embeddings=131072,
         rms_norm_eps=1e-5,
         tie_word_embeddings=tie_word_embeddings,
@@ -40,19 +41,5 @@ def _llama3(
     )
 
 
-LLAMA_1B = _llama3(
-    hidden_size=2048,
-    intermediate_size=8192,
-    num_hidden_layers=16,
-    head_dim=64,
-    tie_word_embeddings=True,
-    rope_factor=32.0,
-)
-LLAMA_8B = _llama3(
-    hidden_size=4096,
-    intermediate_size=14336,
-    num_hidden_layers=32,
-    head_dim=128,
-    tie_word_embeddings=False,
-    rope_factor=8.0,
-)
+LLAMA_1B = _llama3(2048, 8192, 16, tie_word_embeddings=True, rope_factor=32.0)  # Llama 3.2 1B
+LLAMA_8B = _llama3(4096, 14336, 32, tie_word_embeddings=False, rope_factor=8.0)  # Llama 3.1 8B
