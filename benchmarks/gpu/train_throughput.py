@@ -30,6 +30,8 @@ import random
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,14 @@ TINY = dict(
     tie_word_embeddings=True,
 )
 
+# The padding-free varlen variant the others add to (or change one option of).
+PADFREE_VARLEN_BS32 = dict(
+    per_device_train_batch_size=32,
+    gradient_checkpointing=False,
+    padding_free=True,
+    attn_implementation="guardreasoner_varlen",
+)
+
 # name, prediction written before the run, RSFT options
 # The last two are informative extras, run after the long R-SFT and the HS-DPO runs if time is left.
 EXTRA_VARIANTS = ("padfree_sdpa_bs8", "padfree_flex_bs32")
@@ -80,35 +90,18 @@ RSFT_VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
         "padfree_varlen_bs32",
         "padding-free rows (trl padding_free) + torch's FlashAttention varlen kernel: the ~45% padding disappears, "
         "attention stays per sequence: expect ~1.7x padded_bs32, ~50k.",
-        dict(
-            per_device_train_batch_size=32,
-            gradient_checkpointing=False,
-            padding_free=True,
-            attn_implementation="guardreasoner_varlen",
-        ),
+        dict(PADFREE_VARLEN_BS32),
     ),
     (
         "padfree_varlen_bs32_liger",
         "+ Liger RMSNorm/SwiGLU/RoPE: fewer elementwise passes over activations (memory-bound ~15% of step): +5-10%.",
-        dict(
-            per_device_train_batch_size=32,
-            gradient_checkpointing=False,
-            padding_free=True,
-            attn_implementation="guardreasoner_varlen",
-            liger_kernels=True,
-        ),
+        dict(PADFREE_VARLEN_BS32, liger_kernels=True),
     ),
     (
         "padfree_varlen_bs32_compile",
         "+ regional torch.compile of the decoder layers (dynamic shapes): fuses norms, SiLU-mul, RoPE and casts "
         "like Liger plus more; +5-15% over varlen once compiled (compile time is excluded: it is in warm-up).",
-        dict(
-            per_device_train_batch_size=32,
-            gradient_checkpointing=False,
-            padding_free=True,
-            attn_implementation="guardreasoner_varlen",
-            compile_layers=True,
-        ),
+        dict(PADFREE_VARLEN_BS32, compile_layers=True),
     ),
     (
         "padded_bs16",
@@ -120,15 +113,7 @@ RSFT_VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
         "padfree_varlen_bs32_liger_ga12",
         "the paper's effective batch of 384 on one GPU: 32 x 12 accumulation. The fp32 AdamW step and the "
         "zeroing run once per 12 micro-batches instead of every one: +3-5% over the 12-step varlen+liger figure.",
-        dict(
-            per_device_train_batch_size=32,
-            gradient_checkpointing=False,
-            padding_free=True,
-            attn_implementation="guardreasoner_varlen",
-            liger_kernels=True,
-            gradient_accumulation_steps=12,
-            warmup=1,
-        ),
+        dict(PADFREE_VARLEN_BS32, liger_kernels=True, gradient_accumulation_steps=12, warmup=1),
     ),
     (
         "padfree_sdpa_bs8",
@@ -145,12 +130,7 @@ RSFT_VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
         "padfree_flex_bs32",
         "padding-free with flex_attention: block mask skips cross-sequence blocks, but compiles (dynamic) and builds "
         "the block mask each step: between sdpa and varlen.",
-        dict(
-            per_device_train_batch_size=32,
-            gradient_checkpointing=False,
-            padding_free=True,
-            attn_implementation="flex_attention",
-        ),
+        dict(PADFREE_VARLEN_BS32, attn_implementation="flex_attention"),
     ),
 ]
 
@@ -555,6 +535,23 @@ def main() -> None:
     wanted = None if args.variants == "all" else set(args.variants.split(","))
     needs_cuda = {"guardreasoner_varlen", "flex_attention"}
 
+    def measure(key: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+        """One run: its figures logged and returned, or its error recorded under ``key``; memory freed after."""
+        result = None
+        try:
+            result = run()
+            log(
+                f"  -> {result['tokens_per_s']} tok/s, MFU {result['mfu']}, peak {result['peak_memory_gib']} GiB"
+            )
+        except Exception as exc:
+            report["errors"][key] = f"{type(exc).__name__}: {exc}"
+            log(f"  -> FAILED {report['errors'][key]}")
+            traceback.print_exc()
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
+        return result
+
     def run_variants(names: list[str]) -> None:
         for name, prediction, options in RSFT_VARIANTS:
             if name not in names:
@@ -570,20 +567,9 @@ def main() -> None:
                 report["errors"][name] = "skipped: needs CUDA"
                 continue
             log(f"RSFT {name}: {prediction}")
-            try:
-                result = run_rsft(name, options, sft_data, args, cfg, body, head, steps)
-                result["prediction"] = prediction
-                report["results"].append(result)
-                log(
-                    f"  -> {result['tokens_per_s']} tok/s, MFU {result['mfu']}, peak {result['peak_memory_gib']} GiB"
-                )
-            except Exception as exc:
-                report["errors"][name] = f"{type(exc).__name__}: {exc}"
-                log(f"  -> FAILED {report['errors'][name]}")
-                traceback.print_exc()
-            gc.collect()
-            if cuda:
-                torch.cuda.empty_cache()
+            result = measure(name, partial(run_rsft, name, options, sft_data, args, cfg, body, head, steps))
+            if result:
+                report["results"].append(result | {"prediction": prediction})
             save()
 
     selected = [n for n, _, _ in RSFT_VARIANTS if wanted is None or n in wanted]
@@ -595,18 +581,10 @@ def main() -> None:
         best = ranked[0]["variant"]
         options = {k: v for k, v in next(o for n, _, o in RSFT_VARIANTS if n == best).items()}
         log(f"RSFT long run: {best} for {long_steps} steps")
-        try:
-            result = run_rsft(f"long_{best}", options, sft_data, args, cfg, body, head, long_steps)
+        run = partial(run_rsft, f"long_{best}", options, sft_data, args, cfg, body, head, long_steps)
+        result = measure("long_rsft", run)
+        if result:
             report["long_rsft"] = result
-            log(
-                f"  -> {result['tokens_per_s']} tok/s, MFU {result['mfu']}, peak {result['peak_memory_gib']} GiB"
-            )
-        except Exception as exc:
-            report["errors"]["long_rsft"] = f"{type(exc).__name__}: {exc}"
-            traceback.print_exc()
-        gc.collect()
-        if cuda:
-            torch.cuda.empty_cache()
         save()
 
     if time.perf_counter() - began < args.deadline + 60 and "hsdpo" not in args.skip:
@@ -616,15 +594,11 @@ def main() -> None:
         )
         liger = any(r["variant"].endswith("liger") for r in report["results"]) and cuda
         log(f"HS-DPO: padded pairs, batch {args.dpo_batch}, sdpa, liger={liger}, {dpo_steps} steps")
-        try:
-            result = run_dpo("hsdpo", dpo_data, args, cfg, body, head, dpo_steps, liger)
+        result = measure(
+            "hsdpo", partial(run_dpo, "hsdpo", dpo_data, args, cfg, body, head, dpo_steps, liger)
+        )
+        if result:
             report["hsdpo"] = result
-            log(
-                f"  -> {result['tokens_per_s']} tok/s, MFU {result['mfu']}, peak {result['peak_memory_gib']} GiB"
-            )
-        except Exception as exc:
-            report["errors"]["hsdpo"] = f"{type(exc).__name__}: {exc}"
-            traceback.print_exc()
         save()
 
     run_variants([n for n in selected if n in EXTRA_VARIANTS])
