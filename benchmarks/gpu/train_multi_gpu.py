@@ -49,32 +49,19 @@ def run(args: argparse.Namespace) -> None:
     if not cuda:
         options = {"attn_implementation": "sdpa"}
     config = RSFTConfig(
-        output_dir=str(Path(args.out).with_suffix("")) + "_trainer",
-        max_steps=args.warmup + args.steps,
+        # seed 42 (transformers' default): the data order the committed multi-GPU results were measured with
+        **tt.common_args(
+            str(Path(args.out).with_suffix("")) + "_trainer", args.warmup + args.steps, cuda, seed=42
+        ),
         per_device_train_batch_size=args.per_device_batch,
         gradient_checkpointing=False,
-        learning_rate=5e-5,
-        lr_scheduler_type="constant",
-        bf16=cuda,
-        use_cpu=not cuda,
-        report_to=[],
-        save_strategy="no",
-        logging_steps=10,
-        disable_tqdm=True,
         cutoff_len=args.cutoff,
         **options,
     )
     trainer = RSFTTrainer(
         tt.build_model(cfg, "cpu"), args=config, train_dataset=data, processing_class=tt.tokenizer_stub()
     )
-    stats = tt.BatchStats(trainer.data_collator, "sft")
-    trainer.data_collator = stats
-    timer = tt.make_timer(args.warmup)
-    trainer.add_callback(timer)
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    timer.start = time.perf_counter()
-    trainer.train()
+    timer, stats = tt.train_measured(trainer, "sft", args.warmup)
     local = tt.summarize(f"rank{rank}", timer, stats, args.warmup, cfg, body, head, passes=6)
     everyone = [None] * world
     if world > 1:

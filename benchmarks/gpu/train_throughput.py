@@ -30,28 +30,27 @@ import random
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
+from llama_configs import LLAMA_1B as LLAMA_3_2_1B
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "training" / "src"))
 sys.path.insert(0, str(HERE.parents[1] / "packages" / "core" / "src"))
 
 PEAK_TFLOPS = 989.0
-LLAMA_1B = dict(
-    vocab_size=128256,
-    hidden_size=2048,
-    intermediate_size=8192,
-    num_hidden_layers=16,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    max_position_embeddings=131072,
-    rope_theta=500000.0,
-    tie_word_embeddings=True,
-    rms_norm_eps=1e-5,
-)
+# llama_configs' 1B as the committed results (results/train_throughput_h200_run*.json) were measured:
+# RoPE at the same theta without llama3's long-context scaling (it changes no FLOP), head_dim left to its
+# default (hidden / heads: the same 64), the special ids those of the trainers' stub tokenizer (build_model).
+LLAMA_1B = {
+    key: value
+    for key, value in LLAMA_3_2_1B.items()
+    if key not in ("head_dim", "bos_token_id", "eos_token_id", "rope_parameters")
+} | {"rope_theta": LLAMA_3_2_1B["rope_parameters"]["rope_theta"]}
 TINY = dict(
     vocab_size=1024,
     hidden_size=64,
@@ -61,6 +60,14 @@ TINY = dict(
     num_key_value_heads=2,
     max_position_embeddings=4096,
     tie_word_embeddings=True,
+)
+
+# The padding-free varlen variant the others add to (or change one option of).
+PADFREE_VARLEN_BS32 = dict(
+    per_device_train_batch_size=32,
+    gradient_checkpointing=False,
+    padding_free=True,
+    attn_implementation="guardreasoner_varlen",
 )
 
 # name, prediction written before the run, RSFT options
@@ -83,35 +90,18 @@ RSFT_VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
         "padfree_varlen_bs32",
         "padding-free rows (trl padding_free) + torch's FlashAttention varlen kernel: the ~45% padding disappears, "
         "attention stays per sequence: expect ~1.7x padded_bs32, ~50k.",
-        dict(
-            per_device_train_batch_size=32,
-            gradient_checkpointing=False,
-            padding_free=True,
-            attn_implementation="guardreasoner_varlen",
-        ),
+        dict(PADFREE_VARLEN_BS32),
     ),
     (
         "padfree_varlen_bs32_liger",
         "+ Liger RMSNorm/SwiGLU/RoPE: fewer elementwise passes over activations (memory-bound ~15% of step): +5-10%.",
-        dict(
-            per_device_train_batch_size=32,
-            gradient_checkpointing=False,
-            padding_free=True,
-            attn_implementation="guardreasoner_varlen",
-            liger_kernels=True,
-        ),
+        dict(PADFREE_VARLEN_BS32, liger_kernels=True),
     ),
     (
         "padfree_varlen_bs32_compile",
         "+ regional torch.compile of the decoder layers (dynamic shapes): fuses norms, SiLU-mul, RoPE and casts "
         "like Liger plus more; +5-15% over varlen once compiled (compile time is excluded: it is in warm-up).",
-        dict(
-            per_device_train_batch_size=32,
-            gradient_checkpointing=False,
-            padding_free=True,
-            attn_implementation="guardreasoner_varlen",
-            compile_layers=True,
-        ),
+        dict(PADFREE_VARLEN_BS32, compile_layers=True),
     ),
     (
         "padded_bs16",
@@ -123,15 +113,7 @@ RSFT_VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
         "padfree_varlen_bs32_liger_ga12",
         "the paper's effective batch of 384 on one GPU: 32 x 12 accumulation. The fp32 AdamW step and the "
         "zeroing run once per 12 micro-batches instead of every one: +3-5% over the 12-step varlen+liger figure.",
-        dict(
-            per_device_train_batch_size=32,
-            gradient_checkpointing=False,
-            padding_free=True,
-            attn_implementation="guardreasoner_varlen",
-            liger_kernels=True,
-            gradient_accumulation_steps=12,
-            warmup=1,
-        ),
+        dict(PADFREE_VARLEN_BS32, liger_kernels=True, gradient_accumulation_steps=12, warmup=1),
     ),
     (
         "padfree_sdpa_bs8",
@@ -148,12 +130,7 @@ RSFT_VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
         "padfree_flex_bs32",
         "padding-free with flex_attention: block mask skips cross-sequence blocks, but compiles (dynamic) and builds "
         "the block mask each step: between sdpa and varlen.",
-        dict(
-            per_device_train_batch_size=32,
-            gradient_checkpointing=False,
-            padding_free=True,
-            attn_implementation="flex_attention",
-        ),
+        dict(PADFREE_VARLEN_BS32, attn_implementation="flex_attention"),
     ),
 ]
 
@@ -335,9 +312,10 @@ def build_model(cfg: dict[str, Any], device: str) -> Any:
     return model.float()
 
 
-def common_args(out: Path, steps: int, use_cuda: bool) -> dict[str, Any]:
+def common_args(output_dir: str, steps: int, use_cuda: bool, seed: int = 0) -> dict[str, Any]:
+    """The trainer arguments of every run: constant learning rate, bf16 on CUDA, nothing saved or reported."""
     return dict(
-        output_dir=str(out / "trainer"),
+        output_dir=output_dir,
         max_steps=steps,
         learning_rate=5e-5,
         lr_scheduler_type="constant",
@@ -348,8 +326,21 @@ def common_args(out: Path, steps: int, use_cuda: bool) -> dict[str, Any]:
         logging_steps=10,
         disable_tqdm=True,
         dataloader_num_workers=0,
-        seed=0,
+        seed=seed,
     )
+
+
+def train_measured(trainer: Any, kind: str, warmup: int) -> tuple[Any, BatchStats]:
+    """Trains with each batch's tokens counted (``kind``: "sft" or "dpo") and each step timed."""
+    stats = BatchStats(trainer.data_collator, kind)
+    trainer.data_collator = stats
+    timer = make_timer(warmup)
+    trainer.add_callback(timer)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    timer.start = time.perf_counter()
+    trainer.train()
+    return timer, stats
 
 
 def run_rsft(
@@ -363,7 +354,7 @@ def run_rsft(
     attn = options.pop("attn_implementation", "sdpa")
     warmup = options.pop("warmup", args.warmup) if not args.tiny else args.warmup
     config = RSFTConfig(
-        **common_args(args.out, warmup + steps, device == "cuda"),
+        **common_args(str(args.out / "trainer"), warmup + steps, device == "cuda"),
         attn_implementation=attn,
         cutoff_len=args.cutoff,
         **options,
@@ -372,14 +363,7 @@ def run_rsft(
     rows_needed = config.per_device_train_batch_size * accumulation * (warmup + steps)
     data = data.select(range(min(rows_needed, len(data))))
     trainer = RSFTTrainer(model, args=config, train_dataset=data, processing_class=tokenizer_stub())
-    stats = BatchStats(trainer.data_collator, "sft")
-    trainer.data_collator = stats
-    timer = make_timer(warmup)
-    trainer.add_callback(timer)
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    timer.start = time.perf_counter()
-    trainer.train()
+    timer, stats = train_measured(trainer, "sft", warmup)
     result = summarize(name, timer, stats, warmup, cfg, body, head, passes=6, accumulation=accumulation)
     result["warmup_steps"] = warmup
     result["losses"] = [round(h["loss"], 4) for h in trainer.state.log_history if "loss" in h]
@@ -396,7 +380,7 @@ def run_dpo(
     model = build_model(cfg, device)
     ref = copy.deepcopy(model).eval().requires_grad_(False)
     config = HSDPOConfig(
-        **common_args(args.out, args.warmup + steps, device == "cuda"),
+        **common_args(str(args.out / "trainer"), args.warmup + steps, device == "cuda"),
         attn_implementation="sdpa",
         per_device_train_batch_size=args.dpo_batch,
         gradient_checkpointing=False,
@@ -406,14 +390,7 @@ def run_dpo(
     trainer = HSDPOTrainer(
         model, ref_model=ref, args=config, train_dataset=data, processing_class=tokenizer_stub()
     )
-    stats = BatchStats(trainer.data_collator, "dpo")
-    trainer.data_collator = stats
-    timer = make_timer(args.warmup)
-    trainer.add_callback(timer)
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    timer.start = time.perf_counter()
-    trainer.train()
+    timer, stats = train_measured(trainer, "dpo", args.warmup)
     result = summarize(name, timer, stats, args.warmup, cfg, body, head, passes=8)
     result["losses"] = [round(h["loss"], 4) for h in trainer.state.log_history if "loss" in h]
     del trainer, model, ref
@@ -558,6 +535,23 @@ def main() -> None:
     wanted = None if args.variants == "all" else set(args.variants.split(","))
     needs_cuda = {"guardreasoner_varlen", "flex_attention"}
 
+    def measure(key: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+        """One run: its figures logged and returned, or its error recorded under ``key``; memory freed after."""
+        result = None
+        try:
+            result = run()
+            log(
+                f"  -> {result['tokens_per_s']} tok/s, MFU {result['mfu']}, peak {result['peak_memory_gib']} GiB"
+            )
+        except Exception as exc:
+            report["errors"][key] = f"{type(exc).__name__}: {exc}"
+            log(f"  -> FAILED {report['errors'][key]}")
+            traceback.print_exc()
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
+        return result
+
     def run_variants(names: list[str]) -> None:
         for name, prediction, options in RSFT_VARIANTS:
             if name not in names:
@@ -573,20 +567,9 @@ def main() -> None:
                 report["errors"][name] = "skipped: needs CUDA"
                 continue
             log(f"RSFT {name}: {prediction}")
-            try:
-                result = run_rsft(name, options, sft_data, args, cfg, body, head, steps)
-                result["prediction"] = prediction
-                report["results"].append(result)
-                log(
-                    f"  -> {result['tokens_per_s']} tok/s, MFU {result['mfu']}, peak {result['peak_memory_gib']} GiB"
-                )
-            except Exception as exc:
-                report["errors"][name] = f"{type(exc).__name__}: {exc}"
-                log(f"  -> FAILED {report['errors'][name]}")
-                traceback.print_exc()
-            gc.collect()
-            if cuda:
-                torch.cuda.empty_cache()
+            result = measure(name, partial(run_rsft, name, options, sft_data, args, cfg, body, head, steps))
+            if result:
+                report["results"].append(result | {"prediction": prediction})
             save()
 
     selected = [n for n, _, _ in RSFT_VARIANTS if wanted is None or n in wanted]
@@ -598,18 +581,10 @@ def main() -> None:
         best = ranked[0]["variant"]
         options = {k: v for k, v in next(o for n, _, o in RSFT_VARIANTS if n == best).items()}
         log(f"RSFT long run: {best} for {long_steps} steps")
-        try:
-            result = run_rsft(f"long_{best}", options, sft_data, args, cfg, body, head, long_steps)
+        run = partial(run_rsft, f"long_{best}", options, sft_data, args, cfg, body, head, long_steps)
+        result = measure("long_rsft", run)
+        if result:
             report["long_rsft"] = result
-            log(
-                f"  -> {result['tokens_per_s']} tok/s, MFU {result['mfu']}, peak {result['peak_memory_gib']} GiB"
-            )
-        except Exception as exc:
-            report["errors"]["long_rsft"] = f"{type(exc).__name__}: {exc}"
-            traceback.print_exc()
-        gc.collect()
-        if cuda:
-            torch.cuda.empty_cache()
         save()
 
     if time.perf_counter() - began < args.deadline + 60 and "hsdpo" not in args.skip:
@@ -619,15 +594,11 @@ def main() -> None:
         )
         liger = any(r["variant"].endswith("liger") for r in report["results"]) and cuda
         log(f"HS-DPO: padded pairs, batch {args.dpo_batch}, sdpa, liger={liger}, {dpo_steps} steps")
-        try:
-            result = run_dpo("hsdpo", dpo_data, args, cfg, body, head, dpo_steps, liger)
+        result = measure(
+            "hsdpo", partial(run_dpo, "hsdpo", dpo_data, args, cfg, body, head, dpo_steps, liger)
+        )
+        if result:
             report["hsdpo"] = result
-            log(
-                f"  -> {result['tokens_per_s']} tok/s, MFU {result['mfu']}, peak {result['peak_memory_gib']} GiB"
-            )
-        except Exception as exc:
-            report["errors"]["hsdpo"] = f"{type(exc).__name__}: {exc}"
-            traceback.print_exc()
         save()
 
     run_variants([n for n in selected if n in EXTRA_VARIANTS])

@@ -14,23 +14,17 @@ Writes ``vllm_dp_serving.json`` and prints one line.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
-
-for _name, _value in (
-    ("NCCL_NVLS_ENABLE", "0"),
-    ("TORCH_SYMM_MEM_DISABLE_MULTICAST", "1"),
-    ("NVSHMEM_DISABLE_NVLS", "1"),
-):
-    os.environ[_name] = _value
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+# Importing vllm_tp_serving turns NVLink multicast off (its environment variables) before torch, NCCL or vLLM
+# load, here and in the shards, which inherit this environment.
 import vllm_tp_serving as tp_serving  # noqa: E402
 
 

@@ -142,14 +142,17 @@ def latency_stats(latencies: list[float]) -> dict:
 # -- 1 and 2: parity ------------------------------------------------------------------------------------
 
 
-def hf_greedy(hf, prompts: list[str], max_new_tokens: int) -> list[list[int]]:
-    """transformers' greedy ids, one prompt at a time (no padding), stopping where the hf engine stops."""
+def hf_greedy(hf, prompts: list[str | list[int]], max_new_tokens: int) -> list[list[int]]:
+    """transformers' greedy ids, one prompt at a time (no padding), stopping where the hf engine stops.
+
+    A prompt is a raw prompt or the token ids to feed as they are (a forced answer's, as in ``tests/gpu``).
+    """
     import torch
 
     sequences = []
     stops = sorted(hf._eos_ids)
     for prompt in prompts:
-        ids = hf.encode(prompt)
+        ids = prompt if isinstance(prompt, list) else hf.encode(prompt)
         with torch.inference_mode():
             out = hf.model.generate(
                 input_ids=torch.tensor([ids], device=hf.device),
