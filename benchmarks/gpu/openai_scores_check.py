@@ -39,7 +39,7 @@ def vllm_serve(model_dir: Path, log_dir: Path, timeout: float = 600.0):
     log_path = log_dir / f"vllm-serve-{port}.log"
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir)]
     command += ["--host", _serve.LOOPBACK, "--port", str(port), "--dtype", "float32", "--max-logprobs", "20"]
-    command += ["--gpu-memory-utilization", "0.3"]
+    command += ["--gpu-memory-utilization", "0.3", "--enforce-eager"]  # a tiny model: skip compiling
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     root = f"http://{_serve.LOOPBACK}:{port}"
@@ -53,6 +53,27 @@ def vllm_serve(model_dir: Path, log_dir: Path, timeout: float = 600.0):
 
 def scores(verdict) -> dict:
     return {field: getattr(verdict, name) for field, name in SCORE_FIELDS.items() if getattr(verdict, field)}
+
+
+def compare(conversations, reference, verdicts, *, expect_no_logprobs: bool = False):
+    """Rows per conversation, the largest score difference, and what failed: outputs that differ, a missing
+    score (or, with ``expect_no_logprobs``, one that is not marked ``no_logprobs``)."""
+    rows, worst, failures = [], 0.0, []
+    for (prompt, _), ref, got in zip(conversations, reference, verdicts, strict=True):
+        expected, actual = scores(ref), scores(got)
+        rows.append({"prompt": prompt, "reference": expected, "got": actual, "status": got.score_status})
+        if got.raw_output != ref.raw_output:
+            failures.append(f"{prompt!r}: the outputs differ")
+        for field, value in expected.items():
+            if expect_no_logprobs:
+                if got.score_status.get(field) != "no_logprobs":
+                    failures.append(f"{prompt!r} {field}: expected no_logprobs, got {got.score_status}")
+            elif actual.get(field) is None or value is None:
+                why = f"{got.score_status}, reference {ref.score_status}"
+                failures.append(f"{prompt!r} {field}: missing score ({why})")
+            else:
+                worst = max(worst, abs(actual[field] - value))
+    return rows, worst, failures
 
 
 def main() -> int:
@@ -81,21 +102,7 @@ def main() -> int:
         )
         verdicts = guard.classify_batch(conversations)
         guard.close()
-    rows, worst, failures = [], 0.0, []
-    for (prompt, _), ref, got in zip(conversations, reference, verdicts, strict=True):
-        expected, actual = scores(ref), scores(got)
-        rows.append({"prompt": prompt, "hf": expected, "openai": actual, "status": got.score_status})
-        if got.raw_output != ref.raw_output:
-            failures.append(f"{prompt!r}: the outputs differ")
-        for field, value in expected.items():
-            if args.smoke:
-                if got.score_status.get(field) != "no_logprobs":
-                    failures.append(f"{prompt!r} {field}: expected no_logprobs, got {got.score_status}")
-            elif actual.get(field) is None or value is None:
-                why = f"{got.score_status}, hf {ref.score_status}"
-                failures.append(f"{prompt!r} {field}: missing score ({why})")
-            else:
-                worst = max(worst, abs(actual[field] - value))
+    rows, worst, failures = compare(conversations, reference, verdicts, expect_no_logprobs=args.smoke)
     if not args.smoke and worst > args.tolerance:
         failures.append(f"largest score difference {worst:.2e} exceeds {args.tolerance:g}")
     summary = {

@@ -65,6 +65,7 @@ class SamplingParams:
     skip_special_tokens: bool = True
     logprobs: int | None = None
     logprob_token_ids: list[int] | None = None
+    detokenize: bool = True
     output_kind: RequestOutputKind = RequestOutputKind.CUMULATIVE
 
     def clone(self):
@@ -490,7 +491,7 @@ def test_chat_prompts_are_token_ids_with_one_bos_and_eot_stops(make_engine):
 def test_an_encoded_prompt_is_fed_as_its_ids_without_encoding_again(make_engine, monkeypatch):
     from guardreasoner.prompt import EncodedPrompt
 
-    engine = make_engine()
+    engine = make_engine(scores=False)  # scores decode the output's last tokens; this checks encoding only
     ids = engine.encode(PROMPTS[3])
     assert ids == engine.tokenizer(PROMPTS[3]).input_ids
     monkeypatch.setattr(engine, "tokenizer", None)  # any re-encoding would fail
@@ -667,31 +668,35 @@ def test_a_ready_llm_is_used_and_left_running(make_engine, fake_vllm, tiny_model
 async def test_guard_on_the_vllm_engine(fake_vllm, tiny_model_dir, monkeypatch):
     """GuardReasoner(engine="vllm") passes its options through and parses what vLLM returns."""
     from guardreasoner.guard import GuardReasoner
-    from guardreasoner.scores import LabelTokens, score_verdict, token_texts
+    from guardreasoner.scores import LabelTokens
     from guardreasoner.testing import guard_output
     from transformers import AutoTokenizer
 
     answer = guard_output("harmful", "refusal", "unharmful")
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     ids = tokenizer(answer, add_special_tokens=False).input_ids
-    texts = dict(zip(ids, token_texts(ids, lambda i: tokenizer.decode(i, skip_special_tokens=True))))
     candidates = LabelTokens.from_tokenizer(tokenizer).texts
     step = Core.step
 
     def answering_step(self):
-        """vLLM's answer: the generated token at -0.1, every other label candidate at -3 (ranks after it)."""
+        """vLLM's answer to a generation request: the guard output (no log-probabilities, none asked). To a
+        1-token label request (the prompt and the output up to a label): the label the output has there at
+        -0.1, every other candidate at -3."""
         outputs = step(self)
         for output in outputs:
-            logprobs = []
-            for chosen in ids:
-                row = {chosen: Logprob(-0.1, 1, texts[chosen])}
-                others = [c for c in candidates if c != chosen]
-                row.update({c: Logprob(-3.0, r + 2, candidates[c]) for r, c in enumerate(others)})
-                logprobs.append(row)
-            completion = SimpleNamespace(
-                text=answer, token_ids=ids, finish_reason="stop", stop_reason=None, logprobs=logprobs
-            )
-            output.outputs = [completion]
+            prompt = output.prompt_token_ids
+            if len(output.outputs[0].token_ids) != 1:
+                output.outputs = [
+                    SimpleNamespace(
+                        text=answer, token_ids=ids, finish_reason="stop", stop_reason=None, logprobs=None
+                    )
+                ]
+                continue
+            done = next(n for n in range(len(ids), -1, -1) if n == 0 or prompt[-n:] == ids[:n])
+            chosen = ids[done]
+            row = {c: Logprob(-3.0, 2, None) for c in candidates}
+            row[chosen] = Logprob(-0.1, 1, None)
+            output.outputs[0].logprobs = [row]
         return outputs
 
     monkeypatch.setattr(Core, "step", answering_step)
@@ -702,41 +707,28 @@ async def test_guard_on_the_vllm_engine(fake_vllm, tiny_model_dir, monkeypatch):
     assert all(v.response_refusal == "refusal" and v.num_generated_tokens == len(ids) for v in verdicts)
     verdict = await guard.aclassify("How do I pick a lock?", "I can't help with that.")
     assert verdict.response_harmfulness == "unharmful" and verdict.finish_reason == "stop"
-    # Scores from vLLM's log-probabilities: the greedy label against the other, renormalised.
-    (generation,) = guard.engine.generate(["How do I pick a lock?"], GenerationConfig(max_new_tokens=64))
-    scored = score_verdict(verdict, generation.label_logprobs, has_response=True)
+    # Scores from the label requests' log-probabilities: the greedy label against the other, renormalised.
     sure = 1 / (1 + math.exp(-2.9))
-    assert scored.prompt_harmfulness_score == pytest.approx(sure)
-    assert scored.response_harmfulness_score == pytest.approx(1 - sure)
-    assert scored.response_refusal_score == pytest.approx(sure) and not scored.score_status
+    for scored in (*verdicts, verdict):
+        assert scored.prompt_harmfulness_score == pytest.approx(sure)
+        assert scored.response_harmfulness_score == pytest.approx(1 - sure)
+        assert scored.response_refusal_score == pytest.approx(sure) and not scored.score_status
     guard.close()
     assert PromptFormat(guard.engine.prompt_format) is PromptFormat.RAW
 
 
-def test_requests_ask_for_exactly_the_label_candidates_and_generations_carry_them(make_engine):
+def test_generation_asks_for_no_logprobs_and_label_requests_for_exactly_the_candidates(make_engine):
     engine = make_engine()
-    params = engine._sampling_params(CONFIG)
-    assert params.logprob_token_ids == list(engine.label_tokens.candidate_ids) and params.logprobs is None
+    generation_params = engine._sampling_params(CONFIG)
+    assert generation_params.logprobs is None and generation_params.logprob_token_ids is None
+    label_params = engine._label_params()
+    assert label_params.logprob_token_ids == list(engine.label_tokens.candidate_ids)
+    assert label_params.max_tokens == 1 and label_params.temperature == 0.0 and not label_params.detokenize
     (generation,) = engine.generate(PROMPTS[:1], CONFIG)
-    found = generation.label_logprobs
-    assert "".join(found.tokens) == generation.text and len(found.logprobs) == generation.num_generated_tokens
-    # Every candidate is reported at every position, by its text (none is left to a top-k bound).
-    assert all(set(found.logprobs[i]) == set(engine.label_tokens.texts.values()) for i in (0, -1))
-    assert found.labels is engine.label_tokens
+    assert generation.label_logprobs is not None and generation.label_logprobs.labels is engine.label_tokens
     plain = make_engine(scores=False)
-    assert plain._sampling_params(CONFIG).logprob_token_ids is None and plain.label_tokens is None
+    assert plain.label_tokens is None
     assert plain.generate(PROMPTS[:1], CONFIG)[0].label_logprobs is None
-
-
-def test_a_ready_llm_needs_no_logprob_limit_for_the_candidates(make_engine, fake_vllm, tiny_model_dir):
-    from guardreasoner.engines.vllm import VLLMEngine
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    llm = LLM(str(tiny_model_dir))
-    llm.llm_engine.model_config.max_logprobs = 0  # vLLM checks logprob_token_ids against the vocabulary only
-    engine = VLLMEngine(llm=llm, tokenizer=tokenizer)
-    assert engine._sampling_params(CONFIG).logprob_token_ids == list(engine.label_tokens.candidate_ids)
 
 
 # -- options: vLLM's defaults left alone, speculative decoding, batch invariance ---------------------------

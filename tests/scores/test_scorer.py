@@ -1,4 +1,4 @@
-"""The engine-independent scorer: label tokens, final-block spans, alignment, statuses, top-k adapters."""
+"""The engine-independent scorer: label tokens, final-block spans, alignment, statuses, the top-k adapter."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from guardreasoner.scores import (
     LabelTokens,
     final_answer_spans,
     from_openai_logprobs,
-    from_vllm,
     score_verdict,
     token_texts,
 )
@@ -191,26 +190,16 @@ def test_token_texts_concatenate_to_the_decoded_text_across_multibyte_characters
 # -- the top-k adapters ------------------------------------------------------------------------------------
 
 
-def vllm_completion(text: str, tokenizer: WordTokenizer, tops: dict[int, dict[str, float]], k: int):
-    """A vLLM ``CompletionOutput`` as ``SamplingParams(logprobs=k)`` returns it: top-k plus the sampled token."""
-    ids = tokenizer(text).input_ids
-    steps = []
-    for position, token_id in enumerate(ids):
-        top = tops.get(position, {})
-        entries = {tokenizer.vocab.setdefault(name, len(tokenizer.vocab)): lp for name, lp in top.items()}
-        entries.setdefault(token_id, 0.0)
-        names = {i: p for p, i in tokenizer.vocab.items()}
-        ranked = sorted(entries.items(), key=lambda item: -item[1])
-        steps.append(
-            {
-                i: SimpleNamespace(logprob=lp, rank=rank + 1, decoded_token=names[i])
-                for rank, (i, lp) in enumerate(ranked)
-            }
-        )
-    return SimpleNamespace(text=text, token_ids=ids, logprobs=steps, finish_reason="stop")
+def openai_logprobs(text: str, tokenizer: WordTokenizer, tops: dict[int, dict[str, float]]) -> dict:
+    """A Completions choice's ``logprobs`` as a server returns them for ``logprobs=k``: per token, its top-k."""
+    pieces = tokenizer.pieces(text)
+    rows = [{**tops.get(position, {})} for position in range(len(pieces))]
+    for row, piece in zip(rows, pieces):
+        row.setdefault(piece, 0.0)
+    return {"tokens": pieces, "token_logprobs": [0.0] * len(pieces), "top_logprobs": rows}
 
 
-def test_vllm_adapter_scores_and_bounds_a_label_outside_the_top_k():
+def test_top_k_adapter_scores_and_bounds_a_label_outside_the_top_k():
     tokenizer = WordTokenizer()
     labels = LabelTokens.from_tokenizer(tokenizer)
     text = "Answers: \nRequest: harmful\nCompletion: refusal\nResponse: unharmful\n"
@@ -221,8 +210,7 @@ def test_vllm_adapter_scores_and_bounds_a_label_outside_the_top_k():
         completion: {" refusal": math.log(0.9), " Ref": math.log(0.06), " no": math.log(0.03)},
         response: {" un": math.log(0.5), " harmful": math.log(0.3), "x": math.log(0.1)},
     }
-    completion_output = vllm_completion(text, tokenizer, tops, k=3)
-    logprobs = from_vllm(completion_output, labels, top_k=3)
+    logprobs = from_openai_logprobs(openai_logprobs(text, tokenizer, tops), text, labels, top_k=3)
     assert "".join(logprobs.tokens) == text
     scored = score_verdict(parse_output(text, has_response=True), logprobs, has_response=True)
     assert scored.prompt_harmfulness_score == pytest.approx(0.7 / 0.9)
@@ -232,15 +220,14 @@ def test_vllm_adapter_scores_and_bounds_a_label_outside_the_top_k():
     assert scored.score_status == {"response_refusal": ScoreStatus.TOP_K_BOUND}
 
 
-def test_vllm_adapter_drops_a_spelled_stop_token_and_says_when_there_is_nothing():
+def test_top_k_adapter_drops_a_spelled_stop_token():
     tokenizer = WordTokenizer()
     labels = LabelTokens.from_tokenizer(tokenizer)
     text = "Answers: \nRequest: harmful\n"
-    output = vllm_completion(text + "<|eot_id|>", tokenizer, {}, k=2)
-    output.text = text
-    logprobs = from_vllm(output, labels, top_k=2)
+    logprobs = from_openai_logprobs(
+        openai_logprobs(text + "<|eot_id|>", tokenizer, {}), text, labels, top_k=2
+    )
     assert "".join(logprobs.tokens) == text and len(logprobs.logprobs) == len(logprobs.tokens)
-    assert from_vllm(SimpleNamespace(text=text, token_ids=[1], logprobs=None), labels, 2) is None
 
 
 def test_openai_adapter_reads_completions_logprobs_and_none_when_the_server_ignores_them():

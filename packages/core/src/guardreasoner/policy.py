@@ -25,7 +25,6 @@ from guardreasoner.errors import GuardUndecidedError
 from guardreasoner.tasks import Task
 from guardreasoner.verdict import ParseStatus, Verdict
 
-
 HARM_FIELDS = tuple(task.verdict_field for task in Task if task.is_harm_task)
 
 

@@ -7,15 +7,15 @@ Which tokens those are comes from the tokenizer (:class:`LabelTokens`), never fr
 
 Engines report what scoring needs in one engine-independent form, :class:`LabelLogprobs`: the text of each
 generated token and, per position, the log-probabilities of the label candidate tokens. The ``hf`` engine
-gathers them from the logits it computes anyway; vLLM reports exactly the candidates at every position
-(``SamplingParams(logprob_token_ids=...)``), and OpenAI-compatible servers a top-k per position (the
-Completions API's ``logprobs=k``), which :func:`from_vllm` and :func:`from_openai_logprobs` convert. A
-candidate outside a top-k gets the upper bound the top-k implies, and the verdict says the score is a bound
-(:attr:`~guardreasoner.verdict.ScoreStatus.TOP_K_BOUND`).
+gathers them from the logits it computes anyway; vLLM asks for exactly the candidates at the label
+positions after generating (``engines/vllm/label_scores.py``, :func:`label_positions`, :func:`from_positions`);
+OpenAI-compatible servers report a top-k per position (the Completions API's ``logprobs=k``), which
+:func:`from_openai_logprobs` converts. A candidate outside a top-k gets the upper bound the top-k implies, and
+the verdict says the score is a bound (:attr:`~guardreasoner.verdict.ScoreStatus.TOP_K_BOUND`).
 
-Only the label positions are ever read, so the converters keep each position's report as the engine gave it
-and convert a position when it is read (:class:`PerPosition`): converting all ~270 positions of every
-verdict cost more CPU than parsing it.
+Only the label positions are ever read, so a top-k report is kept as the server gave it and a position is
+converted when it is read (:class:`PerPosition`): converting all ~270 positions of every verdict cost more
+CPU than parsing it.
 
 Everything here is pure Python: no ML framework is imported.
 """
@@ -177,36 +177,6 @@ class PerPosition(Sequence):
         return self._convert(self._raw[index])
 
 
-def from_vllm(completion: Any, labels: LabelTokens | None, top_k: int) -> LabelLogprobs | None:
-    """From a vLLM ``CompletionOutput`` generated with ``SamplingParams(logprob_token_ids=candidate ids)``
-    (``top_k`` = their count) or ``logprobs=top_k``.
-
-    ``completion.logprobs`` holds, per generated token, ``{token_id: Logprob(logprob, rank, decoded_token)}``:
-    the requested ids (or the top-k) plus the sampled token. None when vLLM returned no log-probabilities or no
-    token texts.
-    """
-    steps = getattr(completion, "logprobs", None)
-    ids = list(getattr(completion, "token_ids", None) or ())
-    if not steps or len(steps) != len(ids):
-        return None
-    tokens = []
-    for token_id, step in zip(ids, steps):
-        chosen = step.get(token_id)
-        if chosen is None or chosen.decoded_token is None:
-            return None
-        tokens.append(chosen.decoded_token)
-    if labels is None:
-        return _trimmed(completion.text, tokens, [], [], None)
-
-    def row(step: Mapping[int, Any]) -> dict[str, float]:
-        return {labels.texts[t]: entry.logprob for t, entry in step.items() if t in labels.texts}
-
-    def bound(step: Mapping[int, Any]) -> float:
-        return _unlisted_bound([entry.logprob for entry in step.values()], top_k)
-
-    return _trimmed(completion.text, tokens, PerPosition(steps, row), PerPosition(steps, bound), labels)
-
-
 def from_openai_logprobs(
     logprobs: Any, text: str, labels: LabelTokens | None, top_k: int
 ) -> LabelLogprobs | None:
@@ -292,6 +262,30 @@ def final_answer_spans(text: str) -> dict[str, LabelSpan]:
     return spans
 
 
+def label_positions(
+    text: str, tokens: Sequence[str], labels: LabelTokens, spans: Mapping[str, LabelSpan] | None = None
+) -> dict[str, int | None]:
+    """Per label field the final answer block states, the index in ``tokens`` of the token that decides it
+    (None where the tokens do not reach it or it is not at a token boundary). ``tokens`` spell the end of
+    ``text``: an engine can pass only an output's last tokens."""
+    spans = final_answer_spans(text) if spans is None else spans
+    found = {}
+    for field, span in spans.items():
+        at = _label_position(text, tokens, span, labels, TASKS[field].positive)
+        found[field] = None if at is None else at[0]
+    return found
+
+
+def from_positions(
+    tokens: Sequence[str], rows: Mapping[int, Mapping[str, float]], labels: LabelTokens
+) -> LabelLogprobs:
+    """From an engine that asked for the candidates only where the labels are: ``rows[i]`` for position ``i``
+    of ``tokens`` (the output's last tokens), nothing reported elsewhere."""
+    return LabelLogprobs(
+        tuple(tokens), PerPosition(range(len(tokens)), lambda i: rows.get(i, {})), None, labels
+    )
+
+
 # -- scoring ----------------------------------------------------------------------------------------------
 
 
@@ -333,7 +327,7 @@ def _score_field(
     if span is None or span.label != label:
         return None, ScoreStatus.NOT_LOCATED
     task = TASKS[field]
-    found = _label_position(verdict.raw_output, logprobs, span, logprobs.labels, task.positive)
+    found = _label_position(verdict.raw_output, logprobs.tokens, span, logprobs.labels, task.positive)
     if found is None:
         return None, ScoreStatus.NOT_AT_TOKEN_BOUNDARY
     position, choice = found
@@ -360,14 +354,13 @@ def _score_field(
 
 
 def _label_position(
-    text: str, logprobs: LabelLogprobs, span: LabelSpan, labels: LabelTokens, positive: str
+    text: str, tokens: Sequence[str], span: LabelSpan, labels: LabelTokens, positive: str
 ) -> tuple[int, LabelChoice] | None:
     """The position whose token decides between the two labels at ``span``, checked against the tokens.
 
     Token offsets are measured from the end of the output, and the tokens from the label on must spell the
     output's tail exactly, so a difference earlier in the text (decoding clean-up) cannot misplace them.
     """
-    tokens = logprobs.tokens
     start = len(text) - sum(map(len, tokens))
     index = None
     for i, token in enumerate(tokens):

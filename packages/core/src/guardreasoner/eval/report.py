@@ -65,7 +65,11 @@ def _row(score: DatasetScore, mode: Mode, width: int) -> list[str]:
     metrics = score.score_metrics
     if metrics is None:
         return row + ["n/a (no scores)"] + [""] * len(REPORTED_FPRS) + [""]
-    note = f"{metrics.unscored} of {metrics.scored + metrics.unscored} records unscored" if metrics.unscored else ""
+    note = (
+        f"{metrics.unscored} of {metrics.scored + metrics.unscored} records unscored"
+        if metrics.unscored
+        else ""
+    )
     recalls = [_number(metrics.recall_at_fpr.get(fpr)) for fpr in REPORTED_FPRS]
     return row + [_number(metrics.pr_auc), *recalls, note]
 

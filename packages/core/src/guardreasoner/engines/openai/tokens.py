@@ -79,7 +79,7 @@ class TokenCounter:
             except UnicodeEncodeError as exc:
                 raise InvalidInputError(
                     f"Prompt {index} holds a character that is not valid Unicode text "
-                    f"({exc.object[exc.start:exc.end]!r} at position {exc.start}, a lone surrogate): it cannot "
+                    f"({exc.object[exc.start : exc.end]!r} at position {exc.start}, a lone surrogate): it cannot "
                     "be sent as UTF-8. Fix the text (e.g. decode the source with errors='replace')."
                 ) from None
             if self.max_prompt_bytes is not None and size > self.max_prompt_bytes and not self.can_count():

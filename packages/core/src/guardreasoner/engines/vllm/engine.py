@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from guardreasoner.engines.base import Engine, Generation, GenerationConfig
 from guardreasoner.engines.forcing import ANSWER_OPENING, answer_config, capped, check_max_reasoning_tokens
+from guardreasoner.engines.vllm import label_scores
 from guardreasoner.engines.vllm.async_llm import AsyncBackend
 from guardreasoner.engines.vllm.offline import OfflineBackend
 from guardreasoner.engines.vllm.outputs import to_generation, to_generation_or_failure, with_forced_answer
@@ -29,7 +30,7 @@ from guardreasoner.errors import (
     require,
 )
 from guardreasoner.prompt import PromptFormat, encode_prompt, render_prompt, stop_token_ids
-from guardreasoner.scores import LabelTokens, token_texts
+from guardreasoner.scores import LabelLogprobs, LabelTokens, token_texts
 
 Backend = Literal["auto", "offline", "async"]
 BACKENDS = ("auto", "offline", "async")
@@ -54,11 +55,11 @@ class VLLMEngine(Engine):
     ``batch_invariant=True`` sets vLLM's ``VLLM_BATCH_INVARIANT`` (before vLLM starts): a prompt's tokens
     then do not depend on what it is batched with, at a cost in speed.
 
-    Scores: each request asks vLLM for the log-probabilities of exactly the label candidate tokens at every
-    generated position (``SamplingParams(logprob_token_ids=...)``), from which the verdict's label scores
-    come (``guardreasoner.scores``): exact, never a top-k bound, and cheaper than a top-k, whose every entry
-    vLLM detokenizes (``benchmarks/gpu/vllm_perf.py`` measures both against none). ``scores=False`` asks for
-    none (the verdicts then have no scores).
+    Scores (``label_scores.py``): generation asks for no log-probabilities (vLLM would compute and ship them
+    for every token); once an output is in, one 1-token request per label of its final answer block asks for
+    exactly the label candidates' log-probabilities there (``logprob_token_ids``), on a context vLLM's prefix
+    cache already holds. Exact, never a top-k bound. ``scores=False`` skips those requests (the verdicts then
+    have no scores).
 
     ``max_reasoning_tokens`` (None: off; about 845 recommended, see ``engines/forcing.py``) caps the reasoning:
     an output cut there gets the answer block's opening and a second, greedy request of a few tokens reads
@@ -155,8 +156,6 @@ class VLLMEngine(Engine):
             self._opening_ids, lambda i: tokenizer.decode(i, skip_special_tokens=True)
         )
         self.label_tokens = LabelTokens.from_tokenizer(tokenizer) if scores else None
-        self._logprob_ids = list(self.label_tokens.candidate_ids) if scores else None
-        self.logprobs_k = len(self._logprob_ids) if scores else 0
         # EOS and (chat) end of turn; none with ignore_eos, whose generations run to max_new_tokens.
         self._stop_ids = [] if ignore_eos else sorted(stop_token_ids(tokenizer, self.prompt_format))
         self._lock = threading.Lock()
@@ -188,14 +187,15 @@ class VLLMEngine(Engine):
         if not prompts:
             return []
         return [
-            to_generation(out, self.label_tokens, self.logprobs_k) for out in self._outputs(prompts, config)
+            to_generation(out, found)
+            for out, found in self._scored(self._outputs(prompts, config), each=False)
         ]
 
     async def agenerate(self, prompts: list[str], config: GenerationConfig) -> list[Generation]:
         if not prompts:
             return []
         outputs = await self._aoutputs(prompts, config)
-        return [to_generation(out, self.label_tokens, self.logprobs_k) for out in outputs]
+        return [to_generation(out, found) for out, found in await self._ascored(outputs, each=False)]
 
     def generate_each(
         self, prompts: list[str], config: GenerationConfig, *, timeout: float | None = None
@@ -204,8 +204,12 @@ class VLLMEngine(Engine):
         seconds (of generating; a model load is not counted) the requests are aborted in vLLM."""
         if not prompts:
             return []
+        started = time.monotonic()
         outputs = self._outputs(prompts, config, each=True, timeout=timeout)
-        return [to_generation_or_failure(r, self.label_tokens, self.logprobs_k) for r in outputs]
+        left = None if timeout is None else max(timeout - (time.monotonic() - started), 0.001)
+        return [
+            to_generation_or_failure(r, found) for r, found in self._scored(outputs, each=True, timeout=left)
+        ]
 
     async def agenerate_each(
         self, prompts: list[str], config: GenerationConfig, *, timeout: float | None = None
@@ -213,11 +217,15 @@ class VLLMEngine(Engine):
         """Async :meth:`generate_each`; past ``timeout`` seconds (loading included) the requests are aborted."""
         if not prompts:
             return []
+
+        async def scored() -> list[tuple[Any, Any]]:
+            return await self._ascored(await self._aoutputs(prompts, config, each=True), each=True)
+
         try:
-            outputs = await asyncio.wait_for(self._aoutputs(prompts, config, each=True), timeout)
+            results = await asyncio.wait_for(scored(), timeout)
         except TimeoutError:
             raise EngineTimeoutError(f"The vllm engine gave no answer within {timeout:g} s.") from None
-        return [to_generation_or_failure(r, self.label_tokens, self.logprobs_k) for r in outputs]
+        return [to_generation_or_failure(r, found) for r, found in results]
 
     def close(self) -> None:
         with self._lock:
@@ -304,16 +312,12 @@ class VLLMEngine(Engine):
         backend = self._ensure_backend("offline").result()
         started = time.monotonic()
         cap = self._cap(config)
-        outputs = self._call(backend.generate, inputs, cap or config, each=each, timeout=timeout)
+        outputs = self._call(backend.generate, inputs, self._sampling_params(cap or config), each, timeout)
         runaways = self._runaways(outputs, cap) if cap else []
         if runaways:
             left = None if timeout is None else max(timeout - (time.monotonic() - started), 0.001)
             answers = self._call(
-                backend.generate,
-                self._answer_inputs(outputs, runaways),
-                answer_config(),
-                each=each,
-                timeout=left,
+                backend.generate, self._answer_inputs(outputs, runaways), self._answer_params(), each, left
             )
             self._force(outputs, runaways, answers)
         return outputs
@@ -325,34 +329,81 @@ class VLLMEngine(Engine):
         inputs = self._token_prompts(prompts)
         backend = await asyncio.wrap_future(self._ensure_backend("async"))
         cap = self._cap(config)
-        outputs = await self._acall(backend.agenerate, inputs, cap or config, each=each)
+        outputs = await self._acall(backend.agenerate, inputs, self._sampling_params(cap or config), each)
         runaways = self._runaways(outputs, cap) if cap else []
         if runaways:
             answer_inputs = self._answer_inputs(outputs, runaways)
             self._force(
                 outputs,
                 runaways,
-                await self._acall(backend.agenerate, answer_inputs, answer_config(), each=each),
+                await self._acall(backend.agenerate, answer_inputs, self._answer_params(), each),
             )
         return outputs
 
-    def _call(
-        self, generate: Any, inputs: list, config: GenerationConfig, *, each: bool, timeout: float | None
-    ) -> list:
+    def _call(self, generate: Any, inputs: list, params: Any, each: bool, timeout: float | None) -> list:
         try:
-            return generate(inputs, self._sampling_params(config), each=each, timeout=timeout)
+            return generate(inputs, params, each=each, timeout=timeout)
         except GuardReasonerError:
             raise
         except Exception as exc:
             raise _engine_error(exc, timeout) from exc
 
-    async def _acall(self, agenerate: Any, inputs: list, config: GenerationConfig, *, each: bool) -> list:
+    async def _acall(self, agenerate: Any, inputs: list, params: Any, each: bool) -> list:
         try:
-            return await agenerate(inputs, self._sampling_params(config), each=each)
+            return await agenerate(inputs, params, each=each)
         except GuardReasonerError:
             raise
         except Exception as exc:
             raise _engine_error(exc, None) from exc
+
+    # -- label scores (label_scores.py) -----------------------------------------------------------------
+
+    def _scored(
+        self, outputs: list[Any], *, each: bool, timeout: float | None = None
+    ) -> list[tuple[Any, LabelLogprobs | None]]:
+        """Each output with what scoring needs, from one batch of 1-token requests at the label positions."""
+        queries, inputs = self._label_requests(outputs)
+        answers = []
+        if inputs:
+            backend = self._ensure_backend("offline").result()
+            answers = self._call(backend.generate, inputs, self._label_params(), each, timeout)
+        return self._with_scores(outputs, queries, answers)
+
+    async def _ascored(self, outputs: list[Any], *, each: bool) -> list[tuple[Any, LabelLogprobs | None]]:
+        queries, inputs = self._label_requests(outputs)
+        answers = []
+        if inputs:
+            backend = await asyncio.wrap_future(self._ensure_backend("async"))
+            answers = await self._acall(backend.agenerate, inputs, self._label_params(), each)
+        return self._with_scores(outputs, queries, answers)
+
+    def _label_requests(self, outputs: list[Any]) -> tuple[list[label_scores.LabelQuery], list[dict]]:
+        if self.label_tokens is None:
+            return [], []
+        queries = label_scores.plan(outputs, self._decode, self.label_tokens)
+        return queries, label_scores.requests(outputs, queries)
+
+    def _with_scores(
+        self, outputs: list[Any], queries: list[label_scores.LabelQuery], answers: list[Any]
+    ) -> list[tuple[Any, LabelLogprobs | None]]:
+        if self.label_tokens is None:
+            return [(output, None) for output in outputs]
+        return list(
+            zip(outputs, label_scores.label_logprobs(len(outputs), queries, answers, self.label_tokens))
+        )
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _label_params(self) -> Any:
+        from vllm import SamplingParams
+
+        return SamplingParams(
+            max_tokens=1,
+            temperature=0.0,
+            logprob_token_ids=list(self.label_tokens.candidate_ids),
+            detokenize=False,
+        )
 
     # -- the runaway cap (engines/forcing.py) -----------------------------------------------------------
 
@@ -400,6 +451,10 @@ class VLLMEngine(Engine):
 
     # -- internals ------------------------------------------------------------------------------------
 
+    def _answer_params(self) -> Any:
+        """A forced answer's: a few greedy tokens (``engines/forcing.py``)."""
+        return self._sampling_params(answer_config())
+
     def _sampling_params(self, config: GenerationConfig) -> Any:
         from vllm import SamplingParams
 
@@ -412,7 +467,6 @@ class VLLMEngine(Engine):
             ignore_eos=self.ignore_eos,
             stop_token_ids=list(self._stop_ids) or None,
             skip_special_tokens=True,
-            logprob_token_ids=self._logprob_ids,
         )
 
     def _ensure_backend(self, want: str) -> concurrent.futures.Future:

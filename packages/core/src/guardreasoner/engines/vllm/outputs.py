@@ -11,7 +11,7 @@ from typing import Any
 
 from guardreasoner.engines.base import Generation
 from guardreasoner.errors import EngineError
-from guardreasoner.scores import LabelTokens, from_vllm
+from guardreasoner.scores import LabelLogprobs
 
 _FINISH_REASONS = {"stop": "stop", "length": "length"}
 _ids = itertools.count()
@@ -22,9 +22,9 @@ def request_id() -> str:
     return f"guardreasoner-{next(_ids)}"
 
 
-def to_generation(output: Any, labels: LabelTokens | None = None, top_k: int = 0) -> Generation:
-    """A vLLM ``RequestOutput`` as a :class:`Generation` (finish reasons ``stop`` / ``length`` only), with the
-    label candidates' log-probabilities when ``labels`` is given (requested with ``logprobs=top_k``)."""
+def to_generation(output: Any, label_logprobs: LabelLogprobs | None = None) -> Generation:
+    """A vLLM ``RequestOutput`` as a :class:`Generation` (finish reasons ``stop`` / ``length`` only), with what
+    scoring needs when the engine asked for it (``label_scores.py``)."""
     completions = list(output.outputs)
     if not completions:
         raise EngineError(f"vLLM returned no completion for request {output.request_id}.")
@@ -42,28 +42,20 @@ def to_generation(output: Any, labels: LabelTokens | None = None, top_k: int = 0
         num_generated_tokens=len(first.token_ids),
         num_prompt_tokens=len(prompt_ids) if prompt_ids is not None else None,
         samples=tuple(c.text for c in completions) if len(completions) > 1 else (),
-        label_logprobs=from_vllm(first, labels, top_k) if labels is not None else None,
+        label_logprobs=label_logprobs,
         forced_answer=getattr(output, "forced_answer", False),
     )
 
 
 def with_forced_answer(output: Any, answer: Any, opening_ids: list[int], opening_texts: list[str]) -> Any:
-    """A runaway's ``RequestOutput`` and its forced answer's as one: its tokens, the answer opening's (each
-    log-probability 0: forced), then the answer's; marked ``forced_answer``."""
+    """A runaway's ``RequestOutput`` and its forced answer's as one: its tokens, the answer opening's, then the
+    answer's; marked ``forced_answer``."""
     first, second = output.outputs[0], answer.outputs[0]
-    logprobs = None
-    if getattr(first, "logprobs", None) is not None and getattr(second, "logprobs", None) is not None:
-        forced = [
-            {i: SimpleNamespace(logprob=0.0, rank=1, decoded_token=t)}
-            for i, t in zip(opening_ids, opening_texts)
-        ]
-        logprobs = [*first.logprobs, *forced, *second.logprobs]
     completion = SimpleNamespace(
         text=first.text + "".join(opening_texts) + second.text,
         token_ids=[*first.token_ids, *opening_ids, *second.token_ids],
         finish_reason=second.finish_reason,
         stop_reason=getattr(second, "stop_reason", None),
-        logprobs=logprobs,
     )
     return SimpleNamespace(
         request_id=output.request_id,
@@ -74,7 +66,7 @@ def with_forced_answer(output: Any, answer: Any, opening_ids: list[int], opening
     )
 
 
-def to_generation_or_failure(result: Any, labels: LabelTokens | None = None, top_k: int = 0) -> Generation:
+def to_generation_or_failure(result: Any, label_logprobs: LabelLogprobs | None = None) -> Generation:
     """A request's output, or the exception it failed with, as a :class:`Generation` (failed if it did)."""
     if isinstance(result, BaseException):
         if isinstance(result, EngineError):
@@ -83,7 +75,7 @@ def to_generation_or_failure(result: Any, labels: LabelTokens | None = None, top
         error.__cause__ = result
         return Generation.failed(error)
     try:
-        return to_generation(result, labels, top_k)
+        return to_generation(result, label_logprobs)
     except EngineError as error:
         return Generation.failed(error)
 
