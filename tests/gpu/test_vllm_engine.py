@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +31,9 @@ from guardreasoner.guard import GuardReasoner  # noqa: E402
 from guardreasoner.prompt import build_prompt  # noqa: E402
 from guardreasoner.testing import TINY_GUARD_CASES  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "gpu"))
+from vllm_suite import hf_greedy  # noqa: E402  (transformers' greedy ids: the suite's reference too)
+
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 
 PROMPTS = [
@@ -40,27 +45,6 @@ PROMPTS = [
     )
 ]
 CONFIG = GenerationConfig(max_new_tokens=32)
-
-
-def hf_greedy_ids(hf: HFEngine, prompts: list[str | list[int]], max_new_tokens: int) -> list[list[int]]:
-    """Transformers' greedy tokens for each prompt (a raw prompt, or the token ids to feed as they are)."""
-    sequences = []
-    for prompt in prompts:
-        ids = prompt if isinstance(prompt, list) else hf.encode(prompt)
-        with torch.inference_mode():
-            out = hf.model.generate(
-                input_ids=torch.tensor([ids], device=hf.device),
-                attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=hf.device),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                temperature=None,
-                top_p=None,
-                top_k=None,
-                eos_token_id=sorted(hf._eos_ids),
-                pad_token_id=hf.tokenizer.pad_token_id,
-            )
-        sequences.append(out[0, len(ids) :].tolist())
-    return sequences
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +66,7 @@ def hf(tiny_model_dir):
 def test_float32_greedy_tokens_match_transformers(engine, hf):
     outputs = request_outputs(engine, PROMPTS, CONFIG)
     assert engine.backend == "offline"
-    expected = hf_greedy_ids(hf, PROMPTS, CONFIG.max_new_tokens)
+    expected = hf_greedy(hf, PROMPTS, CONFIG.max_new_tokens)
     assert [list(o.outputs[0].token_ids) for o in outputs] == expected
     assert [list(o.prompt_token_ids) for o in outputs] == [hf.encode(p) for p in PROMPTS]
     generations = engine.generate(PROMPTS, CONFIG)
@@ -108,7 +92,7 @@ def test_chat_prompts_have_one_bos(engine, hf, tiny_model_dir):
     hf_chat = HFEngine(prompt_format="chat", model=hf.model, tokenizer=hf.tokenizer)
     assert [list(o.prompt_token_ids) for o in outputs] == [hf_chat.encode(p) for p in PROMPTS[:4]]
     assert all(o.prompt_token_ids[0] == bos and list(o.prompt_token_ids).count(bos) == 1 for o in outputs)
-    assert [list(o.outputs[0].token_ids) for o in outputs] == hf_greedy_ids(hf_chat, PROMPTS[:4], 32)
+    assert [list(o.outputs[0].token_ids) for o in outputs] == hf_greedy(hf_chat, PROMPTS[:4], 32)
     chat.close()
 
 
@@ -136,21 +120,24 @@ def test_guard_verdicts_on_vllm_async(request):
     guard.close()
 
 
-def test_label_logprobs_match_transformers_in_float32(engine, hf):
-    """vLLM reports every label candidate at every position (``logprob_token_ids``), with the values
-    transformers' logits give them."""
-    config = GenerationConfig(max_new_tokens=32)
-    ours, theirs = engine.generate(PROMPTS[:6], config), hf.generate(PROMPTS[:6], config)
-    assert engine.logprobs_k == len(engine.label_tokens.candidate_ids)
+def test_label_scores_match_transformers_in_float32(trained_guard_dir):
+    """The label requests' scores (``label_scores.py``) equal the hf engine's within 1e-3 on the trained tiny
+    guard, sync and async (``benchmarks/gpu/vllm_scores_check.py`` is the same check with timings)."""
+    conversations = [(case.prompt, case.response) for case in TINY_GUARD_CASES]
+    with GuardReasoner(str(trained_guard_dir), engine="hf", dtype="float32", max_new_tokens=120) as hf_guard:
+        reference = hf_guard.classify_batch(conversations)
+    with GuardReasoner(
+        str(trained_guard_dir), engine="vllm", dtype="float32", max_new_tokens=120, gpu_memory_utilization=0.1
+    ) as guard:
+        runs = [guard.classify_batch(conversations), asyncio.run(guard.aclassify_batch(conversations))]
     compared = 0
-    for vllm_gen, hf_gen in zip(ours, theirs):
-        assert vllm_gen.text == hf_gen.text
-        assert vllm_gen.label_logprobs.tokens == hf_gen.label_logprobs.tokens
-        for listed, full in zip(vllm_gen.label_logprobs.logprobs, hf_gen.label_logprobs.logprobs):
-            assert set(listed) == set(full)
-            for label, logprob in listed.items():
-                assert logprob == pytest.approx(full[label], abs=2e-3)
-                compared += 1
+    for verdicts in runs:
+        for ref, got in zip(reference, verdicts, strict=True):
+            assert got.raw_output == ref.raw_output
+            for name in ("prompt_harmfulness_score", "response_refusal_score", "response_harmfulness_score"):
+                if getattr(ref, name) is not None:
+                    assert getattr(got, name) == pytest.approx(getattr(ref, name), abs=1e-3)
+                    compared += 1
     assert compared > 0
 
 
@@ -160,11 +147,11 @@ def test_the_runaway_cap_forces_the_answer_as_transformers_would_continue(engine
     capped = VLLMEngine(llm=engine._backend.result().llm, max_reasoning_tokens=8)
     generations = capped.generate(PROMPTS[:6], CONFIG)
     opening = hf.tokenizer(ANSWER_OPENING, add_special_tokens=False).input_ids
-    reasoning = hf_greedy_ids(hf, PROMPTS[:6], 8)
+    reasoning = hf_greedy(hf, PROMPTS[:6], 8)
     forced = [i for i, g in enumerate(generations) if g.forced_answer]
     assert forced, "random weights should run past 8 tokens"
     for i in forced:
-        answer = hf_greedy_ids(hf, [hf.encode(PROMPTS[i]) + reasoning[i] + opening], FORCED_ANSWER_TOKENS)[0]
+        answer = hf_greedy(hf, [hf.encode(PROMPTS[i]) + reasoning[i] + opening], FORCED_ANSWER_TOKENS)[0]
         text, _, count = hf._finish(answer)
         assert (
             generations[i].text

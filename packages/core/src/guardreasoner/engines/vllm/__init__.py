@@ -41,8 +41,8 @@ Design: one engine object, one set of weights, two ways in.
 * Prefix caching is on: every GuardReasoner prompt starts with the same instruction.
 * Per-prompt results (``generate_each``): a request vLLM aborts or fails is that prompt's error only; past
   the deadline every request is aborted in vLLM. A model that cannot load raises ``EngineLoadError``.
-* Scores: every request asks for the top-20 log-probabilities per token (``VLLMEngine`` says why 20);
-  ``outputs.py`` turns them into the generation's ``label_logprobs``.
+* Scores (``label_scores.py``): generation asks for no log-probabilities; one 1-token request per label of
+  the final answer block asks for the label candidates' there, on a context the prefix cache holds.
 * The runaway cap (``max_reasoning_tokens``, ``engines/forcing.py``): a second, short greedy request on the
   prompt, the reasoning so far and the answer block's opening reads the labels of an output cut at the cap.
 * Speculative decoding (``speculative.py``, off by default) and the suffix cache's warm-up
@@ -50,7 +50,7 @@ Design: one engine object, one set of weights, two ways in.
 
 Files: ``engine.py`` (``VLLMEngine``: options, token-id prompts, the choice of backend), ``offline.py`` (the
 ``vllm.LLM`` backend and its driver thread), ``async_llm.py`` (the ``AsyncLLM`` backend on its private loop),
-``outputs.py`` (what both share), ``raw.py`` (vLLM's own outputs, for parity checks and benchmarks).
+``outputs.py`` (what both share), ``label_scores.py`` (the label requests), ``raw.py`` (vLLM's own outputs, for parity checks and benchmarks).
 """
 
 from guardreasoner.engines.vllm.engine import BACKENDS, Backend, VLLMEngine
