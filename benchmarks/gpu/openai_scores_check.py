@@ -105,18 +105,17 @@ def main() -> int:
     rows, worst, failures = compare(conversations, reference, verdicts, expect_no_logprobs=args.smoke)
     if not args.smoke and worst > args.tolerance:
         failures.append(f"largest score difference {worst:.2e} exceeds {args.tolerance:g}")
-    summary = {
-        "server": args.server,
-        "smoke": args.smoke,
-        "max_abs_difference": worst,
-        "tolerance": args.tolerance,
-        "failures": failures,
-        "seconds": round(time.monotonic() - started, 1),
-        "rows": rows,
-    }
+    summary = {"server": args.server, "smoke": args.smoke, "max_abs_difference": worst}
+    return report(summary | {"tolerance": args.tolerance, "rows": rows}, failures, started, args.out)
+
+
+def report(summary: dict, failures: list[str], started: float, out: Path | None) -> int:
+    """Print the summary (with the failures and the seconds since ``started``), write it to ``out``; the exit
+    status: 1 when anything failed."""
+    summary = {**summary, "failures": failures, "seconds": round(time.monotonic() - started, 1)}
     text = json.dumps(summary, indent=2, default=str)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    if out:
+        out.write_text(text + "\n", encoding="utf-8")
     print(text)
     return 1 if failures else 0
 

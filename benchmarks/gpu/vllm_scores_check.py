@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from guardreasoner import GuardReasoner  # noqa: E402
 from guardreasoner.testing import TINY_GUARD_CASES  # noqa: E402
-from openai_scores_check import compare  # noqa: E402
+from openai_scores_check import compare, report  # noqa: E402
 
 
 def timed_batches(guard: GuardReasoner, batch: list, repeats: int) -> dict:
@@ -83,13 +82,7 @@ def main() -> int:
     with GuardReasoner(str(args.model_dir), dtype="bfloat16", **vllm_options) as guard:
         guard.classify_batch(batch[:16])  # builds the engine
         summary["cost_bf16"] = timed_batches(guard, batch, args.repeats)
-    summary["failures"] = failures
-    summary["seconds"] = round(time.monotonic() - started, 1)
-    text = json.dumps(summary, indent=2, default=str)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
-    print(text)
-    return 1 if failures else 0
+    return report(summary, failures, started, args.out)
 
 
 if __name__ == "__main__":
