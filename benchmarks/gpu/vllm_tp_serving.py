@@ -257,18 +257,33 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+# The flags vllm_dp_serving.py shares with this script: the same work folder, workload and engine settings.
+SHARED_FLAGS: dict[str, dict] = {
+    "--work": dict(type=Path, default=Path("/tmp/guardreasoner-vllm-tp")),
+    "--count": dict(type=int, default=512),
+    "--new-tokens": dict(type=int, default=270),
+    "--gpu-memory-utilization": dict(type=float, default=0.9),
+    "--max-model-len": dict(type=int, default=4096),
+}
+
+
+def add_shared_flags(parser: argparse.ArgumentParser, *names: str) -> None:
+    """Add the shared flags ``names`` (all of them when none is named) to ``parser``, in that order."""
+    for name in names or SHARED_FLAGS:
+        parser.add_argument(name, **SHARED_FLAGS[name])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--assets", type=Path, required=True, help="the folder vllm_assets.py wrote")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "benchmarks/results")))
-    parser.add_argument("--work", type=Path, default=Path("/tmp/guardreasoner-vllm-tp"))
+    add_shared_flags(parser, "--work")
     parser.add_argument("--tp", type=int, nargs="+", default=[1, 2], help="tensor-parallel sizes to compare")
-    parser.add_argument("--count", type=int, default=512)
+    add_shared_flags(parser, "--count")
     parser.add_argument("--prompt-tokens", type=int, default=400)
-    parser.add_argument("--new-tokens", type=int, default=270)
+    add_shared_flags(parser, "--new-tokens")
     parser.add_argument("--single-repeats", type=int, default=5)
-    parser.add_argument("--gpu-memory-utilization", type=float, default=0.9)
-    parser.add_argument("--max-model-len", type=int, default=4096)
+    add_shared_flags(parser, "--gpu-memory-utilization", "--max-model-len")
     parser.add_argument("--no-concurrent", dest="concurrent", action="store_false")
     parser.add_argument("--child-tp", type=int, help=argparse.SUPPRESS)
     parser.add_argument(
