@@ -321,19 +321,23 @@ def direct_leg(args, data) -> dict:
     return result
 
 
-def engine_leg(args, data, options: dict) -> dict:
+def vllm_guard(args, dtype: str, **options):
+    """The stand-in guard on the vLLM engine, as the engine legs build it (``options`` on top)."""
     from guardreasoner.guard import GuardReasoner
 
-    started = now()
-    guard = GuardReasoner(
+    return GuardReasoner(
         str(args.model),
         engine="vllm",
         max_new_tokens=MAX_NEW_TOKENS,
-        dtype="bfloat16",
+        dtype=dtype,
         gpu_memory_utilization=MEMORY,
-        disable_log_stats=False,
         **options,
     )
+
+
+def engine_leg(args, data, options: dict) -> dict:
+    started = now()
+    guard = vllm_guard(args, "bfloat16", disable_log_stats=False, **options)
     engine = guard.engine
     result: dict = {"options": dict(options)}
     conversations = lambda rows: [(r["prompt"], r["response"]) for r in rows]  # noqa: E731
@@ -432,21 +436,12 @@ def engine_parts(guard, items) -> dict:
 
 def fp32_tokens_leg(args, data) -> dict:
     """Float32: plain decoding's tokens against suffix decoding's, on the same 64 held-out conversations."""
-    from guardreasoner.guard import GuardReasoner
-
     rows = [(r["prompt"], r["response"]) for r in data["batch"][:64]]
     texts: dict[str, list[str]] = {}
     result: dict = {"n": len(rows)}
     for name, options in (("plain", {}), ("suffix", {"speculative": "suffix"})):
         t = now()
-        guard = GuardReasoner(
-            str(args.model),
-            engine="vllm",
-            max_new_tokens=MAX_NEW_TOKENS,
-            dtype="float32",
-            gpu_memory_utilization=MEMORY,
-            **options,
-        )
+        guard = vllm_guard(args, "float32", **options)
         try:
             guard.classify_batch(rows[:2])  # builds the engine
             if options:
