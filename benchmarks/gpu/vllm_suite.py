@@ -326,21 +326,28 @@ def parity(assets: Path, work: Path, dtype: str, count: int, max_new_tokens: int
 # -- 3 and 4: the 1B model ------------------------------------------------------------------------------
 
 
-def build_1b(assets: Path, directory: Path, device: str = "cuda", **overrides) -> dict:
-    import torch
+def assets_tokenizer(assets: Path):
+    """The tokenizer vllm_assets.py wrote, with Llama 3's special tokens and chat template."""
     import transformers
     from guardreasoner.testing.tiny import CHAT_TEMPLATE
 
-    if (directory / "config.json").exists():
-        return {"reused": str(directory)}
-    started = now()
-    tokenizer = transformers.PreTrainedTokenizerFast(
+    return transformers.PreTrainedTokenizerFast(
         tokenizer_file=str(assets / "tokenizer.json"),
         bos_token="<|begin_of_text|>",
         eos_token="<|end_of_text|>",
         pad_token="<|finetune_right_pad_id|>",
         chat_template=CHAT_TEMPLATE,
     )
+
+
+def build_1b(assets: Path, directory: Path, device: str = "cuda", **overrides) -> dict:
+    import torch
+    import transformers
+
+    if (directory / "config.json").exists():
+        return {"reused": str(directory)}
+    started = now()
+    tokenizer = assets_tokenizer(assets)
     tokenizer.save_pretrained(directory)
     torch.manual_seed(0)
     config = transformers.LlamaConfig(**{**LLAMA_1B, **overrides})

@@ -48,32 +48,21 @@ import json  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from llama_configs import LLAMA_8B  # noqa: E402
+from vllm_suite import assets_tokenizer, latency_stats, load_rows, now  # noqa: E402
 
 FILLER = " x"
 
 
-def now() -> float:
-    return time.perf_counter()
-
-
 def tokenizer_for(assets: Path, directory: Path | None = None):
     import transformers
-    from guardreasoner.testing.tiny import CHAT_TEMPLATE
 
     if directory is not None and (directory / "tokenizer_config.json").exists():
         return transformers.AutoTokenizer.from_pretrained(directory)
-    return transformers.PreTrainedTokenizerFast(
-        tokenizer_file=str(assets / "tokenizer.json"),
-        bos_token="<|begin_of_text|>",
-        eos_token="<|end_of_text|>",
-        pad_token="<|finetune_right_pad_id|>",
-        chat_template=CHAT_TEMPLATE,
-    )
+    return assets_tokenizer(assets)
 
 
 def workload(assets: Path, tokenizer, count: int, prompt_tokens: int) -> list[str]:
@@ -87,7 +76,7 @@ def workload(assets: Path, tokenizer, count: int, prompt_tokens: int) -> list[st
     def length(text: str) -> int:
         return len(tokenizer(build_prompt(text, None)).input_ids)
 
-    rows = [json.loads(line) for line in (assets / "workload.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows = load_rows(assets)
     sources = [" ".join(filter(None, (r["prompt"], r["response"]))) for r in rows]
     prompts = []
     for index in range(count):
@@ -145,21 +134,6 @@ def build_model(assets: Path, directory: Path) -> dict:
     config.dtype = torch.bfloat16
     config.save_pretrained(directory)
     return {"weights": "vLLM load_format=dummy", "build_s": round(now() - started, 1)}
-
-
-def latency_stats(values: list[float]) -> dict:
-    ordered = sorted(values)
-
-    def pct(p: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))], 3)
-
-    return {
-        "n": len(ordered),
-        "p50_s": pct(50),
-        "p95_s": pct(95),
-        "p99_s": pct(99),
-        "mean_s": round(statistics.fmean(ordered), 3),
-    }
 
 
 def engine_options(args, tp: int) -> dict:
