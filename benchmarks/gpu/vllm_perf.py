@@ -59,6 +59,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from standin_guard import LLAMA_8B, build_model_dir, report, tokenizer  # noqa: E402
+from vllm_suite import timed_batch  # noqa: E402
 
 MAX_NEW_TOKENS = 1024  # the stand-in stops on its own; a cap well above the released p99 (~400 tokens)
 MEMORY = 0.40  # of the GPU per engine: two fit if a shut-down engine's memory is slow to return
@@ -360,10 +361,7 @@ def engine_leg(args, data, options: dict) -> dict:
         result["one_verdict_s"] = round(statistics.median(latencies), 4)
         mid = counters()
         result["acceptance_one_verdict"] = acceptance(before, mid)
-        t = now()
-        verdicts = guard.classify_batch(conversations(data["batch"]))
-        wall = now() - t
-        generated = sum(v.num_generated_tokens or 0 for v in verdicts)
+        verdicts, wall, generated = timed_batch(guard, conversations(data["batch"]))
         result["batch_512"] = {
             "wall_s": round(wall, 3),
             "verdicts_per_s": round(len(verdicts) / wall, 1),

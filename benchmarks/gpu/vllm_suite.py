@@ -366,11 +366,16 @@ def guard_rows(rows: list[dict]) -> list[tuple[str, str | None]]:
     return [(r["prompt"], r["response"]) for r in rows]
 
 
-def batch_run(guard, rows) -> dict:
+def timed_batch(guard, conversations: list[tuple[str, str | None]]) -> tuple[list, float, int]:
+    """``guard.classify_batch`` timed: its verdicts, the wall seconds and the tokens they generated."""
     started = now()
-    verdicts = guard.classify_batch(guard_rows(rows))
+    verdicts = guard.classify_batch(conversations)
     wall = now() - started
-    generated = sum(v.num_generated_tokens or 0 for v in verdicts)
+    return verdicts, wall, sum(v.num_generated_tokens or 0 for v in verdicts)
+
+
+def batch_run(guard, rows) -> dict:
+    verdicts, wall, generated = timed_batch(guard, guard_rows(rows))
     prompt_tokens = sum(v.num_prompt_tokens or 0 for v in verdicts)
     return {
         "conversations": len(rows),

@@ -52,7 +52,7 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from llama_configs import LLAMA_8B  # noqa: E402
-from vllm_suite import assets_tokenizer, latency_stats, load_rows, now  # noqa: E402
+from vllm_suite import assets_tokenizer, latency_stats, load_rows, now, timed_batch  # noqa: E402
 
 FILLER = " x"
 
@@ -175,10 +175,7 @@ def run_one(args, tp: int) -> dict:
     result["single_generated_tokens"] = verdict.num_generated_tokens
     result["single_ms_per_token"] = round(1000 * statistics.median(latencies) / args.new_tokens, 2)
 
-    started = now()
-    verdicts = guard.classify_batch([(p, None) for p in batch])
-    wall = now() - started
-    generated = sum(v.num_generated_tokens or 0 for v in verdicts)
+    verdicts, wall, generated = timed_batch(guard, [(p, None) for p in batch])
     result["batch_512"] = {
         "wall_s": round(wall, 2),
         "verdicts_per_s": round(len(batch) / wall, 1),
