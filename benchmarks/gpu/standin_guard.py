@@ -31,18 +31,11 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from guardreasoner.testing import TINY_LLAMA  # noqa: E402
 from llama_configs import LLAMA_1B, LLAMA_8B  # noqa: E402
 
 # A 2-layer model of the same family, for checking the training path on a CPU.
-TINY = dict(
-    LLAMA_1B,
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=16,
-)
+TINY = dict(LLAMA_1B, **TINY_LLAMA, head_dim=16)
 ARCHITECTURES = {"llama-3.2-1b": LLAMA_1B, "llama-3.1-8b": LLAMA_8B, "tiny": TINY}
 
 

@@ -41,6 +41,7 @@ from llama_configs import LLAMA_1B as LLAMA_3_2_1B
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "training" / "src"))
 sys.path.insert(0, str(HERE.parents[1] / "packages" / "core" / "src"))
+from guardreasoner.testing import TINY_LLAMA  # noqa: E402
 
 PEAK_TFLOPS = 989.0
 # llama_configs' 1B as the committed results (results/train_throughput_h200_run*.json) were measured:
@@ -51,16 +52,7 @@ LLAMA_1B = {
     for key, value in LLAMA_3_2_1B.items()
     if key not in ("head_dim", "bos_token_id", "eos_token_id", "rope_parameters")
 } | {"rope_theta": LLAMA_3_2_1B["rope_parameters"]["rope_theta"]}
-TINY = dict(
-    vocab_size=1024,
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=4096,
-    tie_word_embeddings=True,
-)
+TINY = dict(vocab_size=1024, **TINY_LLAMA, max_position_embeddings=4096, tie_word_embeddings=True)
 
 # The padding-free varlen variant the others add to (or change one option of).
 PADFREE_VARLEN_BS32 = dict(

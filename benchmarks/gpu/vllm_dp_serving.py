@@ -57,11 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--assets", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "benchmarks/results")))
-    parser.add_argument("--work", type=Path, default=Path("/tmp/guardreasoner-vllm-tp"))
-    parser.add_argument("--count", type=int, default=512)
-    parser.add_argument("--new-tokens", type=int, default=270)
-    parser.add_argument("--gpu-memory-utilization", type=float, default=0.9)
-    parser.add_argument("--max-model-len", type=int, default=4096)
+    tp_serving.add_shared_flags(parser)  # they must match the run that filled --work
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--shard", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--timeout-s", type=float, default=300)

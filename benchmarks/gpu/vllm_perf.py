@@ -47,18 +47,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import gc
 import json
 import statistics
 import subprocess
 import sys
 import time
-import traceback
 from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from standin_guard import LLAMA_8B, build_model_dir, report, tokenizer  # noqa: E402
+from vllm_suite import Suite, now, timed_batch  # noqa: E402
 
 MAX_NEW_TOKENS = 1024  # the stand-in stops on its own; a cap well above the released p99 (~400 tokens)
 MEMORY = 0.40  # of the GPU per engine: two fit if a shut-down engine's memory is slow to return
@@ -127,10 +126,6 @@ LEGS = {
 DEFAULT_LEGS = "direct,suffix,engine,step_8b,engine_old,engine_async,ngram_gpu,ngram,ngram_small_batch,fp8"
 
 
-def now() -> float:
-    return time.perf_counter()
-
-
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
@@ -146,16 +141,6 @@ def gpu_used_mib() -> int | None:
         return int(out[0])
     except (OSError, ValueError, IndexError, subprocess.SubprocessError):
         return None
-
-
-def free() -> None:
-    gc.collect()
-    try:
-        import torch
-
-        torch.cuda.empty_cache()
-    except Exception:  # noqa: BLE001 - best effort between legs
-        pass
 
 
 def spec_counters(metrics: list) -> dict:
@@ -199,39 +184,28 @@ def agreement(a: list[tuple[str, tuple]], b: list[tuple[str, tuple]]) -> dict:
     }
 
 
-class Run:
+class Run(Suite):
+    """The legs, on the suite's runner: each leg's prediction is recorded before it runs."""
+
+    entries = "legs"
+    seconds = "leg_s"
+    traceback_chars = 3000
+
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.started = now()
-        self.results: dict = {"command": " ".join(sys.argv), "predictions": {}, "legs": {}}
+        results = {"command": " ".join(sys.argv), "predictions": {}, "legs": {}}
+        super().__init__(args.out / "vllm_perf.json", args.budget_s, results)
         self.args.out.mkdir(parents=True, exist_ok=True)
 
-    def left(self) -> float:
-        return self.args.budget_s - (now() - self.started)
+    def skip_note(self, needs_s: float) -> str:
+        return f"{self.left():.0f} s left of the budget; needs ~{needs_s:.0f}"
 
-    def write(self) -> None:
-        self.results["elapsed_s"] = round(now() - self.started, 1)
-        (self.args.out / "vllm_perf.json").write_text(json.dumps(self.results, indent=2, default=str) + "\n")
+    def heading(self, name: str) -> str:
+        return f"\n=== {name} ({now() - self.started:.0f} s in, {self.left():.0f} s left)"
 
     def leg(self, name: str, function, needs_s: float) -> None:
         self.results["predictions"][name] = LEGS[name][0]
-        if self.left() < needs_s:
-            self.results["legs"][name] = {
-                "skipped": f"{self.left():.0f} s left of the budget; needs ~{needs_s:.0f}"
-            }
-            self.write()
-            return
-        print(f"\n=== {name} ({now() - self.started:.0f} s in, {self.left():.0f} s left)", flush=True)
-        started = now()
-        try:
-            result = function()
-        except Exception as exc:  # noqa: BLE001 - keep going: later legs are independent
-            traceback.print_exc()
-            result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-3000:]}
-        result["leg_s"] = round(now() - started, 1)
-        self.results["legs"][name] = result
-        self.write()
-        free()
+        self.run(name, function, needs_s=needs_s)
 
 
 # -- the legs ------------------------------------------------------------------------------------------------
@@ -321,19 +295,23 @@ def direct_leg(args, data) -> dict:
     return result
 
 
-def engine_leg(args, data, options: dict) -> dict:
+def vllm_guard(args, dtype: str, **options):
+    """The stand-in guard on the vLLM engine, as the engine legs build it (``options`` on top)."""
     from guardreasoner.guard import GuardReasoner
 
-    started = now()
-    guard = GuardReasoner(
+    return GuardReasoner(
         str(args.model),
         engine="vllm",
         max_new_tokens=MAX_NEW_TOKENS,
-        dtype="bfloat16",
+        dtype=dtype,
         gpu_memory_utilization=MEMORY,
-        disable_log_stats=False,
         **options,
     )
+
+
+def engine_leg(args, data, options: dict) -> dict:
+    started = now()
+    guard = vllm_guard(args, "bfloat16", disable_log_stats=False, **options)
     engine = guard.engine
     result: dict = {"options": dict(options)}
     conversations = lambda rows: [(r["prompt"], r["response"]) for r in rows]  # noqa: E731
@@ -356,10 +334,7 @@ def engine_leg(args, data, options: dict) -> dict:
         result["one_verdict_s"] = round(statistics.median(latencies), 4)
         mid = counters()
         result["acceptance_one_verdict"] = acceptance(before, mid)
-        t = now()
-        verdicts = guard.classify_batch(conversations(data["batch"]))
-        wall = now() - t
-        generated = sum(v.num_generated_tokens or 0 for v in verdicts)
+        verdicts, wall, generated = timed_batch(guard, conversations(data["batch"]))
         result["batch_512"] = {
             "wall_s": round(wall, 3),
             "verdicts_per_s": round(len(verdicts) / wall, 1),
@@ -432,21 +407,12 @@ def engine_parts(guard, items) -> dict:
 
 def fp32_tokens_leg(args, data) -> dict:
     """Float32: plain decoding's tokens against suffix decoding's, on the same 64 held-out conversations."""
-    from guardreasoner.guard import GuardReasoner
-
     rows = [(r["prompt"], r["response"]) for r in data["batch"][:64]]
     texts: dict[str, list[str]] = {}
     result: dict = {"n": len(rows)}
     for name, options in (("plain", {}), ("suffix", {"speculative": "suffix"})):
         t = now()
-        guard = GuardReasoner(
-            str(args.model),
-            engine="vllm",
-            max_new_tokens=MAX_NEW_TOKENS,
-            dtype="float32",
-            gpu_memory_utilization=MEMORY,
-            **options,
-        )
+        guard = vllm_guard(args, "float32", **options)
         try:
             guard.classify_batch(rows[:2])  # builds the engine
             if options:

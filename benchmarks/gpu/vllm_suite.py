@@ -57,44 +57,62 @@ def now() -> float:
 
 
 class Suite:
-    def __init__(self, out: Path, budget_s: float):
-        self.out = out
+    """Sections run in order within a time budget: one that would not fit is skipped, one that raises is recorded
+    (later sections are independent), and the results file is rewritten after each, so a run cut short keeps
+    what it did. ``vllm_perf.py``'s legs run on it too, under their own names."""
+
+    entries = "sections"  # the results' key for the sections, and each one's seconds
+    seconds = "section_s"
+    traceback_chars = 4000
+
+    def __init__(self, path: Path, budget_s: float, results: dict):
+        self.path = path
         self.started = now()
         self.budget_s = budget_s
-        self.results: dict = {"sections": {}}
+        self.results = results
 
     def left(self) -> float:
         return self.budget_s - (now() - self.started)
 
     def write(self) -> None:
         self.results["elapsed_s"] = round(now() - self.started, 1)
-        (self.out / "vllm_suite.json").write_text(json.dumps(self.results, indent=2) + "\n")
+        self.path.write_text(json.dumps(self.results, indent=2, default=str) + "\n")
+
+    def skip_note(self, needs_s: float) -> str:
+        return f"{self.left():.0f} s left of the budget, needs {needs_s}"
+
+    def heading(self, name: str) -> str:
+        return f"\n=== {name} ({now() - self.started:.0f} s in)"
 
     def run(self, name: str, function, *args, needs_s: float = 0.0) -> None:
         if self.left() < needs_s:
-            self.results["sections"][name] = {
-                "skipped": f"{self.left():.0f} s left of the budget, needs {needs_s}"
-            }
+            self.results[self.entries][name] = {"skipped": self.skip_note(needs_s)}
             self.write()
             return
-        print(f"\n=== {name} ({now() - self.started:.0f} s in)", flush=True)
+        print(self.heading(name), flush=True)
         started = now()
         try:
             result = function(*args)
-        except Exception as exc:  # keep going: later sections are independent
+        except Exception as exc:  # noqa: BLE001 - keep going: later sections are independent
             traceback.print_exc()
-            result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:]}
-        result["section_s"] = round(now() - started, 1)
-        self.results["sections"][name] = result
+            result = {
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc()[-self.traceback_chars :],
+            }
+        result[self.seconds] = round(now() - started, 1)
+        self.results[self.entries][name] = result
         self.write()
         free()
 
 
 def free() -> None:
-    import torch
-
     gc.collect()
-    torch.cuda.empty_cache()
+    try:
+        import torch
+
+        torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001 - best effort between sections
+        pass
 
 
 def environment() -> dict:
@@ -326,21 +344,28 @@ def parity(assets: Path, work: Path, dtype: str, count: int, max_new_tokens: int
 # -- 3 and 4: the 1B model ------------------------------------------------------------------------------
 
 
-def build_1b(assets: Path, directory: Path, device: str = "cuda", **overrides) -> dict:
-    import torch
+def assets_tokenizer(assets: Path):
+    """The tokenizer vllm_assets.py wrote, with Llama 3's special tokens and chat template."""
     import transformers
     from guardreasoner.testing.tiny import CHAT_TEMPLATE
 
-    if (directory / "config.json").exists():
-        return {"reused": str(directory)}
-    started = now()
-    tokenizer = transformers.PreTrainedTokenizerFast(
+    return transformers.PreTrainedTokenizerFast(
         tokenizer_file=str(assets / "tokenizer.json"),
         bos_token="<|begin_of_text|>",
         eos_token="<|end_of_text|>",
         pad_token="<|finetune_right_pad_id|>",
         chat_template=CHAT_TEMPLATE,
     )
+
+
+def build_1b(assets: Path, directory: Path, device: str = "cuda", **overrides) -> dict:
+    import torch
+    import transformers
+
+    if (directory / "config.json").exists():
+        return {"reused": str(directory)}
+    started = now()
+    tokenizer = assets_tokenizer(assets)
     tokenizer.save_pretrained(directory)
     torch.manual_seed(0)
     config = transformers.LlamaConfig(**{**LLAMA_1B, **overrides})
@@ -359,11 +384,16 @@ def guard_rows(rows: list[dict]) -> list[tuple[str, str | None]]:
     return [(r["prompt"], r["response"]) for r in rows]
 
 
-def batch_run(guard, rows) -> dict:
+def timed_batch(guard, conversations: list[tuple[str, str | None]]) -> tuple[list, float, int]:
+    """``guard.classify_batch`` timed: its verdicts, the wall seconds and the tokens they generated."""
     started = now()
-    verdicts = guard.classify_batch(guard_rows(rows))
+    verdicts = guard.classify_batch(conversations)
     wall = now() - started
-    generated = sum(v.num_generated_tokens or 0 for v in verdicts)
+    return verdicts, wall, sum(v.num_generated_tokens or 0 for v in verdicts)
+
+
+def batch_run(guard, rows) -> dict:
+    verdicts, wall, generated = timed_batch(guard, guard_rows(rows))
     prompt_tokens = sum(v.num_prompt_tokens or 0 for v in verdicts)
     return {
         "conversations": len(rows),
@@ -612,7 +642,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     logging.getLogger("guardreasoner").setLevel(logging.ERROR)  # 512 "truncated" warnings otherwise
 
-    suite = Suite(args.out, args.budget_s)
+    suite = Suite(args.out / "vllm_suite.json", args.budget_s, {"sections": {}})
     suite.results["command"] = " ".join(sys.argv)
     suite.results["environment"] = environment()
     print(json.dumps(suite.results["environment"]), flush=True)

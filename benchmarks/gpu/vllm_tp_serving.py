@@ -48,32 +48,21 @@ import json  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from llama_configs import LLAMA_8B  # noqa: E402
+from vllm_suite import assets_tokenizer, latency_stats, load_rows, now, timed_batch  # noqa: E402
 
 FILLER = " x"
 
 
-def now() -> float:
-    return time.perf_counter()
-
-
 def tokenizer_for(assets: Path, directory: Path | None = None):
     import transformers
-    from guardreasoner.testing.tiny import CHAT_TEMPLATE
 
     if directory is not None and (directory / "tokenizer_config.json").exists():
         return transformers.AutoTokenizer.from_pretrained(directory)
-    return transformers.PreTrainedTokenizerFast(
-        tokenizer_file=str(assets / "tokenizer.json"),
-        bos_token="<|begin_of_text|>",
-        eos_token="<|end_of_text|>",
-        pad_token="<|finetune_right_pad_id|>",
-        chat_template=CHAT_TEMPLATE,
-    )
+    return assets_tokenizer(assets)
 
 
 def workload(assets: Path, tokenizer, count: int, prompt_tokens: int) -> list[str]:
@@ -87,7 +76,7 @@ def workload(assets: Path, tokenizer, count: int, prompt_tokens: int) -> list[st
     def length(text: str) -> int:
         return len(tokenizer(build_prompt(text, None)).input_ids)
 
-    rows = [json.loads(line) for line in (assets / "workload.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows = load_rows(assets)
     sources = [" ".join(filter(None, (r["prompt"], r["response"]))) for r in rows]
     prompts = []
     for index in range(count):
@@ -147,21 +136,6 @@ def build_model(assets: Path, directory: Path) -> dict:
     return {"weights": "vLLM load_format=dummy", "build_s": round(now() - started, 1)}
 
 
-def latency_stats(values: list[float]) -> dict:
-    ordered = sorted(values)
-
-    def pct(p: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))], 3)
-
-    return {
-        "n": len(ordered),
-        "p50_s": pct(50),
-        "p95_s": pct(95),
-        "p99_s": pct(99),
-        "mean_s": round(statistics.fmean(ordered), 3),
-    }
-
-
 def engine_options(args, tp: int) -> dict:
     no_multicast = {"compilation_config": {"pass_config": {"fuse_allreduce_rms": False}}} if tp > 1 else {}
     return dict(
@@ -201,10 +175,7 @@ def run_one(args, tp: int) -> dict:
     result["single_generated_tokens"] = verdict.num_generated_tokens
     result["single_ms_per_token"] = round(1000 * statistics.median(latencies) / args.new_tokens, 2)
 
-    started = now()
-    verdicts = guard.classify_batch([(p, None) for p in batch])
-    wall = now() - started
-    generated = sum(v.num_generated_tokens or 0 for v in verdicts)
+    verdicts, wall, generated = timed_batch(guard, [(p, None) for p in batch])
     result["batch_512"] = {
         "wall_s": round(wall, 2),
         "verdicts_per_s": round(len(batch) / wall, 1),
@@ -257,18 +228,33 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+# The flags vllm_dp_serving.py shares with this script: the same work folder, workload and engine settings.
+SHARED_FLAGS: dict[str, dict] = {
+    "--work": dict(type=Path, default=Path("/tmp/guardreasoner-vllm-tp")),
+    "--count": dict(type=int, default=512),
+    "--new-tokens": dict(type=int, default=270),
+    "--gpu-memory-utilization": dict(type=float, default=0.9),
+    "--max-model-len": dict(type=int, default=4096),
+}
+
+
+def add_shared_flags(parser: argparse.ArgumentParser, *names: str) -> None:
+    """Add the shared flags ``names`` (all of them when none is named) to ``parser``, in that order."""
+    for name in names or SHARED_FLAGS:
+        parser.add_argument(name, **SHARED_FLAGS[name])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--assets", type=Path, required=True, help="the folder vllm_assets.py wrote")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "benchmarks/results")))
-    parser.add_argument("--work", type=Path, default=Path("/tmp/guardreasoner-vllm-tp"))
+    add_shared_flags(parser, "--work")
     parser.add_argument("--tp", type=int, nargs="+", default=[1, 2], help="tensor-parallel sizes to compare")
-    parser.add_argument("--count", type=int, default=512)
+    add_shared_flags(parser, "--count")
     parser.add_argument("--prompt-tokens", type=int, default=400)
-    parser.add_argument("--new-tokens", type=int, default=270)
+    add_shared_flags(parser, "--new-tokens")
     parser.add_argument("--single-repeats", type=int, default=5)
-    parser.add_argument("--gpu-memory-utilization", type=float, default=0.9)
-    parser.add_argument("--max-model-len", type=int, default=4096)
+    add_shared_flags(parser, "--gpu-memory-utilization", "--max-model-len")
     parser.add_argument("--no-concurrent", dest="concurrent", action="store_false")
     parser.add_argument("--child-tp", type=int, help=argparse.SUPPRESS)
     parser.add_argument(

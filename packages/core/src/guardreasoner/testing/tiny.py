@@ -22,6 +22,14 @@ CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
 )
 SPECIAL_TOKENS = [BOS, EOS, PAD, "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+# The tiny Llama's sizes: build_tiny_llama's defaults, and the CPU stand-ins of the GPU benchmarks.
+TINY_LLAMA: dict[str, int] = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+)
 
 
 @dataclass(frozen=True)
@@ -89,11 +97,11 @@ def _corpus() -> list[str]:
 def build_tiny_llama(
     directory: str | os.PathLike[str],
     *,
-    hidden_size: int = 64,
-    num_hidden_layers: int = 2,
-    num_attention_heads: int = 4,
-    num_key_value_heads: int = 2,
-    intermediate_size: int = 128,
+    hidden_size: int = TINY_LLAMA["hidden_size"],
+    num_hidden_layers: int = TINY_LLAMA["num_hidden_layers"],
+    num_attention_heads: int = TINY_LLAMA["num_attention_heads"],
+    num_key_value_heads: int = TINY_LLAMA["num_key_value_heads"],
+    intermediate_size: int = TINY_LLAMA["intermediate_size"],
     max_position_embeddings: int = 4096,
     vocab_size: int = 600,
     seed: int = 0,
