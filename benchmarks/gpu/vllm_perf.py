@@ -14,8 +14,9 @@ hold it; the JSON in ``--out`` is rewritten after every leg and a table is print
   exactly the label candidates' (``logprob_token_ids``, the engine's scores now): what each costs vLLM.
 - ``engine_old``: ``GuardReasoner(engine="vllm")`` with the old pin ``max_num_seqs=256``.
 - ``engine``: the engine's defaults now (no pin: vLLM's own, 1024 on an H200; async scheduling on; scores on,
-  from ``logprob_token_ids``). It also times one more 512 batch in its parts: preparing the prompts, vLLM's
-  generation, and turning outputs into verdicts (where the engine's time beyond ``direct``'s goes).
+  from one 1-token request per label after generating). It also times one more 512 batch in its parts:
+  preparing the prompts, vLLM's generation, the label requests, and turning outputs into verdicts (where the
+  engine's time beyond ``direct``'s goes). On 2026-11-30 it ran with per-token ``logprob_token_ids`` scores.
 - ``engine_noscores``: ``scores=False``: what the label scores cost.
 - ``engine_async``: the same on vLLM's ``AsyncLLM`` (``backend="async"``, what a server builds), which now gets
   a server's batch defaults instead of the bare engine's 128 sequences.
@@ -75,7 +76,7 @@ LEGS = {
         {"max_num_seqs": 256},
     ),
     "engine": (
-        "0.95-1.0x direct at 512 now that scores read only the label candidates (was 0.90x before scores)",
+        "0.95-1.0x direct at 512 with scores from the label requests (was 0.90x before scores)",
         {},
     ),
     "engine_noscores": (
@@ -392,7 +393,10 @@ def engine_parts(guard, items) -> dict:
     outputs = engine._outputs(prompts, guard.generation)
     generate = now() - t
     t = now()
-    generations = [to_generation(o, engine.label_tokens, engine.logprobs_k) for o in outputs]
+    scored = engine._scored(outputs, each=False)  # the label requests (engines/vllm/label_scores.py)
+    label_requests = now() - t
+    t = now()
+    generations = [to_generation(o, found) for o, found in scored]
     convert = now() - t
     t = now()
     guard._decide(guard._verdicts(conversations, generations, cut))
@@ -400,6 +404,7 @@ def engine_parts(guard, items) -> dict:
     return {
         "prepare_s": round(prepare, 3),
         "vllm_generate_s": round(generate, 3),
+        "label_requests_s": round(label_requests, 3),
         "outputs_to_generations_s": round(convert, 3),
         "parse_score_decide_s": round(parse, 3),
     }
