@@ -58,8 +58,9 @@ class VLLMEngine(Engine):
     Scores (``label_scores.py``): generation asks for no log-probabilities (vLLM would compute and ship them
     for every token); once an output is in, one 1-token request per label of its final answer block asks for
     exactly the label candidates' log-probabilities there (``logprob_token_ids``), on a context vLLM's prefix
-    cache already holds. Exact, never a top-k bound. ``scores=False`` skips those requests (the verdicts then
-    have no scores).
+    cache already holds (without prefix caching each recomputes its context). Exact, never a top-k bound; in
+    bf16 a separate forward from the one that wrote the label, so a near-tie can score on the other side of
+    0.5. ``scores=False`` skips those requests (the verdicts then have no scores).
 
     ``max_reasoning_tokens`` (None: off; about 845 recommended, see ``engines/forcing.py``) caps the reasoning:
     an output cut there gets the answer block's opening and a second, greedy request of a few tokens reads
