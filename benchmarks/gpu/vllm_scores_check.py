@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from guardreasoner import GuardReasoner  # noqa: E402
 from guardreasoner.testing import TINY_GUARD_CASES  # noqa: E402
 from openai_scores_check import compare, report  # noqa: E402
+from vllm_suite import timed_batch  # noqa: E402
 
 
 def timed_batches(guard: GuardReasoner, batch: list, repeats: int) -> dict:
@@ -35,9 +36,8 @@ def timed_batches(guard: GuardReasoner, batch: list, repeats: int) -> dict:
     for _ in range(repeats):
         for mode in times:
             engine.label_tokens = labels if mode == "scores" else None
-            started = time.perf_counter()
-            verdicts = guard.classify_batch(batch)
-            times[mode].append(time.perf_counter() - started)
+            verdicts, wall, _ = timed_batch(guard, batch)
+            times[mode].append(wall)
             if mode == "scores":
                 scored = sum(v.prompt_harmfulness_score is not None for v in verdicts)
     engine.label_tokens = labels
