@@ -4,7 +4,8 @@
 
 ``benchmarks/gpu/vllm_suite.py`` runs the larger parity check and the timings; these tests are the quick
 version of its claims: float32 greedy tokens identical to transformers', concurrent async callers batched
-on one engine, no double BOS in the chat format, and the guard's verdicts on vLLM.
+on one engine, no double BOS in the chat format, the guard's verdicts on vLLM, and speculative decoding
+(vLLM 0.34's GPU suffix speculator with its corpus seeded, a draft model) keeping the float32 greedy tokens.
 """
 
 from __future__ import annotations
@@ -159,3 +160,64 @@ def test_the_runaway_cap_forces_the_answer_as_transformers_would_continue(engine
         )
         assert generations[i].num_generated_tokens == 8 + len(opening) + count
     capped.close()
+
+
+def accepted_tokens(engine) -> float:
+    """vLLM's count of accepted draft tokens so far (the engine needs ``disable_log_stats=False``)."""
+    return sum(m.value for m in engine.vllm_metrics() if m.name == "vllm:spec_decode_num_accepted_tokens")
+
+
+def has_gpu_suffix_speculator() -> bool:
+    from guardreasoner.engines.vllm.speculative import check_suffix_support
+    from guardreasoner.errors import EngineLoadError
+
+    try:
+        check_suffix_support(vllm)
+    except EngineLoadError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(
+    not has_gpu_suffix_speculator(), reason="suffix decoding needs vLLM 0.34's GPU speculator"
+)
+def test_suffix_speculation_with_a_seeded_corpus_keeps_the_float32_greedy_tokens(engine, tiny_model_dir):
+    """The cheapest proof that speculation keeps the model's answers: identical tokens, drafts accepted."""
+    plain = request_outputs(engine, PROMPTS, CONFIG)
+    suffix = VLLMEngine(
+        str(tiny_model_dir),
+        dtype="float32",
+        gpu_memory_utilization=0.1,
+        max_model_len=2048,
+        speculative="suffix",
+        speculate_up_to_batch=8,  # the batch of 24 below drafts nothing, the single prompts do
+        disable_log_stats=False,
+    )
+    spec = suffix._engine_args["speculative_config"]
+    assert spec["method"] == "suffix" and spec["num_speculative_tokens_per_batch_size"][1][2] == 0
+    # Seeded with the plain engine's own outputs, the corpus holds each continuation: drafts get accepted.
+    assert suffix.warm_suffix_cache([(p, o.outputs[0].text) for p, o in zip(PROMPTS, plain)]) == len(PROMPTS)
+    batch = request_outputs(suffix, PROMPTS, CONFIG)
+    single = [request_outputs(suffix, [p], CONFIG)[0] for p in PROMPTS[:6]]
+    tokens = [list(o.outputs[0].token_ids) for o in plain]
+    assert [list(o.outputs[0].token_ids) for o in batch] == tokens
+    assert [list(o.outputs[0].token_ids) for o in single] == tokens[:6]
+    assert accepted_tokens(suffix) > 0
+    suffix.close()
+
+
+def test_a_draft_model_keeps_the_float32_greedy_tokens(engine, tiny_model_dir):
+    """The model drafting for itself (``speculative=<a directory>``): every draft should hold."""
+    plain = request_outputs(engine, PROMPTS[:6], CONFIG)
+    drafted = VLLMEngine(
+        str(tiny_model_dir),
+        dtype="float32",
+        gpu_memory_utilization=0.1,
+        max_model_len=2048,
+        speculative=str(tiny_model_dir),
+        disable_log_stats=False,
+    )
+    outputs = request_outputs(drafted, PROMPTS[:6], CONFIG)
+    assert [list(o.outputs[0].token_ids) for o in outputs] == [list(o.outputs[0].token_ids) for o in plain]
+    assert accepted_tokens(drafted) > 0
+    drafted.close()

@@ -164,6 +164,6 @@ def check_suffix_support(vllm: Any) -> None:
     if found and (int(found[1]), int(found[2])) < SUFFIX_MIN_VLLM:
         raise EngineLoadError(
             f"speculative='suffix' runs on vLLM 0.34's GPU suffix speculator (Model Runner V2); this is vLLM "
-            f"{version}. Upgrade with: pip install \"guardreasoner[vllm-suffix]\", or pick speculative="
+            f'{version}. Upgrade with: pip install "guardreasoner[vllm-suffix]", or pick speculative='
             "'ngram_gpu' or a draft model."
         )

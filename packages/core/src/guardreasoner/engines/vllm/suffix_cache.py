@@ -58,7 +58,9 @@ def _finished_requests(pairs: list[tuple[list[int], list[int]]], device: Any) ->
         req_id_to_index={f"guardreasoner-seed-{index:06d}": index for index in range(len(rows))},
         prompt_len=SimpleNamespace(np=np.array([len(prompt) for prompt, _ in pairs], dtype=np.int32)),
         all_token_ids=SimpleNamespace(gpu=tokens.to(device)),
-        total_len=SimpleNamespace(gpu=torch.tensor([len(row) for row in rows], dtype=torch.int32, device=device)),
+        total_len=SimpleNamespace(
+            gpu=torch.tensor([len(row) for row in rows], dtype=torch.int32, device=device)
+        ),
     )
 
 
