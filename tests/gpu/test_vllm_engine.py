@@ -178,6 +178,101 @@ def has_gpu_suffix_speculator() -> bool:
     return True
 
 
+def suffix_speculator(max_model_len: int, max_num_seqs: int, k: int):
+    """vLLM's own GPU suffix speculator, built without an engine (what ``init_speculator`` passes it)."""
+    from types import SimpleNamespace
+
+    from vllm.v1.worker.gpu.spec_decode.suffix.speculator import SuffixSpeculator
+
+    config = SimpleNamespace(
+        speculative_config=SimpleNamespace(
+            num_speculative_tokens=k,
+            suffix_decoding_max_tree_depth=24,
+            suffix_decoding_corpus_tokens=1 << 16,
+            suffix_decoding_max_cached_requests=10000,
+            enable_adaptive_verification=False,
+        ),
+        scheduler_config=SimpleNamespace(max_num_seqs=max_num_seqs),
+        model_config=SimpleNamespace(max_model_len=max_model_len),
+    )
+    return SuffixSpeculator(config, torch.device("cuda"), SimpleNamespace(req_id_to_index={}))
+
+
+@pytest.mark.skipif(
+    not has_gpu_suffix_speculator(), reason="suffix decoding needs vLLM 0.34's GPU speculator"
+)
+def test_seeding_fills_the_corpus_as_vllm_ingests_finished_requests_and_drafts_from_it(monkeypatch):
+    """``suffix_cache.py`` against vLLM's own kernels: seeded pairs leave the corpus and its index exactly as
+    the same requests finishing would, and a new request drafts a seeded continuation."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from guardreasoner.engines.vllm import suffix_cache
+
+    monkeypatch.setattr(suffix_cache, "BATCH", 2)
+    max_len, max_reqs, k = 256, 8, 6
+    rng = np.random.default_rng(0)
+    pairs = [
+        (
+            rng.integers(100, 5000, rng.integers(5, 40)).tolist(),
+            rng.integers(100, 5000, rng.integers(20, 60)).tolist(),
+        )
+        for _ in range(5)
+    ]
+    seeded = suffix_speculator(max_len, max_reqs, k)
+    worker = type("Worker", (suffix_cache.SuffixCorpusSeeder,), {})()
+    worker.model_runner = SimpleNamespace(speculator=seeded)
+    assert worker.guardreasoner_seed_suffix_corpus(pairs) == 5
+    # The same requests finishing in vLLM, two per step, their tokens where vLLM's RequestState keeps them.
+    served = suffix_speculator(max_len, max_reqs, k)
+    tokens = torch.zeros((max_reqs, max_len), dtype=torch.int32, device="cuda")
+    prompt_len, total_len, slots = np.zeros(max_reqs, dtype=np.int32), torch.zeros_like(tokens[:, 0]), {}
+    for i, (prompt, output) in enumerate(pairs):
+        slot = slots[f"req-{i}"] = (3 * i) % max_reqs
+        tokens[slot, : len(prompt) + len(output)] = torch.tensor(prompt + output, dtype=torch.int32)
+        prompt_len[slot], total_len[slot] = len(prompt), len(prompt) + len(output)
+    served.req_states = SimpleNamespace(
+        req_id_to_index=slots,
+        prompt_len=SimpleNamespace(np=prompt_len),
+        all_token_ids=SimpleNamespace(gpu=tokens),
+        total_len=SimpleNamespace(gpu=total_len),
+    )
+    for finished in (["req-0", "req-1"], ["req-2", "req-3"], ["req-4"]):
+        served.on_requests_finished(set(finished))
+    assert seeded.num_docs == served.num_docs == 5
+    assert torch.equal(seeded.corpus, served.corpus) and torch.equal(seeded.table, served.table)
+    assert seeded.corpus[: int(seeded.corpus_head)].tolist() == [
+        t for prompt, output in pairs for t in (*prompt[-3:], *output, -1)
+    ]
+    # A new request whose history ends like the third output's first 8 tokens drafts its next k.
+    prompt, output = pairs[2]
+    history = rng.integers(100, 5000, 10).tolist() + output[:8]
+    live = torch.zeros((max_reqs, max_len), dtype=torch.int32, device="cuda")
+    live[0, : len(history)] = torch.tensor(history, dtype=torch.int32)
+    lengths = torch.zeros(max_reqs, dtype=torch.int32, device="cuda")
+    lengths[0] = len(history)
+    seeded.req_states = SimpleNamespace(
+        req_id_to_index={"new": 0},
+        all_token_ids=SimpleNamespace(gpu=live),
+        total_len=SimpleNamespace(gpu=lengths),
+    )
+    one = torch.ones(1, dtype=torch.int32, device="cuda")
+    drafts = seeded.propose(
+        SimpleNamespace(num_reqs=1, idx_mapping=torch.zeros(1, dtype=torch.int32, device="cuda")),
+        None,
+        None,
+        None,
+        None,
+        num_sampled=one,
+        num_rejected=one * 0,
+        last_sampled=torch.tensor([[history[-1]]], device="cuda"),
+        next_prefill_tokens=None,
+        temperature=None,
+        seeds=None,
+    )
+    assert drafts[0].tolist() == output[8 : 8 + k]
+
+
 @pytest.mark.skipif(
     not has_gpu_suffix_speculator(), reason="suffix decoding needs vLLM 0.34's GPU speculator"
 )
