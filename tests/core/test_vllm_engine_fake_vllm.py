@@ -2,12 +2,13 @@
 stand-in with vLLM's interface.
 
 CI never installs vLLM (no GPU). The real engine is checked on a GPU by ``tests/gpu/test_vllm_engine.py`` and
-``benchmarks/gpu/vllm_suite.py``. Here a small stand-in with vLLM's interface (``LLM``, its ``llm_engine``'s
-``add_request``/``step``/``abort_request``, ``AsyncLLM.generate`` bound to the loop it was built on) lets CI
-check what this package adds: token-id prompts without a double BOS, the options passed through, one
-backend per engine, continuous batching of concurrent async calls on either backend, cancellation,
-finish reasons and error wrapping, and which options (speculative decoding, batch invariance, vLLM's
-defaults left alone) reach ``vllm.LLM`` / ``AsyncEngineArgs``.
+``benchmarks/gpu/vllm_suite.py``. Here a small stand-in with vLLM 0.34's interface (``LLM``, its
+``llm_engine``'s ``add_request``/``step``/``abort_request``, ``AsyncLLM.generate`` bound to the loop it was
+built on, ``logprob_token_ids`` answered as one ``{token id: Logprob}`` dict per position, the GPU worker's
+``model_runner.speculator``) lets CI check what this package adds: token-id prompts without a double BOS, the
+options passed through, one backend per engine, continuous batching of concurrent async calls on either
+backend, cancellation, finish reasons and error wrapping, and which options (speculative decoding, batch
+invariance, vLLM's defaults left alone) reach ``vllm.LLM`` / ``AsyncEngineArgs``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from guardreasoner import ContextLengthError, EngineError, MissingExtraError, Pa
 from guardreasoner.engines import GenerationConfig
 from guardreasoner.engines.vllm.suffix_cache import WORKER_EXTENSION
 from guardreasoner.errors import EngineLoadError, EngineTimeoutError
+
+VLLM_VERSION = "0.34.0"
 
 # -- no vLLM ------------------------------------------------------------------------------------------
 
@@ -180,12 +183,12 @@ class LLM:
         self.model = model
         self.options = options
         self.llm_engine = LLMEngine(Core(options.get("max_model_len") or 4096))
+        self.workers = workers(options)
         self.generate_calls = 0
         LLM.instances.append(self)
 
-    def collective_rpc(self, method, args=()):
-        results, self.suffix_cache = collective_rpc(self.options, method, args)
-        return results
+    def collective_rpc(self, method, timeout=None, args=(), kwargs=None):
+        return [getattr(worker, method)(*args, **(kwargs or {})) for worker in self.workers]
 
     def get_metrics(self):
         steps = sum(self.llm_engine.core.batch_sizes)
@@ -211,35 +214,55 @@ class UsageContext(enum.Enum):
     OPENAI_API_SERVER = "OPENAI_API_SERVER"
 
 
-class SuffixCache:
-    """Records what the engine's worker extension feeds to arctic-inference's ``SuffixDecodingCache``."""
+class SuffixSpeculator:
+    """vLLM 0.34's ``SuffixSpeculator`` as its ``on_requests_finished`` reads the request state: each finished
+    request's last 3 prompt tokens and its response become one corpus document (kept here as a list, where
+    vLLM writes GPU tensors in place, so a shallow copy shares it too)."""
 
-    def __init__(self):
-        self.active: dict[str, list[int]] = {}
-        self.responses: dict[str, list[int]] = {}
+    def __init__(self, spec):
+        corpus = spec.get("suffix_decoding_corpus_tokens", 1 << 20)
+        if spec.get("suffix_decoding_max_cached_requests", 10000) == 0:
+            corpus = 0
+        self.has_corpus = corpus > 0 and spec.get("suffix_decoding_max_tree_depth", 24) >= 2
+        self.device = "cpu"
+        self.req_states = SimpleNamespace(req_id_to_index={})
+        self.num_docs = 0
+        self.corpus: list[list[int]] = []
+        self.ingested: list[int] = []  # documents per ingestion
 
-    def start_request(self, key, prompt_ids):
-        assert key not in self.active
-        self.active[key] = list(prompt_ids)
-        self.responses[key] = []
+    def on_requests_finished(self, finished_req_ids):
+        if not self.has_corpus:
+            return
+        states = self.req_states
+        documents = []
+        for req_id in sorted(finished_req_ids):
+            slot = states.req_id_to_index.get(req_id)
+            if slot is None:
+                continue
+            start = max(int(states.prompt_len.np[slot]) - 3, 0)
+            end = int(states.total_len.gpu[slot])
+            documents.append(states.all_token_ids.gpu[slot, start:end].tolist())
+        self.num_docs += len(documents)
+        self.corpus.extend(documents)
+        self.ingested.append(len(documents))
 
-    def add_active_response(self, key, token_ids):
-        assert key in self.active
-        self.responses[key] += list(token_ids)
 
-    def stop_request(self, key):
-        del self.active[key]
-
-
-def collective_rpc(options, method, args):
-    """vLLM's ``collective_rpc`` by name on a worker built with ``worker_extension_cls`` mixed in."""
+def workers(options):
+    """vLLM's GPU workers (one per tensor-parallel rank), built with ``worker_extension_cls`` mixed in."""
     import importlib
 
-    module, _, name = options["worker_extension_cls"].rpartition(".")
-    extension = getattr(importlib.import_module(module), name)
-    worker = type("Worker", (extension,), {})()
-    worker.model_runner = SimpleNamespace(drafter=SimpleNamespace(suffix_cache=SuffixCache()))
-    return [getattr(worker, method)(*args)], worker.model_runner.drafter.suffix_cache
+    base = object
+    if options.get("worker_extension_cls"):
+        module, _, name = options["worker_extension_cls"].rpartition(".")
+        base = getattr(importlib.import_module(module), name)
+    spec = options.get("speculative_config") or {}
+    built = []
+    for _ in range(options.get("tensor_parallel_size", 1)):
+        worker = type("Worker", (base,), {})()
+        speculator = SuffixSpeculator(spec) if spec.get("method") == "suffix" else None
+        worker.model_runner = SimpleNamespace(speculator=speculator)
+        built.append(worker)
+    return built
 
 
 class AsyncEngineArgs:
@@ -256,6 +279,7 @@ class AsyncLLM:
         self.args = args
         self.core = Core(args.options.get("max_model_len") or 4096)
         self.model_config = SimpleNamespace(max_model_len=self.core.max_model_len)
+        self.workers = workers(args.options)
         self.waiters: dict[str, asyncio.Future] = {}
         self.stepper: asyncio.Task | None = None
         self.shut_down = False
@@ -267,10 +291,9 @@ class AsyncLLM:
         engine.usage_context = usage_context
         return engine
 
-    async def collective_rpc(self, method, args=()):
+    async def collective_rpc(self, method, timeout=None, args=(), kwargs=None):
         assert asyncio.get_running_loop() is self.loop
-        results, self.suffix_cache = collective_rpc(self.args.options, method, args)
-        return results
+        return [getattr(worker, method)(*args, **(kwargs or {})) for worker in self.workers]
 
     async def _run(self):
         while self.core.running:
@@ -313,11 +336,13 @@ def fake_vllm(monkeypatch):
         "vllm.v1.engine.async_llm": types.ModuleType("vllm.v1.engine.async_llm"),
         "vllm.usage": types.ModuleType("vllm.usage"),
         "vllm.usage.usage_lib": types.ModuleType("vllm.usage.usage_lib"),
-        "arctic_inference": types.ModuleType(
-            "arctic_inference"
-        ),  # suffix decoding's package, imported by vLLM
-        "arctic_inference.suffix_decoding": types.ModuleType("arctic_inference.suffix_decoding"),
     }
+    speculator = "vllm.v1.worker.gpu.spec_decode.suffix.speculator"  # imported in the worker only
+    parts = speculator.split(".")
+    for name in (".".join(parts[:end]) for end in range(3, len(parts) + 1)):
+        modules[name] = types.ModuleType(name)
+    modules["vllm"].__version__ = VLLM_VERSION
+    modules[speculator].SuffixSpeculator = SuffixSpeculator
     modules["vllm"].LLM = LLM
     modules["vllm"].SamplingParams = SamplingParams
     modules["vllm.sampling_params"].RequestOutputKind = RequestOutputKind
@@ -734,33 +759,86 @@ def test_generation_asks_for_no_logprobs_and_label_requests_for_exactly_the_cand
 # -- options: vLLM's defaults left alone, speculative decoding, batch invariance ---------------------------
 
 
-async def test_defaults_leave_batch_limits_and_speculation_to_vllm(make_engine):
+async def test_defaults_leave_batch_limits_memory_and_speculation_to_vllm(make_engine):
     offline = make_engine()
     offline.generate(PROMPTS[:2], CONFIG)
     (llm,) = LLM.instances
-    # No max_num_seqs pin (vLLM's own default is 1024 on an H200; the reference's 256 cost the 8B 12%).
-    assert "max_num_seqs" not in llm.options and "speculative_config" not in llm.options
+    # No max_num_seqs pin (vLLM's own default is 1024 on an H200; the reference's 256 cost the 8B 12%), no
+    # gpu_memory_utilization (vLLM 0.34 sizes the KV cache from the memory it measures free).
+    assert "max_num_seqs" not in llm.options and "gpu_memory_utilization" not in llm.options
+    assert "speculative_config" not in llm.options
     assert "worker_extension_cls" not in llm.options and offline.speculative is None
     await make_engine().agenerate(PROMPTS[:2], CONFIG)
     (async_llm,) = AsyncLLM.instances
     assert "max_num_seqs" not in async_llm.args.options
+    assert "gpu_memory_utilization" not in async_llm.args.options
     # The async engine gets a server's batch defaults, not the bare engine context's 128 sequences.
     assert async_llm.usage_context is UsageContext.OPENAI_API_SERVER
 
 
+DRAFT_DIR = "<a draft model's directory>"  # replaced by tiny_model_dir, which has a config.json
+
+
 @pytest.mark.parametrize(
-    ("options", "config"),
+    ("defaults", "options", "config"),
     [
-        ({"speculative": "suffix"}, {"method": "suffix"}),
         (
-            {"speculative": "suffix", "speculative_options": {"suffix_decoding_max_spec_factor": 2.0}},
-            {"method": "suffix", "suffix_decoding_max_spec_factor": 2.0},
+            {"SUFFIX_TOKENS": 6, "SUFFIX_UP_TO_BATCH": None},
+            {"speculative": "suffix"},
+            {"method": "suffix", "num_speculative_tokens": 6, "enable_adaptive_verification": True},
         ),
         (
+            {"SUFFIX_TOKENS": 6, "SUFFIX_UP_TO_BATCH": 64},
+            {"speculative": "suffix"},
+            {
+                "method": "suffix",
+                "num_speculative_tokens": 6,
+                "enable_adaptive_verification": True,
+                "num_speculative_tokens_per_batch_size": [(1, 64, 6), (65, 1 << 20, 0)],
+            },
+        ),
+        (
+            {"SUFFIX_UP_TO_BATCH": 64},
+            {"speculative": "suffix", "num_speculative_tokens": 4, "speculate_up_to_batch": 32},
+            {
+                "method": "suffix",
+                "num_speculative_tokens": 4,
+                "enable_adaptive_verification": True,
+                "num_speculative_tokens_per_batch_size": [(1, 32, 4), (33, 1 << 20, 0)],
+            },
+        ),
+        (  # adaptive verification needs CUDA graphs: off by default without them
+            {"SUFFIX_TOKENS": 6, "SUFFIX_UP_TO_BATCH": None},
+            {"speculative": "suffix", "enforce_eager": True},
+            {"method": "suffix", "num_speculative_tokens": 6, "enable_adaptive_verification": False},
+        ),
+        (  # vLLM's own fields win, including no schedule at all
+            {"SUFFIX_TOKENS": 6, "SUFFIX_UP_TO_BATCH": 64},
+            {
+                "speculative": "suffix",
+                "speculative_options": {
+                    "suffix_decoding_corpus_tokens": 1 << 22,
+                    "suffix_decoding_max_tree_depth": 32,
+                    "enable_adaptive_verification": False,
+                    "num_speculative_tokens_per_batch_size": None,
+                },
+            },
+            {
+                "method": "suffix",
+                "num_speculative_tokens": 6,
+                "enable_adaptive_verification": False,
+                "suffix_decoding_corpus_tokens": 1 << 22,
+                "suffix_decoding_max_tree_depth": 32,
+                "num_speculative_tokens_per_batch_size": None,
+            },
+        ),
+        (
+            {},
             {"speculative": "ngram"},
             {"method": "ngram", "num_speculative_tokens": 8, "prompt_lookup_min": 1, "prompt_lookup_max": 3},
         ),
         (
+            {},
             {"speculative": "ngram_gpu", "num_speculative_tokens": 4, "speculate_up_to_batch": 32},
             {
                 "method": "ngram_gpu",
@@ -771,60 +849,150 @@ async def test_defaults_leave_batch_limits_and_speculation_to_vllm(make_engine):
             },
         ),
         (
-            {"speculative": "/models/guard-1b", "async_scheduling": True},
-            {"method": "draft_model", "model": "/models/guard-1b", "num_speculative_tokens": 4},
+            {"DRAFT_MODEL_TOKENS": 3},
+            {"speculative": DRAFT_DIR, "async_scheduling": True},
+            {"method": "draft_model", "model": DRAFT_DIR, "num_speculative_tokens": 3},
+        ),
+        (
+            {"DRAFT_MODEL_TOKENS": 3},
+            {"speculative": "yueliu1999/GuardReasoner-1B", "speculate_up_to_batch": 128},
+            {
+                "method": "draft_model",
+                "model": "yueliu1999/GuardReasoner-1B",
+                "num_speculative_tokens": 3,
+                "num_speculative_tokens_per_batch_size": [(1, 128, 3), (129, 1 << 20, 0)],
+            },
         ),
     ],
 )
 @pytest.mark.parametrize("backend", ["offline", "async"])
-def test_speculative_options_reach_vllm_as_its_speculative_config(make_engine, options, config, backend):
+def test_speculative_options_reach_vllm_as_its_speculative_config(
+    make_engine, monkeypatch, tiny_model_dir, defaults, options, config, backend
+):
+    from guardreasoner.engines.vllm import speculative
+
+    for name, value in defaults.items():
+        monkeypatch.setattr(speculative, name, value)
+    replace = {DRAFT_DIR: str(tiny_model_dir)}
+    options = {k: replace.get(v, v) if isinstance(v, str) else v for k, v in options.items()}
+    config = {k: replace.get(v, v) if isinstance(v, str) else v for k, v in config.items()}
     engine = make_engine(backend=backend, **options)
     built = LLM.instances[0].options if backend == "offline" else AsyncLLM.instances[0].args.options
     assert built["speculative_config"] == config
     assert engine.speculative == config["method"]
     suffix = config["method"] == "suffix"
     assert (built.get("worker_extension_cls") == WORKER_EXTENSION) is suffix
-    assert built.get("async_scheduling") is options.get("async_scheduling")
+    assert built.get("async_scheduling") is options.get("async_scheduling")  # vLLM's default (on) unless set
     assert [g.finish_reason for g in engine.generate(PROMPTS[:2], CONFIG)]  # still serves
 
 
-def test_suffix_decoding_without_arctic_inference_names_the_extra(make_engine, monkeypatch):
+def test_suffix_decoding_needs_vllm_034_and_nothing_from_arctic_inference(
+    make_engine, fake_vllm, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "arctic_inference", None)  # importing it would fail
     monkeypatch.setitem(sys.modules, "arctic_inference.suffix_decoding", None)
-    with pytest.raises(MissingExtraError, match=r"guardreasoner\[vllm-suffix\]"):
+    engine = make_engine(speculative="suffix")
+    assert engine.warm_suffix_cache([(PROMPTS[0], "Answers: \nRequest: harmful")]) == 1
+    monkeypatch.setattr(fake_vllm, "__version__", "0.26.0")
+    with pytest.raises(
+        EngineLoadError, match=r"vLLM 0.34's GPU suffix .*this is vLLM 0.26.0.*\[vllm-suffix\]"
+    ):
         make_engine(speculative="suffix")
-    assert make_engine(speculative="ngram").speculative == "ngram"  # the other methods need nothing more
+    assert make_engine(speculative="ngram_gpu", speculate_up_to_batch=8).speculative == "ngram_gpu"
+    monkeypatch.setattr(fake_vllm, "__version__", "0.35.0.dev4+g1234abc")
+    assert make_engine(speculative="suffix").speculative == "suffix"
+
+
+EMPTY_DIR = "<a directory without config.json>"
 
 
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"speculative": "suffix", "speculate_up_to_batch": 16}, "fixed number of draft tokens"),
         ({"num_speculative_tokens": 4}, "need speculation"),
         ({"speculative": "off", "speculate_up_to_batch": 8}, "need speculation"),
         ({"speculative": "ngram", "num_speculative_tokens": 0}, "at least 1"),
         ({"speculative": "ngram", "speculate_up_to_batch": 0}, "at least 1"),
         ({"speculative": ""}, "draft model path"),
         ({"speculative": "ngram", "speculative_config": {"method": "ngram"}}, "not both"),
+        (
+            {"speculative": "suffix", "speculative_options": {"suffix_decoding_max_spec_factor": 2.0}},
+            "suffix_decoding_max_spec_factor have no effect",
+        ),
+        (
+            {"speculative": "suffix", "speculative_options": {"suffix_decoding_min_token_prob": 0.2}},
+            "suffix_decoding_min_token_prob have no effect",
+        ),
+        (
+            {
+                "speculative": "suffix",
+                "speculate_up_to_batch": 16,
+                "speculative_options": {"num_speculative_tokens_per_batch_size": [(1, 8, 4)]},
+            },
+            "not both",
+        ),
+        (
+            {
+                "speculative": "suffix",
+                "enforce_eager": True,
+                "speculative_options": {"enable_adaptive_verification": True},
+            },
+            "full CUDA graphs",
+        ),
+        ({"speculative": "/models/no-such-guard"}, "existing model directory or a Hugging Face hub id"),
+        ({"speculative": "./guard-1b"}, "existing model directory"),
+        ({"speculative": "suffx"}, "existing model directory"),
+        ({"speculative": EMPTY_DIR}, "without a config.json"),
     ],
 )
-def test_bad_speculative_options_say_what_to_do(make_engine, options, message):
+def test_bad_speculative_options_say_what_to_do(make_engine, tmp_path, options, message):
+    if options.get("speculative") == EMPTY_DIR:
+        options = {**options, "speculative": str(tmp_path)}
     with pytest.raises(ValueError, match=message):
         make_engine(**options)
     assert not LLM.instances
 
 
 @pytest.mark.parametrize("backend", ["offline", "async"])
-def test_warm_suffix_cache_feeds_token_ids_to_vllms_suffix_tree(make_engine, backend):
-    engine = make_engine(speculative="suffix", backend=backend)
-    pairs = [(PROMPTS[0], "# Task 1\n\n## Reasoning Step 1: the request"), (PROMPTS[1], "Answers: \nRequest")]
-    assert engine.warm_suffix_cache(pairs) == 2
-    cache = (LLM.instances or AsyncLLM.instances)[0].suffix_cache
-    assert not cache.active  # every warm-up request stopped: only the responses stay, in the global tree
-    assert sorted(cache.responses.values()) == sorted(
-        engine.tokenizer(text, add_special_tokens=False).input_ids for _, text in pairs
-    )
+def test_warm_suffix_cache_adds_each_pair_as_vllm_adds_a_finished_request(make_engine, monkeypatch, backend):
+    from guardreasoner.engines.vllm import suffix_cache
+
+    monkeypatch.setattr(suffix_cache, "BATCH", 2)  # three pairs: two ingestions, as two steps' finished
+    engine = make_engine(speculative="suffix", backend=backend, tensor_parallel_size=2)
+    pairs = [
+        (PROMPTS[0], "# Task 1\n\n## Reasoning Step 1: the request"),
+        (PROMPTS[1], "Answers: \nRequest"),
+        (PROMPTS[2], "Answers: \nRequest: harmful\nCompletion: refusal\nResponse: unharmful"),
+    ]
+    assert engine.warm_suffix_cache(pairs) == 3  # counted once, though both ranks add them
+    # What vLLM's ingestion keeps of a finished request: the prompt's last 3 tokens, then the response.
+    documents = [
+        engine.encode(prompt)[-3:] + engine.tokenizer(text, add_special_tokens=False).input_ids
+        for prompt, text in pairs
+    ]
+    (built,) = LLM.instances or AsyncLLM.instances
+    for worker in built.workers:
+        speculator = worker.model_runner.speculator
+        assert speculator.corpus == documents and speculator.num_docs == 3 and speculator.ingested == [2, 1]
+        assert speculator.req_states.req_id_to_index == {}  # the running engine's request state is untouched
+    assert engine.warm_suffix_cache(pairs[:1]) == 1
+    assert [w.model_runner.speculator.num_docs for w in built.workers] == [4, 4]
+    assert built.workers[0].model_runner.speculator.corpus[-1] == documents[0]
+
+
+def test_warm_suffix_cache_refuses_what_it_cannot_add(make_engine):
+    pairs = [(PROMPTS[0], "Answers: \nRequest: unharmful")]
     with pytest.raises(ValueError, match="speculative='suffix'"):
         make_engine(speculative="ngram").warm_suffix_cache(pairs)
+    off = make_engine(speculative="suffix", speculative_options={"suffix_decoding_corpus_tokens": 0})
+    with pytest.raises(EngineError, match="corpus is off"):
+        off.warm_suffix_cache(pairs)
+    short = make_engine(speculative="suffix", max_model_len=64)
+    with pytest.raises(ValueError, match="more than the model's context of 64"):
+        short.warm_suffix_cache([(PROMPTS[0], "word " * 80)])
+    (llm,) = [i for i in LLM.instances if i.options.get("max_model_len") == 64]
+    assert not llm.workers[0].model_runner.speculator.corpus  # refused before anything was sent
+    assert short.warm_suffix_cache([]) == 0
 
 
 def test_batch_invariant_sets_vllms_switch_before_it_starts(make_engine, monkeypatch):

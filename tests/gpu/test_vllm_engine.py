@@ -4,7 +4,8 @@
 
 ``benchmarks/gpu/vllm_suite.py`` runs the larger parity check and the timings; these tests are the quick
 version of its claims: float32 greedy tokens identical to transformers', concurrent async callers batched
-on one engine, no double BOS in the chat format, and the guard's verdicts on vLLM.
+on one engine, no double BOS in the chat format, the guard's verdicts on vLLM, and speculative decoding
+(vLLM 0.34's GPU suffix speculator with its corpus seeded, a draft model) keeping the float32 greedy tokens.
 """
 
 from __future__ import annotations
@@ -159,3 +160,159 @@ def test_the_runaway_cap_forces_the_answer_as_transformers_would_continue(engine
         )
         assert generations[i].num_generated_tokens == 8 + len(opening) + count
     capped.close()
+
+
+def accepted_tokens(engine) -> float:
+    """vLLM's count of accepted draft tokens so far (the engine needs ``disable_log_stats=False``)."""
+    return sum(m.value for m in engine.vllm_metrics() if m.name == "vllm:spec_decode_num_accepted_tokens")
+
+
+def has_gpu_suffix_speculator() -> bool:
+    from guardreasoner.engines.vllm.speculative import check_suffix_support
+    from guardreasoner.errors import EngineLoadError
+
+    try:
+        check_suffix_support(vllm)
+    except EngineLoadError:
+        return False
+    return True
+
+
+def suffix_speculator(max_model_len: int, max_num_seqs: int, k: int):
+    """vLLM's own GPU suffix speculator, built without an engine (what ``init_speculator`` passes it)."""
+    from types import SimpleNamespace
+
+    from vllm.v1.worker.gpu.spec_decode.suffix.speculator import SuffixSpeculator
+
+    config = SimpleNamespace(
+        speculative_config=SimpleNamespace(
+            num_speculative_tokens=k,
+            suffix_decoding_max_tree_depth=24,
+            suffix_decoding_corpus_tokens=1 << 16,
+            suffix_decoding_max_cached_requests=10000,
+            enable_adaptive_verification=False,
+        ),
+        scheduler_config=SimpleNamespace(max_num_seqs=max_num_seqs),
+        model_config=SimpleNamespace(max_model_len=max_model_len),
+    )
+    return SuffixSpeculator(config, torch.device("cuda"), SimpleNamespace(req_id_to_index={}))
+
+
+@pytest.mark.skipif(
+    not has_gpu_suffix_speculator(), reason="suffix decoding needs vLLM 0.34's GPU speculator"
+)
+def test_seeding_fills_the_corpus_as_vllm_ingests_finished_requests_and_drafts_from_it(monkeypatch):
+    """``suffix_cache.py`` against vLLM's own kernels: seeded pairs leave the corpus and its index exactly as
+    the same requests finishing would, and a new request drafts a seeded continuation."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from guardreasoner.engines.vllm import suffix_cache
+
+    monkeypatch.setattr(suffix_cache, "BATCH", 2)
+    max_len, max_reqs, k = 256, 8, 6
+    rng = np.random.default_rng(0)
+    pairs = [
+        (
+            rng.integers(100, 5000, rng.integers(5, 40)).tolist(),
+            rng.integers(100, 5000, rng.integers(20, 60)).tolist(),
+        )
+        for _ in range(5)
+    ]
+    seeded = suffix_speculator(max_len, max_reqs, k)
+    worker = type("Worker", (suffix_cache.SuffixCorpusSeeder,), {})()
+    worker.model_runner = SimpleNamespace(speculator=seeded)
+    assert worker.guardreasoner_seed_suffix_corpus(pairs) == 5
+    # The same requests finishing in vLLM, two per step, their tokens where vLLM's RequestState keeps them.
+    served = suffix_speculator(max_len, max_reqs, k)
+    tokens = torch.zeros((max_reqs, max_len), dtype=torch.int32, device="cuda")
+    prompt_len, total_len, slots = np.zeros(max_reqs, dtype=np.int32), torch.zeros_like(tokens[:, 0]), {}
+    for i, (prompt, output) in enumerate(pairs):
+        slot = slots[f"req-{i}"] = (3 * i) % max_reqs
+        tokens[slot, : len(prompt) + len(output)] = torch.tensor(prompt + output, dtype=torch.int32)
+        prompt_len[slot], total_len[slot] = len(prompt), len(prompt) + len(output)
+    served.req_states = SimpleNamespace(
+        req_id_to_index=slots,
+        prompt_len=SimpleNamespace(np=prompt_len),
+        all_token_ids=SimpleNamespace(gpu=tokens),
+        total_len=SimpleNamespace(gpu=total_len),
+    )
+    for finished in (["req-0", "req-1"], ["req-2", "req-3"], ["req-4"]):
+        served.on_requests_finished(set(finished))
+    assert seeded.num_docs == served.num_docs == 5
+    assert torch.equal(seeded.corpus, served.corpus) and torch.equal(seeded.table, served.table)
+    assert seeded.corpus[: int(seeded.corpus_head)].tolist() == [
+        t for prompt, output in pairs for t in (*prompt[-3:], *output, -1)
+    ]
+    # A new request whose history ends like the third output's first 8 tokens drafts its next k.
+    prompt, output = pairs[2]
+    history = rng.integers(100, 5000, 10).tolist() + output[:8]
+    live = torch.zeros((max_reqs, max_len), dtype=torch.int32, device="cuda")
+    live[0, : len(history)] = torch.tensor(history, dtype=torch.int32)
+    lengths = torch.zeros(max_reqs, dtype=torch.int32, device="cuda")
+    lengths[0] = len(history)
+    seeded.req_states = SimpleNamespace(
+        req_id_to_index={"new": 0},
+        all_token_ids=SimpleNamespace(gpu=live),
+        total_len=SimpleNamespace(gpu=lengths),
+    )
+    one = torch.ones(1, dtype=torch.int32, device="cuda")
+    drafts = seeded.propose(
+        SimpleNamespace(num_reqs=1, idx_mapping=torch.zeros(1, dtype=torch.int32, device="cuda")),
+        None,
+        None,
+        None,
+        None,
+        num_sampled=one,
+        num_rejected=one * 0,
+        last_sampled=torch.tensor([[history[-1]]], device="cuda"),
+        next_prefill_tokens=None,
+        temperature=None,
+        seeds=None,
+    )
+    assert drafts[0].tolist() == output[8 : 8 + k]
+
+
+@pytest.mark.skipif(
+    not has_gpu_suffix_speculator(), reason="suffix decoding needs vLLM 0.34's GPU speculator"
+)
+def test_suffix_speculation_with_a_seeded_corpus_keeps_the_float32_greedy_tokens(engine, tiny_model_dir):
+    """The cheapest proof that speculation keeps the model's answers: identical tokens, drafts accepted."""
+    plain = request_outputs(engine, PROMPTS, CONFIG)
+    suffix = VLLMEngine(
+        str(tiny_model_dir),
+        dtype="float32",
+        gpu_memory_utilization=0.1,
+        max_model_len=2048,
+        speculative="suffix",
+        speculate_up_to_batch=8,  # the batch of 24 below drafts nothing, the single prompts do
+        disable_log_stats=False,
+    )
+    spec = suffix._engine_args["speculative_config"]
+    assert spec["method"] == "suffix" and spec["num_speculative_tokens_per_batch_size"][1][2] == 0
+    # Seeded with the plain engine's own outputs, the corpus holds each continuation: drafts get accepted.
+    assert suffix.warm_suffix_cache([(p, o.outputs[0].text) for p, o in zip(PROMPTS, plain)]) == len(PROMPTS)
+    batch = request_outputs(suffix, PROMPTS, CONFIG)
+    single = [request_outputs(suffix, [p], CONFIG)[0] for p in PROMPTS[:6]]
+    tokens = [list(o.outputs[0].token_ids) for o in plain]
+    assert [list(o.outputs[0].token_ids) for o in batch] == tokens
+    assert [list(o.outputs[0].token_ids) for o in single] == tokens[:6]
+    assert accepted_tokens(suffix) > 0
+    suffix.close()
+
+
+def test_a_draft_model_keeps_the_float32_greedy_tokens(engine, tiny_model_dir):
+    """The model drafting for itself (``speculative=<a directory>``): every draft should hold."""
+    plain = request_outputs(engine, PROMPTS[:6], CONFIG)
+    drafted = VLLMEngine(
+        str(tiny_model_dir),
+        dtype="float32",
+        gpu_memory_utilization=0.1,
+        max_model_len=2048,
+        speculative=str(tiny_model_dir),
+        disable_log_stats=False,
+    )
+    outputs = request_outputs(drafted, PROMPTS[:6], CONFIG)
+    assert [list(o.outputs[0].token_ids) for o in outputs] == [list(o.outputs[0].token_ids) for o in plain]
+    assert accepted_tokens(drafted) > 0
+    drafted.close()

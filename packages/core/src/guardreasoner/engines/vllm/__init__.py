@@ -1,14 +1,21 @@
 """The vLLM engine: the reference implementation's engine, for batches and for concurrent async callers.
 
+Versions: written for vLLM 0.34 (Model Runner V2, async scheduling on by default, the GPU suffix speculator);
+everything but ``speculative="suffix"`` also runs on vLLM 0.26, whose APIs this engine uses are the same
+(``LLM.generate`` with ``TokensPrompt`` inputs, ``LLMEngine.add_request``/``step``/``abort_request``,
+``AsyncLLM.from_engine_args`` with a usage context, ``SamplingParams(logprob_token_ids=...)`` returning a dict
+per position of the sampled and the requested ids, ``collective_rpc``, ``LLM.get_metrics``,
+``VLLM_BATCH_INVARIANT``).
+
 Design: one engine object, one set of weights, two ways in.
 
 * ``generate`` (``classify_batch``) is vLLM's offline path: the whole batch goes to one ``LLM.generate``
   call, as the reference implementation runs GuardReasoner. ``agenerate`` (``aclassify``) is vLLM's async
   engine (``AsyncLLM``): each call is a request that joins the running batch at the next step (continuous
   batching), so 256 concurrent callers share decode steps instead of queueing behind each other.
-* An ``LLM`` and an ``AsyncLLM`` each load the weights and size a KV cache to ``gpu_memory_utilization``; two
-  on one GPU would not fit at the reference's 0.95 (and would halve the cache below it). So an engine builds
-  exactly one of them, chosen by ``backend``:
+* An ``LLM`` and an ``AsyncLLM`` each load the weights and size a KV cache to ``gpu_memory_utilization`` (vLLM
+  0.34's default: all the memory measured free); two on one GPU would not fit (and would halve the cache
+  below it). So an engine builds exactly one of them, chosen by ``backend``:
 
   - ``"auto"`` (the default) builds lazily, by first use: the first ``generate`` builds an ``LLM``, the first
     ``agenerate`` an ``AsyncLLM``. A batch job never starts an async engine and a server never runs the
@@ -45,12 +52,18 @@ Design: one engine object, one set of weights, two ways in.
   the final answer block asks for the label candidates' there, on a context the prefix cache holds.
 * The runaway cap (``max_reasoning_tokens``, ``engines/forcing.py``): a second, short greedy request on the
   prompt, the reasoning so far and the answer block's opening reads the labels of an output cut at the cap.
-* Speculative decoding (``speculative.py``, off by default) and the suffix cache's warm-up
-  (``suffix_cache.py``) are options of the same engine.
+* Speculative decoding (``speculative.py``, off by default) is an option of the same engine. On vLLM 0.34
+  ``speculative="suffix"`` is Model Runner V2's GPU suffix speculator with async scheduling, adaptive
+  verification and a batch-size schedule for the draft length. Its cross-request corpus fills with every
+  finished request's response (and its prompt's last 3 tokens) and starts empty in each new engine;
+  :meth:`VLLMEngine.warm_suffix_cache` seeds it with earlier outputs through a worker extension
+  (``suffix_cache.py`` says exactly how, and why it is tied to vLLM 0.34).
 
 Files: ``engine.py`` (``VLLMEngine``: options, token-id prompts, the choice of backend), ``offline.py`` (the
 ``vllm.LLM`` backend and its driver thread), ``async_llm.py`` (the ``AsyncLLM`` backend on its private loop),
-``outputs.py`` (what both share), ``label_scores.py`` (the label requests), ``raw.py`` (vLLM's own outputs, for parity checks and benchmarks).
+``outputs.py`` (what both share), ``label_scores.py`` (the label requests), ``speculative.py`` (our options as
+vLLM's ``speculative_config``), ``suffix_cache.py`` (seeding the suffix corpus), ``raw.py`` (vLLM's own
+outputs, for parity checks and benchmarks).
 """
 
 from guardreasoner.engines.vllm.engine import BACKENDS, Backend, VLLMEngine

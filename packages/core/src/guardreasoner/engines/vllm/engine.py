@@ -19,7 +19,7 @@ from guardreasoner.engines.vllm.async_llm import AsyncBackend
 from guardreasoner.engines.vllm.offline import OfflineBackend
 from guardreasoner.engines.vllm.outputs import to_generation, to_generation_or_failure, with_forced_answer
 from guardreasoner.engines.vllm.speculative import OFF as SPECULATION_OFF
-from guardreasoner.engines.vllm.speculative import speculative_config
+from guardreasoner.engines.vllm.speculative import check_suffix_support, speculative_config
 from guardreasoner.engines.vllm.suffix_cache import RPC_METHOD, WORKER_EXTENSION
 from guardreasoner.errors import (
     ContextLengthError,
@@ -40,20 +40,24 @@ _FEATURE = "The vllm engine"
 class VLLMEngine(Engine):
     """Generation with vLLM (CUDA). See the package docstring for how batches and async calls are served.
 
-    The tuning options go to vLLM as they are: ``tensor_parallel_size``, ``gpu_memory_utilization`` (0.95,
-    as the reference), ``max_model_len``, ``max_num_seqs`` (unset: vLLM's own default, 1024 on an H200;
-    the reference pinned 256), ``dtype``, ``quantization`` (``"fp8"``: FP8 weights, measured against bf16
-    in ``benchmarks/gpu/vllm_perf.py``), ``enable_prefix_caching``, ``seed``; any other keyword
+    The tuning options go to vLLM as they are: ``tensor_parallel_size``, ``gpu_memory_utilization`` (unset:
+    vLLM's own default; on vLLM 0.34 that sizes the KV cache from the memory measured free after start-up,
+    where the reference pinned 0.95; set it when the GPU is shared), ``max_model_len``, ``max_num_seqs``
+    (unset: vLLM's own default, 1024 on an H100 or H200; the reference pinned 256), ``dtype``,
+    ``quantization`` (``"fp8"``: FP8 weights, measured against bf16 in ``benchmarks/gpu/vllm_perf.py``),
+    ``enable_prefix_caching``, ``seed``; any other keyword
     (``enforce_eager``, ``async_scheduling``, ``compilation_config``, ...) goes to ``vllm.LLM`` /
     ``AsyncEngineArgs`` unchanged. Pass ``llm=`` to use a ``vllm.LLM`` you built yourself (the engine then
     never shuts it down). ``ignore_eos`` is for benchmarks: every generation runs to ``max_new_tokens``.
 
-    Speculative decoding (``speculative.py``): ``speculative`` is ``"suffix"``, ``"ngram"``, ``"ngram_gpu"``
-    or a draft model's path; ``num_speculative_tokens`` the draft length; ``speculate_up_to_batch`` drafts
-    only while at most that many requests run; ``speculative_options`` are vLLM's own speculative fields.
-    With ``"suffix"``, :meth:`warm_suffix_cache` seeds the cache with earlier outputs.
-    ``batch_invariant=True`` sets vLLM's ``VLLM_BATCH_INVARIANT`` (before vLLM starts): a prompt's tokens
-    then do not depend on what it is batched with, at a cost in speed.
+    Speculative decoding (``speculative.py``): ``speculative`` is ``"suffix"`` (vLLM 0.34+), ``"ngram"``,
+    ``"ngram_gpu"`` or a draft model (a directory or hub id); ``num_speculative_tokens`` the draft length;
+    ``speculate_up_to_batch`` drafts only while at most that many requests run; ``speculative_options`` are
+    vLLM's own speculative fields. With ``"suffix"``, :meth:`warm_suffix_cache` seeds the cross-request
+    corpus with earlier outputs.
+    ``batch_invariant=True`` sets vLLM's ``VLLM_BATCH_INVARIANT`` (before vLLM starts; an environment variable,
+    not a config field, in vLLM 0.26 and 0.34 alike, for GPUs of compute capability 9.0 and up): a prompt's
+    tokens then do not depend on what it is batched with, at a cost in speed.
 
     Scores (``label_scores.py``): generation asks for no log-probabilities (vLLM would compute and ship them
     for every token); once an output is in, one 1-token request per label of its final answer block asks for
@@ -77,7 +81,7 @@ class VLLMEngine(Engine):
         backend: Backend = "auto",
         llm: Any = None,
         tensor_parallel_size: int = 1,
-        gpu_memory_utilization: float = 0.95,
+        gpu_memory_utilization: float | None = None,
         max_model_len: int | None = None,
         max_num_seqs: int | None = None,
         dtype: Any = "auto",
@@ -127,13 +131,14 @@ class VLLMEngine(Engine):
                 num_speculative_tokens=num_speculative_tokens,
                 speculate_up_to_batch=speculate_up_to_batch,
                 options=speculative_options,
+                eager=bool(vllm_options.get("enforce_eager")),
             ),
             **vllm_options,  # vLLM's own speculative_config=, if given, passes through as it is
         }
         spec = self._engine_args["speculative_config"]
         self.speculative: str | None = spec["method"] if spec else None
         if self.speculative == "suffix":
-            require("arctic_inference.suffix_decoding", extra="vllm-suffix", feature="Suffix decoding")
+            check_suffix_support(self._vllm)
             self._engine_args.setdefault("worker_extension_cls", WORKER_EXTENSION)
         if batch_invariant:
             if os.environ.get("VLLM_BATCH_INVARIANT", "1") != "1":
@@ -256,7 +261,8 @@ class VLLMEngine(Engine):
         return backend.result().kind
 
     def warm_suffix_cache(self, pairs: list[tuple[str, str]]) -> int:
-        """Seed suffix decoding's cache with earlier (prompt, output) texts, e.g. the guard's own verdicts.
+        """Seed suffix decoding's cross-request corpus with earlier (prompt, output) texts, e.g. the guard's
+        own verdicts, as if this engine had just served them (``suffix_cache.py``; vLLM 0.34).
 
         Builds the backend if needed; returns how many outputs were added. Needs ``speculative="suffix"``.
         """
@@ -266,10 +272,16 @@ class VLLMEngine(Engine):
             return 0
         prompts = [self.encode(p) for p, _ in pairs]
         outputs = self.tokenizer([o for _, o in pairs], add_special_tokens=False)["input_ids"]
-        args = ([(list(p), list(o)) for p, o in zip(prompts, outputs)],)
         backend = self._ensure_backend("offline").result()
+        for index, (prompt, output) in enumerate(zip(prompts, outputs)):
+            if len(prompt) + len(output) > backend.max_model_len:
+                raise ValueError(
+                    f"Pair {index} is {len(prompt) + len(output)} tokens, more than the model's context of "
+                    f"{backend.max_model_len}: this engine could not have written it."
+                )
+        args = ([(list(p), list(o)) for p, o in zip(prompts, outputs)],)
         try:
-            return sum(backend.collective_rpc(RPC_METHOD, args))
+            return backend.collective_rpc(RPC_METHOD, args)[0]  # every worker adds the same pairs
         except Exception as exc:
             raise EngineError(f"vLLM could not warm the suffix cache: {type(exc).__name__}: {exc}") from exc
 
@@ -527,11 +539,8 @@ class VLLMEngine(Engine):
     def _build_async_llm(self) -> Any:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.usage.usage_lib import UsageContext
+        from vllm.v1.engine.async_llm import AsyncLLM
 
-        try:
-            from vllm.v1.engine.async_llm import AsyncLLM
-        except ImportError:  # older releases
-            from vllm import AsyncLLMEngine as AsyncLLM
         options = self._options()
         options.setdefault("disable_log_stats", True)
         # A server's defaults, not the bare engine's: vLLM sizes max_num_seqs / max_num_batched_tokens by

@@ -1,9 +1,9 @@
 """Label scores on vLLM: the candidates' log-probabilities asked for at the label positions, after generating.
 
-vLLM 0.26 computes and ships log-probabilities for every generated token of a request that asks for any, and
-its frontend turns each into Python objects: 512 stand-in verdicts at once ran at 0.13x the throughput with a
-top-20 and at 0.25x with only the label candidates (``logprob_token_ids``), against none
-(``benchmarks/results/vllm_perf_2026-11-30.md``). A score needs them at a few positions only: the labels of
+vLLM (0.26, and 0.34 alike) computes and ships log-probabilities for every generated token of a request that
+asks for any, and its frontend turns each into Python objects: 512 stand-in verdicts at once ran at 0.13x the
+throughput with a top-20 and at 0.25x with only the label candidates (``logprob_token_ids``), against none
+(``benchmarks/results/vllm_perf_2026-11-30.md``, vLLM 0.26). A score needs them at a few positions only: the labels of
 the final answer block. So the engine generates without them, finds those positions in the text
 (:func:`guardreasoner.scores.label_positions`, on the output's last tokens), and sends one more request per
 position: the prompt and the output up to the label, one token, ``logprob_token_ids`` = the candidates.
