@@ -20,15 +20,16 @@
 #   VLLM_USE_FLASHINFER_SAMPLER=0 and FlashAttention 3, so none of its kernels is compiled); torchvision
 #   0.29.0 (the image's 0.26 is built for torch 2.11).
 # - The Python packages vLLM 0.34 imports on the offline, async and server paths that the image lacks
-#   (deps312.txt, found by importing those paths here under torch 2.14 with the image's libraries), and
-#   what our R-SFT needs for the stand-in guard (trl, datasets, liger-kernel, pyarrow).
+#   (deps312.txt, found by importing those paths here under torch 2.14 with the image's libraries), what our
+#   R-SFT needs for the stand-in guard (trl, datasets, liger-kernel, pyarrow), and pytest with the plugins
+#   the suite's settings name (tests/gpu). STAGE_RAY=1 adds Ray 2.60.0 (the audit's two-GPU leg).
 # - The benchmarks' inputs (.gpu/assets: the stand-in's training data and tokenizer, the workload).
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PART_BYTES=$((59 * 1024 * 1024))
 
 build() {
   cd "$here/../.."
-  local out=.gpu wheels=.gpu/wheels site=.gpu/stage/site
+  local out=.gpu wheels=.gpu/wheels site=.gpu/stage/site-packages
   rm -rf "$out/stage" "$out"/part*; mkdir -p "$wheels" "$site" "$out/stage/assets"
   local target=(--only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 --abi abi3 --abi none)
   local glibc
@@ -37,7 +38,9 @@ build() {
   local pip=(python3 -m pip download -q --no-deps "${target[@]}" -d "$wheels")
   "${pip[@]}" torch==2.14.0 triton==3.8.0 torchvision==0.29.0 vllm==0.34.0 flashinfer-python==0.7.4 \
     trl==1.16.0 datasets==5.2.0 liger-kernel==0.8.5 pyarrow==26.0.1 multiprocess==0.70.19 xxhash==4.1.0 \
-    nvidia-ml-py==13.615.71
+    nvidia-ml-py==13.615.71 pytest==9.2.0 pluggy==1.7.0 iniconfig==2.3.1 pygments==2.21.0 pytest-asyncio==1.5.0 \
+    pytest-socket==0.8.1 pytest-timeout==2.4.0 hypothesis==6.170.17 sortedcontainers==2.4.0
+  [ -z "${STAGE_RAY:-}" ] || "${pip[@]}" ray==2.60.0
   "${pip[@]}" -r "$here/deps312.txt"
   python3 -m pip install -q --no-deps --no-compile "${target[@]}" --target "$site" "$wheels"/*.whl
   # Trim what a Llama guard on Hopper never loads (see the header).
@@ -54,7 +57,7 @@ build() {
   # Inputs: the stand-in's data and tokenizer (standin_assets.py), the workload and Llama-3-layout tokenizer.
   python3 "$here/standin_assets.py" --out "$out/stage/assets/standin"
   python3 "$here/vllm_assets.py" --out "$out/stage/assets"
-  tar -C "$out/stage" -cf - site assets | xz -T2 -6 > "$out/bundle.tar.xz"
+  tar -C "$out/stage" -cf - site-packages assets | xz -T2 -6 > "$out/bundle.tar.xz"
   split -b "$PART_BYTES" -d -a 2 "$out/bundle.tar.xz" "$out/bundle.tar.xz."
   rm "$out/bundle.tar.xz"
   (cd "$out" && sha256sum bundle.tar.xz.* > manifest)
@@ -73,7 +76,7 @@ put() {  # there: keep one part until all have come
 }
 
 env_() {  # there, sourced: unpack once, then the paths and the settings every run needs
-  local site=$HOME/gpu/site
+  local site=$HOME/gpu/site-packages  # a path naming site-packages: datasets hashes such modules by reference
   if [ ! -f "$HOME/gpu/.unpacked" ]; then
     (cd "$HOME/gpu-stage" && sha256sum -c --quiet manifest) \
       || { echo "stage.sh: parts missing on this machine; run the put calls again" >&2; return 3; }

@@ -1,38 +1,35 @@
-"""The vllm engine's speed, change by change, in one process on one H200, on the stand-in guard.
+"""The vllm engine's speed, change by change, in one process on one GPU, on the stand-in guard.
 
-    python benchmarks/gpu/vllm_perf.py --model $OUT/standin/model --assets .vllm/assets/standin \\
-        --out $OUT/perf --budget-s 290
+    bash benchmarks/gpu/run.sh standin perf:560=direct,engine,suffix     # on a machine staged by stage.sh
+    python benchmarks/gpu/vllm_perf.py --model $HOME/standin/model --assets $GPU_ASSETS/standin --out DIR
 
 Legs (each a fresh vLLM engine, in ``--legs`` order, each in try/except and skipped once the budget cannot
-hold it; the JSON in ``--out`` is rewritten after every leg and a table is printed last):
+hold it; the JSON in ``--out`` is rewritten after every leg, with each leg's predicted effect written before it
+runs, and a table is printed last):
 
-- ``direct``: ``vllm.LLM`` used directly (vLLM's defaults), greedy; its 512-conversation batch is the held-out
-  benchmarks' prompts, and its outputs give the stand-in's parse rate and lengths next to the released ones.
-  It also runs the same 512 prompts again in 8 batches of 64 in reverse order: how often two plain runs with
-  different batch compositions agree (tokens and labels), the baseline for speculation's agreement; and the
-  512 batch twice more, asking for the top-20 log-probabilities per token (the engine's scores before) and for
-  exactly the label candidates' (``logprob_token_ids``, the engine's scores now): what each costs vLLM.
-- ``engine_old``: ``GuardReasoner(engine="vllm")`` with the old pin ``max_num_seqs=256``.
-- ``engine``: the engine's defaults now (no pin: vLLM's own, 1024 on an H200; async scheduling on; scores on,
-  from one 1-token request per label after generating). It also times one more 512 batch in its parts:
-  preparing the prompts, vLLM's generation, the label requests, and turning outputs into verdicts (where the
-  engine's time beyond ``direct``'s goes). On 2026-11-30 it ran with per-token ``logprob_token_ids`` scores.
-- ``engine_noscores``: ``scores=False``: what the label scores cost.
-- ``engine_async``: the same on vLLM's ``AsyncLLM`` (``backend="async"``, what a server builds), which now gets
-  a server's batch defaults instead of the bare engine's 128 sequences.
-- ``suffix``: ``speculative="suffix"``, its cache warmed with the training benchmarks' released outputs;
-  ``suffix_k8`` / ``suffix_k4``: the same with drafts capped at 8 / 4 tokens (vLLM's default cap is the tree
-  depth, 24), which keeps the verification width inside the captured CUDA graphs at larger batches.
-- ``fp32_tokens``: the stand-in in float32, plain against ``speculative="suffix"`` on 64 held-out
-  conversations: do speculation's tokens equal plain decoding's on every one?
-- ``ngram``: ``speculative="ngram"`` (k 8, n-grams 1-3); ``ngram_gpu``: the GPU n-gram proposer, the one
-  n-gram method that keeps async scheduling in vLLM 0.26.
-- ``ngram_small_batch``: ``speculative="ngram"`` drafting only while at most 32 requests run
-  (``speculate_up_to_batch``).
-- ``step_8b``: the Llama-3.1-8B architecture with random weights (``load_format="dummy"``): decode step cost
-  at batch 1/64/512, and the extra cost of verifying k draft tokens per sequence, combined with the simulated
-  acceptance (2.70x fewer steps) and the stand-in's measured one, as a labelled model.
-- ``fp8``: ``quantization="fp8"``; ``batch_invariant``: ``batch_invariant=True`` (optional, last).
+- ``direct``: ``vllm.LLM`` used directly (vLLM's defaults: on 0.34 Model Runner V2 with async scheduling),
+  greedy; its 512-conversation batch is the held-out benchmarks' prompts, and its outputs give the stand-in's
+  parse rate and lengths next to the released ones. It also runs the same 512 prompts again in 8 batches of 64
+  in reverse order (how often two plain runs with different batch compositions agree: the baseline for
+  speculation's agreement), batches of 16, 64 and 256 (the throughput curve a speculation schedule is chosen
+  on) and one batch of 256 unseen conversations (the reference for 256 concurrent ``aclassify`` callers).
+- ``engine``: ``GuardReasoner(engine="vllm")`` with its defaults (scores on, from one 1-token request per label
+  after generating); it also times one more 512 batch in its parts (preparing, vLLM's generation, the label
+  requests, turning outputs into verdicts). ``engine_noscores``: ``scores=False``: what the scores cost.
+  ``engine_async``: the same on vLLM's ``AsyncLLM`` (``backend="async"``, what a server builds).
+- ``suffix``: ``speculative="suffix"`` with the engine's defaults (``engines/vllm/speculative.py``: the GPU
+  suffix speculator, adaptive verification), its corpus seeded with the training benchmarks' released outputs;
+  with the same batch curve as ``direct``. ``suffix_noadaptive``: every draft slot verified. ``suffix_k4``:
+  drafts of at most 4 tokens. ``suffix_tuned``: drafting off above the largest batch at which ``suffix`` (or
+  the last suffix leg run) beat ``direct`` on the curve (``speculate_up_to_batch``).
+- ``fp32_tokens``: the stand-in in float32, plain against ``speculative="suffix"`` (seeded corpus) on 64
+  held-out conversations: do speculation's tokens equal plain decoding's on every one?
+- ``modes``: answer-first (``reasoning=``, ``legs_modes.py``): never / auto / always on one engine, and the
+  5-token classifier-shaped call.
+- ``ngram_gpu``: the GPU n-gram speculator (on 0.34 ``"ngram"`` runs the same one).
+- ``step_8b``: the Llama-3.1-8B and -3.2-1B architectures with random weights: step costs, verification
+  costs, and a labelled model of suffix and draft-model speculation on the 8B (``legs_8b.py``).
+- ``fp8``: ``quantization="fp8"``; ``batch_invariant``: ``batch_invariant=True``.
 
 Every engine leg measures: one verdict's latency (median of 5, different conversations), verdicts/s for 512
 conversations submitted at once, 256 concurrent ``aclassify`` callers, GPU memory in use (nvidia-smi, which
@@ -57,64 +54,59 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from standin_guard import LLAMA_8B, build_model_dir, report, tokenizer  # noqa: E402
+from legs_8b import LLAMA3_VOCAB, step_8b_leg  # noqa: E402
+from legs_modes import modes_leg  # noqa: E402
+from llama_configs import LLAMA_8B  # noqa: E402
+from standin_guard import build_model_dir, report, tokenizer  # noqa: E402
 from vllm_suite import Suite, now, timed_batch  # noqa: E402
 
 MAX_NEW_TOKENS = 1024  # the stand-in stops on its own; a cap well above the released p99 (~400 tokens)
 MEMORY = 0.40  # of the GPU per engine: two fit if a shut-down engine's memory is slow to return
-SIMULATED_STEP_REDUCTION = 2.70  # suffix decoding on held-out benchmarks, replaying the released outputs
-K_VALUES = (4, 8, 16)
-LLAMA3_VOCAB = (
-    128_256  # the 8B's real embedding and LM head (the stand-in's tokenizer uses the first 32,256 ids)
-)
 
+SWEEP = (16, 64, 256)  # batch sizes of the throughput curve, besides 1 (one verdict) and 512
+
+# Predictions written before the run of 2026-12-07 (vLLM 0.34.0, one H200), the first on vLLM 0.34.
 LEGS = {
     # name: (predicted effect, engine options); None = not an engine leg
-    "direct": ("reference: vLLM's LLM() with its defaults", None),
-    "engine_old": (
-        "= direct at one verdict; ~0.9x direct at 512 (the 256 pin halves the batch at 512)",
-        {"max_num_seqs": 256},
-    ),
+    "direct": ("reference: vLLM's LLM() with its defaults (Model Runner V2, async scheduling)", None),
     "engine": (
-        "0.95-1.0x direct at 512 with scores from the label requests (was 0.90x before scores)",
+        "one verdict 1.03-1.10x direct (the label requests: one prefix-cached prefill of ~3 tokens); 512 at "
+        "once 0.90-1.0x direct",
         {},
     ),
-    "engine_noscores": (
-        "= engine within 3% (logprob_token_ids is cheap); top-20 would cost ~10-30%",
-        {"scores": False},
-    ),
+    "engine_noscores": ("512 at once 0.97-1.03x direct; engine at most 1.10x this leg's time", {"scores": False}),
+    "engine_async": ("one verdict = engine; 256 aclassify >= engine's", {"backend": "async"}),
     "suffix": (
-        "one verdict 0.40-0.55x direct latency if acceptance ~2.5 tokens/step; 512 at once 1.2-1.6x "
-        "(async scheduling off costs some of it); labels agree as often as two plain runs",
+        "one verdict 0.30-0.40x direct (3.4-4.7 accepted tokens a step, as on 0.26, at ~1.2x a plain step with "
+        "async scheduling); 512 at once 0.9-1.2x (adaptive verification trims the slots as the batch grows); "
+        "labels agree with plain as often as two plain runs",
         {"speculative": "suffix"},
     ),
-    "suffix_k8": (
-        "one verdict ~= suffix (0.6-0.7x direct); 512 at once 0.7-0.9x (narrower verification)",
-        {"speculative": "suffix", "num_speculative_tokens": 8},
+    "suffix_noadaptive": (
+        "one verdict = suffix; 512 at once 0.6-0.9x direct (all 8 slots verified at every batch size)",
+        {"speculative": "suffix", "speculative_options": {"enable_adaptive_verification": False}},
     ),
     "suffix_k4": (
-        "one verdict 0.7-0.8x direct; 512 at once 0.8-1.0x",
+        "one verdict 0.35-0.45x direct (fewer tokens per step); 512 at once 0.9-1.1x",
         {"speculative": "suffix", "num_speculative_tokens": 4},
     ),
+    "suffix_tuned": (
+        "one verdict = suffix; 512 at once >= 1.0x direct (no drafts above the crossover batch)",
+        {"speculative": "suffix"},  # speculate_up_to_batch: from the curve, at run time
+    ),
     "fp32_tokens": ("float32: suffix's tokens equal plain decoding's on all 64 conversations", None),
-    "ngram": (
-        "one verdict ~0.8x; 512 at once ~1.0x or worse (k 8 widens every step, few accepted)",
-        {"speculative": "ngram"},
+    "modes": (
+        "never: one verdict within 2x the 5-token call (~25 ms on the 1B: prefill, ~12 tokens); auto at the "
+        "calibrated band: >=99% label agreement with always at <=0.3x its mean time; 512 at once: never ~5x "
+        "always's verdicts/s",
+        None,
     ),
-    "ngram_gpu": (
-        "like ngram at one verdict, better at 512 (async scheduling kept)",
-        {"speculative": "ngram_gpu"},
+    "ngram_gpu": ("one verdict ~0.8x direct (few n-gram drafts accepted); 512 at once ~1.0x", {"speculative": "ngram_gpu"}),
+    "step_8b": (
+        "8B: verifying k drafts costs <1.3x a decode step at batch 1 and ~(1+k)x at 512; a 1B draft step "
+        "costs ~0.2x an 8B step, so draft-model speculation pays at small batches only",
+        None,
     ),
-    "ngram_small_batch": (
-        "ngram's latency at one verdict, engine's throughput at 512 (no drafts above 32 running)",
-        {"speculative": "ngram", "speculate_up_to_batch": 32},
-    ),
-    "engine_async": (
-        "vLLM's AsyncLLM backend (a server's), now with the server's batch defaults (1024 sequences, not the "
-        "bare engine's 128): 256 aclassify >= engine's; one verdict = engine",
-        {"backend": "async"},
-    ),
-    "step_8b": ("8B: k-token verification costs <1.3x a decode step at batch 1, ~(1+k)x at 512", None),
     "fp8": (
         "512 at once ~1.2x engine; labels agree with bf16 less often than two bf16 runs",
         {"quantization": "fp8"},
@@ -124,7 +116,7 @@ LEGS = {
         {"batch_invariant": True},
     ),
 }
-DEFAULT_LEGS = "direct,suffix,engine,step_8b,engine_old,engine_async,ngram_gpu,ngram,ngram_small_batch,fp8"
+DEFAULT_LEGS = "direct,fp32_tokens,engine,engine_noscores,suffix,suffix_noadaptive,suffix_tuned,modes,step_8b"
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -183,6 +175,31 @@ def agreement(a: list[tuple[str, tuple]], b: list[tuple[str, tuple]]) -> dict:
         "same_text": round(sum(a[i][0] == b[i][0] for i in range(n)) / max(1, n), 3),
         "same_labels": round(sum(a[i][1] == b[i][1] for i in range(n)) / max(1, n), 3),
     }
+
+
+def curve(run_batch, rows: list[dict]) -> dict:
+    """Verdicts/s at each batch size of :data:`SWEEP`: one timed batch each, of conversations this engine has
+    not seen (a speculative leg's corpus holds the outputs it wrote, so a repeat would be drafted whole)."""
+    per_s, start = {}, 0
+    for size in SWEEP:
+        t = now()
+        run_batch(rows[start : start + size])
+        per_s[str(size)] = round(size / (now() - t), 1)
+        start += size
+    return per_s
+
+
+def crossover(curves: dict) -> int | None:
+    """The largest batch size at which the last speculative leg's curve is at least ``direct``'s: drafting
+    above it costs throughput (None: it never pays, or a curve is missing)."""
+    direct = curves.get("direct")
+    speculative = [name for name in curves if name != "direct"]
+    if not direct or not speculative:
+        return None
+    mine = curves[speculative[-1]]
+    sizes = sorted(int(size) for size in mine if size in direct)
+    paying = [size for size in sizes if mine[str(size)] >= direct[str(size)]]
+    return max(paying) if paying else None
 
 
 class Run(Suite):
@@ -244,20 +261,10 @@ def direct_leg(args, data) -> dict:
         "verdicts_per_s": round(len(outputs) / wall, 1),
         "generated_tokens_per_s": round(generated / wall),
     }
-    # What scores cost vLLM itself: the same batch asking for log-probabilities two ways.
-    from guardreasoner.scores import LabelTokens
-
-    candidates = list(LabelTokens.from_tokenizer(data["tokenizer"]).candidate_ids)
-    for name, extra in (("top20", {"logprobs": 20}), ("candidates", {"logprob_token_ids": candidates})):
-        with_logprobs = vllm.SamplingParams(temperature=0.0, max_tokens=MAX_NEW_TOKENS, **extra)
-        t = now()
-        llm.generate(prompts(data["batch"]), with_logprobs, use_tqdm=False)
-        seconds = now() - t
-        result[f"batch_512_logprobs_{name}"] = {
-            "wall_s": round(seconds, 3),
-            "verdicts_per_s": round(len(data["batch"]) / seconds, 1),
-            "vs_no_logprobs": round(wall / seconds, 3),
-        }
+    result["curve"] = curve(lambda rows: llm.generate(prompts(rows), params, use_tqdm=False), data["curve"])
+    result["curve"]["1"] = round(1 / result["one_verdict_s"], 1)
+    result["curve"]["512"] = result["batch_512"]["verdicts_per_s"]
+    data["curves"]["direct"] = result["curve"]
     texts = [o.outputs[0].text for o in outputs]
     rows = data["batch"]
     verdicts = [
@@ -310,7 +317,7 @@ def vllm_guard(args, dtype: str, **options):
     )
 
 
-def engine_leg(args, data, options: dict) -> dict:
+def engine_leg(args, data, name: str, options: dict) -> dict:
     started = now()
     guard = vllm_guard(args, "bfloat16", disable_log_stats=False, **options)
     engine = guard.engine
@@ -320,7 +327,7 @@ def engine_leg(args, data, options: dict) -> dict:
         guard.classify_batch(conversations(data["warmup"]))  # builds the offline vLLM engine
         result["build_s"] = round(now() - started, 1)
         result["gpu_used_mib_built"] = gpu_used_mib()
-        if options.get("speculative") == "suffix":
+        if options.get("speculative") == "suffix":  # the corpus, seeded (suffix_cache.py)
             t = now()
             result["suffix_cache_warmed"] = engine.warm_suffix_cache(data["warm_pairs"])
             result["warm_s"] = round(now() - t, 1)
@@ -344,6 +351,11 @@ def engine_leg(args, data, options: dict) -> dict:
         }
         after = counters()
         result["acceptance_batch_512"] = acceptance(mid, after)
+        if options.get("speculative"):
+            result["curve"] = curve(lambda rows: guard.classify_batch(conversations(rows)), data["curve"])
+            result["curve"]["1"] = round(1 / result["one_verdict_s"], 1)
+            result["curve"]["512"] = result["batch_512"]["verdicts_per_s"]
+            data["curves"][name] = result["curve"]
         if not options:
             try:
                 result["batch_512_parts"] = engine_parts(guard, conversations(data["batch"]))
@@ -441,78 +453,6 @@ def fp32_tokens_leg(args, data) -> dict:
     return result
 
 
-def step_8b_leg(args, data) -> dict:
-    """Measured step costs of the 8B architecture (random weights) and a labelled model of speculation on it."""
-    import random
-
-    import vllm
-
-    directory = args.out / "llama-8b-config"
-    info = build_model_dir(args.assets, directory, LLAMA_8B, weights=False, vocab_size=LLAMA3_VOCAB)
-    started = now()
-    llm = vllm.LLM(
-        model=str(directory),
-        load_format="dummy",
-        dtype="bfloat16",
-        gpu_memory_utilization=MEMORY,
-        seed=0,
-        enable_prefix_caching=True,
-    )
-    result: dict = {"model": info, "build_s": round(now() - started, 1)}
-    vocab = data["bpe_ids"]
-    rng = random.Random(0)
-
-    def random_ids(count: int) -> list[int]:
-        return [rng.randrange(100, vocab) for _ in range(count)]
-
-    def timed(inputs, max_tokens, repeats=3) -> float:
-        params = vllm.SamplingParams(temperature=0.0, max_tokens=max_tokens, ignore_eos=True)
-        times = []
-        for _ in range(repeats):
-            t = now()
-            llm.generate([{"prompt_token_ids": ids} for ids in inputs], params, use_tqdm=False)
-            times.append(now() - t)
-        return statistics.median(times)
-
-    steps: dict = {}
-    for batch in (1, 64, 512):
-        base = [random_ids(256) for _ in range(batch)]
-        timed(base, 1, repeats=1)  # caches every prompt's full blocks (256 = 16 blocks of 16)
-        decode_tokens = 64
-        t_many = timed([ids + [7] for ids in base], decode_tokens, repeats=1)
-        t_one = timed([ids + [7] for ids in base], 1)
-        step = (t_many - t_one) / (decode_tokens - 1)
-        verify = {}
-        for k in K_VALUES:
-            # 1 + k new tokens per sequence on a cached context: the shape of one verification forward.
-            t_k = timed([ids + [7] + random_ids(k) for ids in base], 1)
-            verify[k] = {
-                "extra_s": round(t_k - t_one, 5),
-                "cost_vs_decode_step": round((step + t_k - t_one) / step, 3),
-            }
-        steps[batch] = {"decode_step_s": round(step, 5), "verify": verify}
-    result["steps"] = steps
-    measured = data.get("standin_mean_accepted_length")
-    model = {}
-    for batch, entry in steps.items():
-        for k, v in entry["verify"].items():
-            cost = v["cost_vs_decode_step"]
-            row = {"simulated_2.70x": round(SIMULATED_STEP_REDUCTION / cost, 2)}
-            if measured:
-                row["standin_measured"] = round(min(measured, k + 1) / cost, 2)
-            model[f"batch {batch}, k {k}"] = row
-    result["modelled_speedup"] = model
-    result["model_note"] = (
-        "speed-up = (target steps saved) / (cost of a verification step relative to a decode step); the "
-        "verification cost is measured as one forward of 1+k new tokens per sequence on a prefix-cached context "
-        "minus one of 1 token, added to the measured decode step; drafting cost (CPU) is not included. A model, "
-        "not a measurement of speculative decoding on the 8B."
-    )
-    llm.llm_engine.engine_core.shutdown()
-    time.sleep(3)
-    return result
-
-
 # -- the run -------------------------------------------------------------------------------------------------
 
 
@@ -529,6 +469,8 @@ def load_data(args) -> dict:
         "warmup": unseen[:8],
         "single": unseen[8:13],
         "concurrent": unseen[13:269],
+        "curve": unseen[269 : 269 + sum(SWEEP)],
+        "curves": {},
         "batch": heldout[:512],
         "warm_pairs": [(r["instruction"] + "\n" + r["input"], r["output"]) for r in train],
     }
@@ -607,7 +549,7 @@ def main() -> None:
         k: len(data[k]) for k in ("warmup", "single", "concurrent", "batch", "warm_pairs")
     }
     # Rough seconds per leg (engine build with a warm compile cache + measurements), for the budget.
-    needs = {"direct": 70, "step_8b": 70, "batch_invariant": 60, "fp32_tokens": 80}
+    needs = {"direct": 70, "step_8b": 110, "batch_invariant": 60, "fp32_tokens": 80, "modes": 120}
     if args.smoke:  # the CPU part of the 8B leg: its config directory
         run.results["smoke_8b_config"] = build_model_dir(
             args.assets, args.out / "llama-8b-config", LLAMA_8B, weights=False, vocab_size=LLAMA3_VOCAB
@@ -621,11 +563,18 @@ def main() -> None:
         if name == "direct":
             function = lambda: direct_leg(args, data)  # noqa: E731
         elif name == "step_8b":
-            function = lambda: step_8b_leg(args, data)  # noqa: E731
+            function = lambda: step_8b_leg(args, data, MEMORY)  # noqa: E731
         elif name == "fp32_tokens":
             function = lambda: fp32_tokens_leg(args, data)  # noqa: E731
+        elif name == "modes":
+            function = lambda: modes_leg(args, data)  # noqa: E731
+        elif name == "suffix_tuned":
+            cut = crossover(data["curves"])
+            options = dict(LEGS[name][1], **({"speculate_up_to_batch": cut} if cut and cut < 512 else {}))
+            run.results["suffix_tuned_cutoff"] = {"speculate_up_to_batch": cut, "curves": dict(data["curves"])}
+            function = lambda options=options: engine_leg(args, data, name, options)  # noqa: E731
         else:
-            function = lambda options=LEGS[name][1]: engine_leg(args, data, options)  # noqa: E731
+            function = lambda name=name: engine_leg(args, data, name, LEGS[name][1])  # noqa: E731
         run.leg(name, function, needs.get(name, 45))
         if name.startswith("suffix"):
             accepted = (run.results["legs"][name].get("acceptance_batch_512") or {}).get(
