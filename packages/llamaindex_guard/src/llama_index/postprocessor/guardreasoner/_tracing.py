@@ -2,13 +2,13 @@
 
 The spans come from this package's own dispatcher (``get_dispatcher(__name__)``), which reports to the root
 one, so every span handler there (Arize Phoenix's and Langfuse's OpenInference instrumentor, OpenLLMetry, a
-``SimpleSpanHandler``) records them with no configuration of its own. A span's id begins with its name,
-``GuardReasoner.input``, ``GuardReasoner.output`` or ``GuardReasoner.tool`` (the stage); its parent is the
-span running when the check was made (the guarded query's, chat's or agent step's); its arguments are the
-judged exchange (a :class:`~guardreasoner.integrations.Check`), its result
-:func:`~guardreasoner.integrations.verdict_summary`. The verdict also goes out in a
-:class:`GuardReasonerVerdictEvent` of that span, for event handlers. A guard that raises drops the span
-with the error.
+``SimpleSpanHandler``) records them with no configuration of its own. A span is named as LlamaIndex names
+a method's: its id begins with ``GuardReasoner.input``, ``GuardReasoner.output`` or ``GuardReasoner.tool``
+(as for a method ``<stage>`` of the guard), and its instance is the guard. Its parent is the span running when the
+check was made (the guarded query's, chat's or agent step's); its arguments are the judged exchange (a
+:class:`~guardreasoner.integrations.Check`), its result :func:`~guardreasoner.integrations.verdict_summary`.
+The verdict also goes out in a :class:`GuardReasonerVerdictEvent` of that span, for event handlers. A
+guard that raises drops the span with the error.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from guardreasoner.integrations.trace import guard_metadata
 dispatcher = get_dispatcher(__name__)
 
 SPAN_NAME = "GuardReasoner"
+"""What a check's span id begins with (then ``.<stage>``), whatever the guard's class."""
 _CHECK = inspect.signature(Check)
 
 
@@ -79,7 +80,9 @@ class SpanTracer(CheckTracer):
         for check in checks:
             span_id = f"{SPAN_NAME}.{check.stage}-{uuid.uuid4()}"
             arguments = _CHECK.bind(check.stage, check.prompt, check.response, check.chunk)
-            dispatcher.span_enter(id_=span_id, bound_args=arguments, parent_id=parent_id, tags=tags)
+            dispatcher.span_enter(
+                id_=span_id, bound_args=arguments, instance=guard, parent_id=parent_id, tags=tags
+            )
             spans.append((span_id, arguments))
         return guard, spans
 
@@ -89,13 +92,13 @@ class SpanTracer(CheckTracer):
         for (span_id, arguments), check, verdict in zip(spans, checks, verdicts):
             summary = verdict_summary(verdict, check)
             dispatcher.event(GuardReasonerVerdictEvent(span_id=span_id, verdict=summary, **about))
-            dispatcher.span_exit(id_=span_id, bound_args=arguments, result=summary)
+            dispatcher.span_exit(id_=span_id, bound_args=arguments, instance=guard, result=summary)
 
     def fail(self, opened: Any, checks: Sequence[Check], error: BaseException) -> None:
-        _, spans = opened
+        guard, spans = opened
         for span_id, arguments in spans:
             dispatcher.event(SpanDropEvent(span_id=span_id, err_str=str(error)))
-            dispatcher.span_drop(id_=span_id, bound_args=arguments, err=error)
+            dispatcher.span_drop(id_=span_id, bound_args=arguments, instance=guard, err=error)
 
 
 SPANS = SpanTracer()
