@@ -26,9 +26,9 @@ from llama_index.postprocessor.guardreasoner import (
     GuardedAgent,
     GuardedChatEngine,
     GuardedQueryEngine,
+    GuardReasonerVerdictEvent,
     GuardReasonerViolation,
 )
-from llama_index.postprocessor.guardreasoner._tracing import GuardReasonerVerdictEvent
 
 from tests.adapters import canonical_tree, fenced_blocks, render_tree
 from tests.conftest import REPO_ROOT

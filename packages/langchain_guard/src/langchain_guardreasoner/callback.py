@@ -33,7 +33,9 @@ class GuardReasonerCallbackHandler(ShadowHandler, BaseCallbackHandler):
     returned (output), and raises :class:`~guardreasoner.integrations.GuardReasonerViolation` on a harmful
     verdict (``raise_error`` is set, so LangChain propagates it out of the call); the output's verdict is also
     put in the AI message's ``response_metadata["guardreasoner"]``. Enforcement waits for the guard, so it
-    is as slow as a serial guard. Async runs: use :class:`AsyncGuardReasonerCallbackHandler`.
+    is as slow as a serial guard. Each enforced check is a run named ``GuardReasoner`` beside the model call,
+    under the step that made it (a model called on its own, outside a chain or graph, has none). Async runs:
+    use :class:`AsyncGuardReasonerCallbackHandler`.
 
     ``recorder=`` shares one recorder (one queue, one sink) between handlers; otherwise one is built from
     ``guard=`` (or ``model=`` and the guard options) and ``sink``, ``max_queue``, ``workers``, ``enforce``.

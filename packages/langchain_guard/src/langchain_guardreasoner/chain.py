@@ -361,7 +361,8 @@ def guard_chain(
     Policy-decided verdicts follow the guard's policy (fail closed blocks). ``batch`` runs ``invoke`` per
     input; use :class:`GuardReasonerRunnable` in the chain for one batched guard call. Callbacks and
     ``astream_events`` observe the inner chain's runs as they happen, before the verdict: read the guarded
-    chain's output, not the inner events, for judged content.
+    chain's output, not the inner events, for judged content. Each check (a stream's too, numbered by
+    ``chunk``) is a child run named ``GuardReasoner`` of the guarded run, beside the inner chain's run.
     """
     # no turn to end
     guarding = Guarding.from_arguments(locals(), exit_behaviors=("error", "replace"), tracer=RUNS)

@@ -99,6 +99,10 @@ class GuardReasonerMiddleware(GuardedOptions, AgentMiddleware[AgentState[Any], A
     A verdict the guard's policy decided (unparseable output, engine failure) blocks under ``fail_closed``
     and passes under ``fail_open``; under ``raise`` the core's ``GuardUndecidedError`` propagates. The guard
     is ``guard=`` or built on first use from ``model=`` and the other keyword options.
+
+    Each check is a child run named ``GuardReasoner`` of the model step, beside the model call: the judged
+    exchange as inputs, the verdict as outputs, the guard's model and engine in its metadata (LangSmith and
+    every LangChain tracer show it).
     """
 
     def __init__(

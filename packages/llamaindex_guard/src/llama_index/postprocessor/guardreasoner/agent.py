@@ -28,6 +28,9 @@ place of the flagged content and goes on: a flagged tool result reaches the LLM 
 the agent continues; input and final answer have nothing to go on with, so they end with the refusal.
 A refusal answer's ``AgentOutput.raw["guardreasoner"]`` holds the stage and the full verdict, and the
 refusal (never the flagged text) is what the run's memory keeps.
+
+Each check is a ``GuardReasoner.<stage>`` span of LlamaIndex's instrumentation under the agent step it
+guards (a tool result's under the guarded tool's call), its verdict in a ``GuardReasonerVerdictEvent``.
 """
 
 from __future__ import annotations

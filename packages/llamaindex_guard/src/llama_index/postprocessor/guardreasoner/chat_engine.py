@@ -68,6 +68,9 @@ class GuardedChatEngine(GuardedOptions, BaseChatEngine):
 
     Only chat engines are accepted: a LlamaIndex 0.14 agent (``FunctionAgent``, ``ReActAgent``,
     ``AgentWorkflow``) has no ``chat`` method; guard it with :class:`GuardedAgent`.
+
+    Each check is a ``GuardReasoner.<stage>`` span of LlamaIndex's instrumentation under the chat's span,
+    its verdict in a ``GuardReasonerVerdictEvent``.
     """
 
     def __init__(

@@ -57,6 +57,9 @@ class GuardedQueryEngine(GuardedOptions, BaseQueryEngine):
     ``metadata["guardreasoner"]`` is set) or raises from the consumer's loop (``error``). ``streaming`` says
     whether input refusals should be streaming responses too; left None, it is read from the wrapped
     engine's response synthesizer. ``retrieve``/``synthesize`` are not offered: they would bypass the guard.
+
+    Each check is a ``GuardReasoner.<stage>`` span of LlamaIndex's instrumentation under the query's span
+    (a stream's checks too, as it is read), its verdict in a ``GuardReasonerVerdictEvent``.
     """
 
     def __init__(
