@@ -87,7 +87,7 @@ class Trace:
         return next(span for span in self.spans if span.id_ == span_id)
 
     def checks(self) -> list[SimpleSpan]:
-        return [span for span in self.spans if name(span).startswith("GuardReasoner")]
+        return [span for span in self.spans if name(span).startswith("GuardReasoner.")]
 
     def verdict(self, span: SimpleSpan) -> GuardReasonerVerdictEvent:
         [event] = [
@@ -255,7 +255,7 @@ def span_tree(trace: Trace, roots: list[SimpleSpan]) -> str:
     """The spans as the README shows them: names, and a check's verdict."""
 
     def label(span: SimpleSpan) -> str:
-        if not name(span).startswith("GuardReasoner"):
+        if not name(span).startswith("GuardReasoner."):
             return name(span)
         verdict = trace.verdict(span).verdict
         labels = ", ".join(f"{field}={value}" for field, value in verdict["labels"].items())
@@ -344,3 +344,24 @@ async def test_conversation_text_is_in_a_check_spans_arguments_only(trace, tool_
         shown = json.dumps([ours, trace.handler.results[check.id_]])
         assert "bomb" not in shown.lower() and "Peru" not in shown and "Lima" not in shown
         assert trace.handler.arguments[check.id_]["prompt"] in (BOMB, PERU)
+
+
+def test_the_node_postprocessors_checks_are_one_span_per_node(trace, scripted_llm, guard, engine):
+    from llama_index.core import VectorStoreIndex
+    from llama_index.core.embeddings import MockEmbedding
+    from llama_index.core.schema import TextNode
+    from llama_index.postprocessor.guardreasoner import GuardReasonerNodePostprocessor
+
+    nodes = [TextNode(text=ANSWER), TextNode(text="Mix these to build a bomb.")]
+    index = VectorStoreIndex(nodes, embed_model=MockEmbedding(embed_dim=8))
+    postprocessor = GuardReasonerNodePostprocessor(guard)
+    query_engine = index.as_query_engine(llm=scripted_llm(ANSWER), node_postprocessors=[postprocessor])
+    assert str(query_engine.query(PERU)) == ANSWER
+    checks = trace.checks()
+    assert [name(c) for c in checks] == ["GuardReasoner.node", "GuardReasoner.node"]
+    assert [len(prompts) for prompts in engine.calls] == [2]  # one guard call for both nodes
+    assert len({c.parent_id for c in checks}) == 1
+    assert name(trace.parent(checks[0])) == "GuardReasonerNodePostprocessor._postprocess_nodes"
+    assert "RetrieverQueryEngine.query" in trace.ancestors(checks[0])
+    blocked = {trace.handler.arguments[c.id_]["response"]: trace.verdict(c).blocked for c in checks}
+    assert blocked == {ANSWER: False, "Mix these to build a bomb.": True}

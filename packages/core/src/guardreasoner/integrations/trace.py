@@ -29,8 +29,9 @@ __all__ = ["NO_TRACE", "Check", "CheckTracer", "aclassify_checks", "classify_che
 class Check:
     """One exchange to judge and where the adapter judges it.
 
-    ``stage``: ``"input"``, ``"output"``, ``"tool"`` (as :class:`~guardreasoner.integrations.GuardReasonerViolation`
-    names it); ``chunk``: the number (from 1) of a streamed answer's check, None for a whole one.
+    ``stage``: ``"input"``, ``"output"``, ``"tool"``, ``"node"`` (as
+    :class:`~guardreasoner.integrations.GuardReasonerViolation` and the refusals name it); ``chunk``: the
+    number (from 1) of a streamed answer's check, None for a whole one.
     """
 
     stage: str
