@@ -364,6 +364,6 @@ def guard_chain(
     chain's output, not the inner events, for judged content. Each check (a stream's too, numbered by
     ``chunk``) is a child run named ``GuardReasoner`` of the guarded run, beside the inner chain's run.
     """
-    # no turn to end
+    # a chain has no turn to end: it raises or replaces
     guarding = Guarding.from_arguments(locals(), exit_behaviors=("error", "replace"), tracer=RUNS)
     return GuardedRunnable(chain, guarding, input_key=input_key)
