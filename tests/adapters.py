@@ -18,7 +18,13 @@ from tests.conftest import judge
 
 
 def python_blocks(path: Path) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.DOTALL)
+    return fenced_blocks(path, "python")
+
+
+def fenced_blocks(path: Path, language: str) -> list[str]:
+    """The README's code blocks fenced as ``language`` (```` ```python ````, ```` ```text ````...)."""
+    pattern = rf"```{re.escape(language)}\n(.*?)```"
+    return re.findall(pattern, path.read_text(encoding="utf-8"), flags=re.DOTALL)
 
 
 def run_python_blocks(path: Path, namespace: dict, *, at_least: int) -> None:
@@ -51,3 +57,40 @@ def assert_options_applied(wrapper: object, options: dict) -> None:
         assert {name: getattr(wrapper, name) for name in options} == options
         with pytest.raises(AttributeError, match="set when the guarded wrapper is built"):
             wrapper.check_input = not wrapper.check_input
+
+
+def render_tree(roots: list, *, children, label) -> str:
+    """The trees under ``roots`` as indented text (``├──``/``└──``), each node's children from
+    ``children(node)`` in the order given, each line ``label(node)``: what the READMEs show."""
+    lines: list[str] = []
+
+    def visit(node, prefix: str, connector: str, below: str) -> None:
+        lines.append(prefix + connector + label(node))
+        kids = children(node)
+        for index, kid in enumerate(kids):
+            last = index == len(kids) - 1
+            visit(kid, prefix + below, "└── " if last else "├── ", "    " if last else "│   ")
+
+    for root in roots:
+        visit(root, "", "", "")
+    return "\n".join(lines)
+
+
+def canonical_tree(text: str) -> list:
+    """A rendered tree with each node's children sorted: two renderings are equal whatever the order of
+    siblings that ran side by side (a check beside the model call it guards)."""
+    nodes: list = []
+    stack: list[tuple[int, list]] = [(-1, nodes)]
+    for line in text.strip("\n").splitlines():
+        name = line.lstrip("│├└─ ")
+        depth = (len(line) - len(name)) // 4
+        while stack[-1][0] >= depth:
+            stack.pop()
+        kids: list = []
+        stack[-1][1].append((name, kids))
+        stack.append((depth, kids))
+
+    def sort(tree: list) -> list:
+        return sorted((name, sort(kids)) for name, kids in tree)
+
+    return sort(nodes)

@@ -47,6 +47,8 @@ def test_the_package_readme_snippets_run_in_order(namespace, capsys):
     assert out.count("Lima is the capital of Peru.") >= 3  # invoke (twice) and the released stream
     assert "caught across turns: input" in out
     assert "'dropped': 0" in out
+    # LangChain's console tracer shows the middleware's check as a run of the model step
+    assert "[chain:LangGraph > chain:model > chain:GuardReasoner] Entering Chain run" in out
 
 
 def test_the_root_readme_langchain_snippet_runs(namespace, guard):

@@ -73,6 +73,8 @@ def test_the_package_readme_snippets_run_in_order(namespace, capsys, tmp_path):
     assert "I'm sorry, but I can't help with that.\n" in out  # the streamed agent refusal
     assert "'recorded': 1, 'dropped': 0" in out
     assert len((tmp_path / "guardreasoner_verdicts.jsonl").read_text().splitlines()) == 1
+    # the tracing snippet's span handler saw the agent's three checks
+    assert "['GuardReasoner.input', 'GuardReasoner.tool', 'GuardReasoner.output']" in out
 
 
 def test_the_root_readme_llamaindex_snippet_runs(namespace, guard):

@@ -9,6 +9,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
 
 from langchain_guardreasoner._shadow import ShadowHandler, attach
+from langchain_guardreasoner._tracing import beside_model_call
 
 
 class GuardReasonerCallbackHandler(ShadowHandler, BaseCallbackHandler):
@@ -32,7 +33,9 @@ class GuardReasonerCallbackHandler(ShadowHandler, BaseCallbackHandler):
     returned (output), and raises :class:`~guardreasoner.integrations.GuardReasonerViolation` on a harmful
     verdict (``raise_error`` is set, so LangChain propagates it out of the call); the output's verdict is also
     put in the AI message's ``response_metadata["guardreasoner"]``. Enforcement waits for the guard, so it
-    is as slow as a serial guard. Async runs: use :class:`AsyncGuardReasonerCallbackHandler`.
+    is as slow as a serial guard. Each enforced check is a run named ``GuardReasoner`` beside the model call,
+    under the step that made it (a model called on its own, outside a chain or graph, has none). Async runs:
+    use :class:`AsyncGuardReasonerCallbackHandler`.
 
     ``recorder=`` shares one recorder (one queue, one sink) between handlers; otherwise one is built from
     ``guard=`` (or ``model=`` and the guard options) and ``sink``, ``max_queue``, ``workers``, ``enforce``.
@@ -44,19 +47,27 @@ class GuardReasonerCallbackHandler(ShadowHandler, BaseCallbackHandler):
         self, serialized: dict[str, Any], prompts: list[Any], *, run_id: UUID, **run: Any
     ) -> None:
         for request, meta in self._inputs(serialized, prompts, run_id, run):
-            self._check(request, None, "input", meta, run_id)
+            self._check(request, None, "input", meta, run_id, run.get("parent_run_id"))
 
     on_chat_model_start = on_llm_start  # a chat model's message lists: the same checks
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **run: Any) -> None:
         for request, text, meta, generation in self._outputs(response, run_id, run):
-            attach(generation, self._check(request, text, "output", meta, run_id))
+            attach(generation, self._check(request, text, "output", meta, run_id, run.get("parent_run_id")))
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **run: Any) -> None:
         self.calls.forget(run_id)
 
     def _check(
-        self, request: str, response: str | None, stage: str, meta: dict[str, Any], run_id: UUID
+        self,
+        request: str,
+        response: str | None,
+        stage: str,
+        meta: dict[str, Any],
+        run_id: UUID,
+        parent_run_id: UUID | None,
     ) -> Any:
         with self._forget_on_error(run_id):
-            return self.recorder.check(request, response, stage=stage, metadata=meta)
+            return self.recorder.check(
+                request, response, stage=stage, metadata=meta, tracer=beside_model_call(parent_run_id)
+            )

@@ -29,6 +29,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import patch_config
 
 from langchain_guardreasoner._messages import Stage, conversation_of, message_text
+from langchain_guardreasoner._tracing import RUNS
 from langchain_guardreasoner._violation import with_refusal
 
 
@@ -57,7 +58,7 @@ class GuardedRunnable(GuardedOptions, Runnable[Any, Any]):
             return self._refusal(held.verdict, "input", request, None)
         output = held.result
         if self.check_output and (response := self._response(output)) is not None:
-            verdict = self.guard.classify(request, response)
+            verdict = self._guarding.classify("output", request, response)
             if _blocks_response(verdict):
                 return self._refusal(verdict, "output", response, output)
         return output
@@ -70,7 +71,7 @@ class GuardedRunnable(GuardedOptions, Runnable[Any, Any]):
             return self._refusal(held.verdict, "input", request, None)
         output = held.result
         if self.check_output and (response := self._response(output)) is not None:
-            verdict = await self.guard.aclassify(request, response)
+            verdict = await self._guarding.aclassify("output", request, response)
             if _blocks_response(verdict):
                 return self._refusal(verdict, "output", response, output)
         return output
@@ -105,7 +106,7 @@ class GuardedRunnable(GuardedOptions, Runnable[Any, Any]):
             if self.parallel_input_check:
                 ahead = ReadAhead(open_stream, on_stop=switch.stop)
             try:
-                verdict = self.guard.classify(request)
+                verdict = self._guarding.classify("input", request)
             except BaseException:
                 if ahead is not None:
                     ahead.close()
@@ -127,7 +128,7 @@ class GuardedRunnable(GuardedOptions, Runnable[Any, Any]):
             for chunk in upstream:
                 text += reader(chunk)
                 yield chunk
-            if text.strip() and _blocks_response(verdict := self.guard.classify(request, text)):
+            if text.strip() and _blocks_response(verdict := self._guarding.classify("output", request, text)):
                 yield self._stream_refusal(_output_violation(verdict, text), reader.messages)
             return
         try:
@@ -147,7 +148,7 @@ class GuardedRunnable(GuardedOptions, Runnable[Any, Any]):
             if self.parallel_input_check:
                 ahead = AReadAhead(self.chain.astream(value, child, **kwargs), on_stop=switch.stop)
             try:
-                verdict = await self.guard.aclassify(request)
+                verdict = await self._guarding.aclassify("input", request)
             except BaseException:
                 if ahead is not None:
                     await ahead.aclose()
@@ -172,7 +173,9 @@ class GuardedRunnable(GuardedOptions, Runnable[Any, Any]):
             async for chunk in upstream:
                 text += reader(chunk)
                 yield chunk
-            if text.strip() and _blocks_response(verdict := await self.guard.aclassify(request, text)):
+            if text.strip() and _blocks_response(
+                verdict := await self._guarding.aclassify("output", request, text)
+            ):
                 yield self._stream_refusal(_output_violation(verdict, text), reader.messages)
             return
         try:
@@ -358,7 +361,9 @@ def guard_chain(
     Policy-decided verdicts follow the guard's policy (fail closed blocks). ``batch`` runs ``invoke`` per
     input; use :class:`GuardReasonerRunnable` in the chain for one batched guard call. Callbacks and
     ``astream_events`` observe the inner chain's runs as they happen, before the verdict: read the guarded
-    chain's output, not the inner events, for judged content.
+    chain's output, not the inner events, for judged content. Each check (a stream's too, numbered by
+    ``chunk``) is a child run named ``GuardReasoner`` of the guarded run, beside the inner chain's run.
     """
-    guarding = Guarding.from_arguments(locals(), exit_behaviors=("error", "replace"))  # no turn to end
+    # a chain has no turn to end: it raises or replaces
+    guarding = Guarding.from_arguments(locals(), exit_behaviors=("error", "replace"), tracer=RUNS)
     return GuardedRunnable(chain, guarding, input_key=input_key)

@@ -11,6 +11,7 @@ from guardreasoner.guard import GuardReasoner
 from guardreasoner.integrations import (
     DEFAULT_HISTORY_TURNS,
     DEFAULT_VIOLATION_MESSAGE,
+    Check,
     ExitBehavior,
     GuardedOptions,
     Guarding,
@@ -31,6 +32,7 @@ from langgraph.constants import TAG_NOSTREAM
 from langgraph.types import Command
 
 from langchain_guardreasoner._messages import Stage, last_index, message_text, messages_conversation
+from langchain_guardreasoner._tracing import RUNS
 from langchain_guardreasoner._violation import refusal_message, with_refusal
 
 AgentStreamMode = Literal["whole", "passthrough"]
@@ -97,6 +99,10 @@ class GuardReasonerMiddleware(GuardedOptions, AgentMiddleware[AgentState[Any], A
     A verdict the guard's policy decided (unparseable output, engine failure) blocks under ``fail_closed``
     and passes under ``fail_open``; under ``raise`` the core's ``GuardUndecidedError`` propagates. The guard
     is ``guard=`` or built on first use from ``model=`` and the other keyword options.
+
+    Each check is a child run named ``GuardReasoner`` of the model step, beside the model call: the judged
+    exchange as inputs, the verdict as outputs, the guard's model and engine in its metadata (LangSmith and
+    every LangChain tracer show it).
     """
 
     def __init__(
@@ -120,7 +126,7 @@ class GuardReasonerMiddleware(GuardedOptions, AgentMiddleware[AgentState[Any], A
                 f"An agent's stream_mode must be 'whole' or 'passthrough', got {stream_mode!r} (release chunk "
                 "by chunk with guard_chain(...).stream)."
             )
-        self._guarding = Guarding.from_arguments(locals())
+        self._guarding = Guarding.from_arguments(locals(), tracer=RUNS)
         self.check_tool_results = check_tool_results
 
     # -- hooks ----------------------------------------------------------------------------------------
@@ -232,10 +238,10 @@ class GuardReasonerMiddleware(GuardedOptions, AgentMiddleware[AgentState[Any], A
     # -- judging and acting ---------------------------------------------------------------------------
 
     def _classify(self, checks: list[_Check]) -> list[Verdict]:
-        return self.guard.classify_batch([(c.prompt, c.response) for c in checks])
+        return self._guarding.classify_all([Check(c.stage, c.prompt, c.response) for c in checks])
 
     async def _aclassify(self, checks: list[_Check]) -> list[Verdict]:
-        return await self.guard.aclassify_batch([(c.prompt, c.response) for c in checks])
+        return await self._guarding.aclassify_all([Check(c.stage, c.prompt, c.response) for c in checks])
 
     def _on_input(
         self, request: ModelRequest[Any], checks: list[_Check], verdicts: list[Verdict]

@@ -8,13 +8,17 @@ from guardreasoner import InvalidInputError, Verdict
 from guardreasoner.guard import GuardReasoner
 from guardreasoner.integrations import (
     DEFAULT_HISTORY_TURNS,
+    Check,
     GuardProvider,
     GuardReasonerViolation,
+    aclassify_checks,
+    classify_checks,
     is_violation,
 )
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from langchain_guardreasoner._messages import conversation_of
+from langchain_guardreasoner._tracing import RUNS, RunTracer
 
 
 class GuardReasonerRunnable(Runnable[Any, Any]):
@@ -40,7 +44,8 @@ class GuardReasonerRunnable(Runnable[Any, Any]):
 
     The guard is ``guard=`` (a ready :class:`~guardreasoner.GuardReasoner`, shared as is) or built on first
     use from ``model=`` and the other keyword options (``engine=``, ``policy=``, ``base_url=``, ...).
-    ``batch``/``abatch`` classify every input in one ``classify_batch`` call.
+    ``batch``/``abatch`` classify every input in one ``classify_batch`` call. Each check is a child run
+    named ``GuardReasoner`` of the step's run (of each input's run in a batch), with the verdict as outputs.
     """
 
     def __init__(
@@ -97,22 +102,26 @@ class GuardReasonerRunnable(Runnable[Any, Any]):
 
     def _check(self, value: Any) -> Any:
         prompt, response = conversation_of(value, history_window=self.history_window)
-        verdict = self.guard.classify(prompt, response)
+        verdict = classify_checks(RUNS, self.guard, [_judged(prompt, response)])[0]
         return self._outcome(value, prompt, response, verdict, raise_=True)
 
     async def _acheck(self, value: Any) -> Any:
         prompt, response = conversation_of(value, history_window=self.history_window)
-        verdict = await self.guard.aclassify(prompt, response)
+        verdict = (await aclassify_checks(RUNS, self.guard, [_judged(prompt, response)]))[0]
         return self._outcome(value, prompt, response, verdict, raise_=True)
 
-    def _check_batch(self, values: list[Any]) -> list[Any]:
+    def _check_batch(self, values: list[Any], config: list[RunnableConfig]) -> list[Any]:
         outputs, readable, conversations = self._read_all(values)
-        verdicts = self.guard.classify_batch(conversations) if conversations else []
+        tracer = RunTracer([config[index] for index in readable])  # each check under its input's run
+        checks = [_judged(*conversation) for conversation in conversations]
+        verdicts = classify_checks(tracer, self.guard, checks) if checks else []
         return self._finish_batch(values, outputs, readable, conversations, verdicts)
 
-    async def _acheck_batch(self, values: list[Any]) -> list[Any]:
+    async def _acheck_batch(self, values: list[Any], config: list[RunnableConfig]) -> list[Any]:
         outputs, readable, conversations = self._read_all(values)
-        verdicts = await self.guard.aclassify_batch(conversations) if conversations else []
+        tracer = RunTracer([config[index] for index in readable])
+        checks = [_judged(*conversation) for conversation in conversations]
+        verdicts = await aclassify_checks(tracer, self.guard, checks) if checks else []
         return self._finish_batch(values, outputs, readable, conversations, verdicts)
 
     def _read_all(self, values: list[Any]) -> tuple[list[Any], list[int], list[tuple[str, str | None]]]:
@@ -148,3 +157,8 @@ class GuardReasonerRunnable(Runnable[Any, Any]):
         if raise_:
             raise violation
         return violation
+
+
+def _judged(prompt: str, response: str | None) -> Check:
+    """The check of a conversation: its request alone (``input``), or its response (``output``)."""
+    return Check("input" if response is None else "output", prompt, response)

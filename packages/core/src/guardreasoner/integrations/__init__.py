@@ -11,6 +11,8 @@ your own), with no framework imported here.
   the verdict.
 - :mod:`~guardreasoner.integrations.streaming`: a streamed response released chunk by chunk once judged.
 - :mod:`~guardreasoner.integrations.shadow`: checks off the request path, every verdict recorded.
+- :mod:`~guardreasoner.integrations.trace`: each check shown in the framework's traces (a run, a span),
+  with what a trace shows of its verdict (:func:`verdict_summary`).
 
 Each adapter keeps its own framework code (its stages, how it reads messages or nodes) and builds on these.
 """
@@ -51,14 +53,25 @@ from guardreasoner.integrations.streaming import (
     BufferedStreamModerator,
     ReadAhead,
 )
+from guardreasoner.integrations.trace import (
+    NO_TRACE,
+    Check,
+    CheckTracer,
+    aclassify_checks,
+    classify_checks,
+    verdict_summary,
+)
 
 __all__ = [
     "DEFAULT_HISTORY_CHARS",
     "DEFAULT_HISTORY_TURNS",
     "DEFAULT_STREAM_CHUNK_TOKENS",
     "DEFAULT_VIOLATION_MESSAGE",
+    "NO_TRACE",
     "AReadAhead",
     "BufferedStreamModerator",
+    "Check",
+    "CheckTracer",
     "GuardedOptions",
     "Guarding",
     "Held",
@@ -69,6 +82,8 @@ __all__ = [
     "Turn",
     "arun_beside_check",
     "arun_checked",
+    "aclassify_checks",
+    "classify_checks",
     "fold_history",
     "run_beside_check",
     "run_checked",
@@ -84,5 +99,6 @@ __all__ = [
     "format_violation_message",
     "is_violation",
     "verdict_labels",
+    "verdict_summary",
     "violation_metadata",
 ]

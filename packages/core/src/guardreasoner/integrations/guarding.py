@@ -10,9 +10,10 @@ stream moderator. :class:`GuardedOptions` gives the wrapper the options back as 
 
 from __future__ import annotations
 
+import copy
 import inspect
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar, get_args
 
 from guardreasoner.guard import GuardReasoner
@@ -22,6 +23,7 @@ from guardreasoner.integrations.options import ExitBehavior, StreamMode
 from guardreasoner.integrations.parallel import Held, arun_checked, run_checked
 from guardreasoner.integrations.provider import GuardProvider, is_violation
 from guardreasoner.integrations.streaming import DEFAULT_STREAM_CHUNK_TOKENS, BufferedStreamModerator
+from guardreasoner.integrations.trace import NO_TRACE, Check, CheckTracer, aclassify_checks, classify_checks
 from guardreasoner.verdict import Verdict
 
 __all__ = ["GuardedOptions", "Guarding"]
@@ -35,7 +37,8 @@ class Guarding:
 
     ``exit_behaviors`` narrows the behaviours a surface supports (a chain has no turn to ``"end"``). An
     option a surface does not take keeps the default here, or what the surface fixes (a query engine judges
-    the query alone: ``history_window=0``).
+    the query alone: ``history_window=0``). ``tracer`` is the adapter's: every check made through
+    :meth:`classify`, :meth:`call_checked` or :meth:`moderator` is recorded in its framework's traces.
     """
 
     def __init__(
@@ -53,8 +56,10 @@ class Guarding:
         stream_mode: StreamMode = "buffered",
         stream_chunk_tokens: int = DEFAULT_STREAM_CHUNK_TOKENS,
         exit_behaviors: tuple[str, ...] = get_args(ExitBehavior),
+        tracer: CheckTracer = NO_TRACE,
     ):
         self.provider = GuardProvider(guard, model, guard_options)
+        self.tracer = tracer
         self.check_input = check_input
         self.check_output = check_output
         self.exit_behavior = options.check_exit_behavior(exit_behavior, exit_behaviors)
@@ -80,12 +85,35 @@ class Guarding:
     def guard(self) -> GuardReasoner:
         return self.provider.get()
 
+    def at_current_step(self) -> Guarding:
+        """These options, their checks recorded under the current step wherever they run (a stream's checks,
+        made as it is read after the call that returned it ended)."""
+        bound = copy.copy(self)
+        bound.tracer = self.tracer.here()
+        return bound
+
+    def classify(self, stage: str, prompt: str, response: str | None = None) -> Verdict:
+        """The guard's verdict on one exchange, judged at ``stage`` and recorded by the tracer."""
+        return classify_checks(self.tracer, self.guard, [Check(stage, prompt, response)])[0]
+
+    async def aclassify(self, stage: str, prompt: str, response: str | None = None) -> Verdict:
+        """:meth:`classify` with the guard's ``aclassify``."""
+        return (await aclassify_checks(self.tracer, self.guard, [Check(stage, prompt, response)]))[0]
+
+    def classify_all(self, checks: Sequence[Check]) -> list[Verdict]:
+        """The verdicts of several checks, in one guard call, each recorded by the tracer."""
+        return classify_checks(self.tracer, self.guard, checks)
+
+    async def aclassify_all(self, checks: Sequence[Check]) -> list[Verdict]:
+        """:meth:`classify_all` with the guard's ``aclassify_batch``."""
+        return await aclassify_checks(self.tracer, self.guard, checks)
+
     def call_checked(self, request: str | None, call: Callable[[], T]) -> Held[Verdict | None, T]:
         """``call()``, its result held until ``request`` (judged alone) is found safe, and started beside
         the check under ``parallel_input_check``. Nothing is judged without ``check_input`` or a request."""
         if request is None or not self.check_input:
             return Held(None, False, call())
-        check = lambda: self.guard.classify(request)  # noqa: E731
+        check = lambda: self.classify("input", request)  # noqa: E731
         return run_checked(check, call, blocks=_blocks_request, beside=self.parallel_input_check)
 
     async def acall_checked(
@@ -94,7 +122,7 @@ class Guarding:
         """:meth:`call_checked` for an async call."""
         if request is None or not self.check_input:
             return Held(None, False, await call())
-        check = self.guard.aclassify(request)
+        check = self.aclassify("input", request)
         return await arun_checked(check, call, blocks=_blocks_request, beside=self.parallel_input_check)
 
     def refusal(self, verdict: Verdict, stage: str) -> str:
@@ -112,7 +140,9 @@ class Guarding:
         """The moderator of a stream answering ``prompt``: ``stream_mode="buffered"`` releases it every
         ``stream_chunk_tokens`` tokens, ``"whole"`` once, after the whole answer is judged."""
         chunk = self.stream_chunk_tokens if self.stream_mode == "buffered" else sys.maxsize
-        return BufferedStreamModerator(self.guard, prompt, chunk_tokens=chunk, text_of=text_of)
+        return BufferedStreamModerator(
+            self.guard, prompt, chunk_tokens=chunk, text_of=text_of, tracer=self.tracer.here()
+        )
 
 
 def _blocks_request(verdict: Verdict) -> bool:

@@ -28,6 +28,7 @@ from typing import Any, Literal
 from guardreasoner.guard import GuardReasoner
 from guardreasoner.integrations.options import GuardReasonerViolation
 from guardreasoner.integrations.provider import is_violation
+from guardreasoner.integrations.trace import NO_TRACE, Check, CheckTracer, aclassify_checks, classify_checks
 from guardreasoner.verdict import Verdict
 
 __all__ = ["ShadowRecord", "ShadowRecorder", "ShadowSink"]
@@ -126,21 +127,35 @@ class ShadowRecorder:
         return False
 
     def check(
-        self, prompt: str, response: str | None = None, *, stage: str, metadata: dict[str, Any] | None = None
+        self,
+        prompt: str,
+        response: str | None = None,
+        *,
+        stage: str,
+        metadata: dict[str, Any] | None = None,
+        tracer: CheckTracer = NO_TRACE,
     ) -> Verdict | None:
-        """What a hook calls: without ``enforce``, :meth:`submit` (returns None); with it, judge now, record,
-        and raise :class:`GuardReasonerViolation` when the verdict blocks (else return the verdict)."""
+        """What a hook calls: without ``enforce``, :meth:`submit` (returns None); with it, judge now (recorded
+        by ``tracer`` in the framework's traces), record, and raise :class:`GuardReasonerViolation` when the
+        verdict blocks (else return the verdict)."""
         if (check := self._enforced(prompt, response, stage, metadata)) is None:
             return None
-        return self._enforce(check, self.guard.classify(prompt, response))
+        return self._enforce(check, classify_checks(tracer, self.guard, [Check(stage, prompt, response)])[0])
 
     async def acheck(
-        self, prompt: str, response: str | None = None, *, stage: str, metadata: dict[str, Any] | None = None
+        self,
+        prompt: str,
+        response: str | None = None,
+        *,
+        stage: str,
+        metadata: dict[str, Any] | None = None,
+        tracer: CheckTracer = NO_TRACE,
     ) -> Verdict | None:
         """:meth:`check` for async hooks (the enforcing check awaits the guard's ``aclassify``)."""
         if (check := self._enforced(prompt, response, stage, metadata)) is None:
             return None
-        return self._enforce(check, await self.guard.aclassify(prompt, response))
+        verdicts = await aclassify_checks(tracer, self.guard, [Check(stage, prompt, response)])
+        return self._enforce(check, verdicts[0])
 
     def _enforced(
         self, prompt: str, response: str | None, stage: str, metadata: dict[str, Any] | None

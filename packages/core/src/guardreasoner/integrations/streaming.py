@@ -30,6 +30,7 @@ from typing import Any, Generic, TypeVar
 from guardreasoner.guard import GuardReasoner
 from guardreasoner.integrations.options import GuardReasonerViolation, check_stream_chunk_tokens
 from guardreasoner.integrations.provider import is_violation
+from guardreasoner.integrations.trace import NO_TRACE, Check, CheckTracer, aclassify_checks, classify_checks
 from guardreasoner.verdict import Verdict
 
 __all__ = ["DEFAULT_STREAM_CHUNK_TOKENS", "AReadAhead", "BufferedStreamModerator", "ReadAhead"]
@@ -48,7 +49,8 @@ class BufferedStreamModerator(Generic[T]):
     words. With ``context_tokens``, each check reads only about that many words of the released text before
     the new chunk (a bounded check on a long answer); None (default) re-reads the whole response so far.
     The last chunk, shorter than ``chunk_tokens``, is judged when the stream ends. Counters: ``checks``,
-    ``released`` (pieces), ``verdicts`` (every verdict, in order).
+    ``released`` (pieces), ``verdicts`` (every verdict, in order). ``tracer`` records each check (its
+    ``chunk`` number; none when one check judged the whole answer).
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class BufferedStreamModerator(Generic[T]):
         text_of: Callable[[T], str] = str,
         stage: str = "output",
         read_ahead: bool = True,
+        tracer: CheckTracer = NO_TRACE,
     ):
         check_stream_chunk_tokens(chunk_tokens)
         if context_tokens is not None and context_tokens < 0:
@@ -72,6 +75,7 @@ class BufferedStreamModerator(Generic[T]):
         self.text_of = text_of
         self.stage = stage
         self.read_ahead = read_ahead
+        self.tracer = tracer
         self.checks = 0
         self.released = 0
         self.verdicts: list[Verdict] = []
@@ -91,10 +95,10 @@ class BufferedStreamModerator(Generic[T]):
         try:
             for piece in upstream:
                 if self._hold(piece):
-                    self._check(self.guard.classify(*self._conversation()))
+                    self._check(classify_checks(self.tracer, self.guard, [self._next_check(last=False)])[0])
                     yield from self._release()
             if self._held_text.strip():
-                self._check(self.guard.classify(*self._conversation()))
+                self._check(classify_checks(self.tracer, self.guard, [self._next_check(last=True)])[0])
         finally:
             close = getattr(upstream, "close", None)
             if close is not None:
@@ -108,11 +112,13 @@ class BufferedStreamModerator(Generic[T]):
         try:
             async for piece in upstream:
                 if self._hold(piece):
-                    self._check(await self.guard.aclassify(*self._conversation()))
+                    check = self._next_check(last=False)
+                    self._check((await aclassify_checks(self.tracer, self.guard, [check]))[0])
                     for released in self._release():
                         yield released
             if self._held_text.strip():
-                self._check(await self.guard.aclassify(*self._conversation()))
+                check = self._next_check(last=True)
+                self._check((await aclassify_checks(self.tracer, self.guard, [check]))[0])
         finally:
             aclose = getattr(upstream, "aclose", None)
             if aclose is not None:
@@ -134,6 +140,11 @@ class BufferedStreamModerator(Generic[T]):
             words = re.findall(r"\S+\s*", context)
             context = "".join(words[-self.context_tokens :]) if self.context_tokens else ""
         return self.prompt, context + self._held_text
+
+    def _next_check(self, *, last: bool) -> Check:
+        """The next check: the prompt with the response so far, numbered unless it judges the whole answer."""
+        chunk = None if last and self.checks == 0 else self.checks + 1
+        return Check(self.stage, *self._conversation(), chunk=chunk)
 
     def _check(self, verdict: Verdict) -> None:
         self.checks += 1

@@ -1,5 +1,6 @@
 """GuardReasoner for LlamaIndex: a node postprocessor, guarded query and chat engines, guarded agents, and a
-shadow-mode instrumentation event handler.
+shadow-mode instrumentation event handler. Every check the engines and agents make is a ``GuardReasoner.<stage>``
+span of LlamaIndex's instrumentation, its verdict in a :class:`GuardReasonerVerdictEvent`.
 
 Install with ``pip install "guardreasoner[llamaindex]"`` (the distribution is
 ``llama-index-postprocessor-guardreasoner``). Importing this package without llama-index-core installed
@@ -15,6 +16,7 @@ except ImportError as exc:  # the framework is this package's dependency; say ho
         "llamaindex", "llama-index-core", "llama_index.postprocessor.guardreasoner"
     ) from exc
 
+from llama_index.postprocessor.guardreasoner._tracing import GuardReasonerVerdictEvent
 from llama_index.postprocessor.guardreasoner.agent import GuardedAgent
 from llama_index.postprocessor.guardreasoner.chat_engine import GuardedChatEngine
 from llama_index.postprocessor.guardreasoner.postprocessor import GuardReasonerNodePostprocessor
@@ -29,6 +31,7 @@ __all__ = [
     "DEFAULT_VIOLATION_MESSAGE",
     "GuardReasonerEventHandler",
     "GuardReasonerNodePostprocessor",
+    "GuardReasonerVerdictEvent",
     "GuardReasonerViolation",
     "GuardedAgent",
     "GuardedChatEngine",

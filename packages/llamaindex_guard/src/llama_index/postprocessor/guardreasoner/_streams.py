@@ -41,7 +41,7 @@ def guard_stream(
             for piece in stream:
                 text += text_of(piece) or ""
                 yield piece
-            _judge_whole(guarding.guard.classify(prompt, text), text)
+            _judge_whole(guarding.classify("output", prompt, text), text)
         else:
             yield from guarding.moderator(prompt, text_of).moderate(stream)
     except GuardReasonerViolation as exc:
@@ -66,7 +66,7 @@ async def aguard_stream(
             async for piece in stream:
                 text += text_of(piece) or ""
                 yield piece
-            _judge_whole(await guarding.guard.aclassify(prompt, text), text)
+            _judge_whole(await guarding.aclassify("output", prompt, text), text)
         else:
             async for piece in guarding.moderator(prompt, text_of).amoderate(stream):
                 yield piece

@@ -28,6 +28,9 @@ place of the flagged content and goes on: a flagged tool result reaches the LLM 
 the agent continues; input and final answer have nothing to go on with, so they end with the refusal.
 A refusal answer's ``AgentOutput.raw["guardreasoner"]`` holds the stage and the full verdict, and the
 refusal (never the flagged text) is what the run's memory keeps.
+
+Each check is a ``GuardReasoner.<stage>`` span of LlamaIndex's instrumentation under the agent step it
+guards (a tool result's under the guarded tool's call), its verdict in a ``GuardReasonerVerdictEvent``.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from llama_index.postprocessor.guardreasoner._common import (
     refusal_metadata,
     text_or_none,
 )
+from llama_index.postprocessor.guardreasoner._tracing import SPANS
 
 from guardreasoner import Verdict
 from guardreasoner.guard import GuardReasoner
@@ -111,7 +115,7 @@ class GuardedAgent(BaseWorkflowAgent):
         **guard_options: Any,
     ):
         _check_agent(agent)
-        guarding = Guarding.from_arguments(locals())
+        guarding = Guarding.from_arguments(locals(), tracer=SPANS)
         tools = list(agent.tools or [])
         super().__init__(
             **_options_of(
@@ -174,14 +178,14 @@ class GuardedAgent(BaseWorkflowAgent):
         if judge_input:  # once per run (a later step, or a handoff, sees the same request)
             await ctx.store.set(_INPUT_JUDGED, request)
             if not self._guarding.parallel_input_check:
-                verdict = await self.guard.aclassify(request)
+                verdict = await self._guarding.aclassify("input", request)
                 if is_violation(verdict, judged_on="request"):
                     return await self._stop(ctx, verdict, "input", request)
         held = _HeldContext(ctx)
         step = asyncio.ensure_future(self._agent.take_step(held, llm_input, tools, memory))
         if judge_input and self._guarding.parallel_input_check:
             try:
-                verdict = await self.guard.aclassify(request)
+                verdict = await self._guarding.aclassify("input", request)
             except BaseException:
                 await _cancel(step)
                 raise
@@ -194,7 +198,7 @@ class GuardedAgent(BaseWorkflowAgent):
             return await self._stop(ctx, exc.verdict, "output", exc.content)
         final = not output.tool_calls and self._guarding.check_output and not judged
         if final and (text := text_or_none(output.response.content)) is not None:
-            verdict = await self._judge(request, text)
+            verdict = await self._judge("output", request, text)
             if verdict is not None:  # the step's writes (its answer in the scratchpad) are dropped with it
                 return await self._stop(ctx, verdict, "output", text)
         await held.store.commit()
@@ -231,12 +235,12 @@ class GuardedAgent(BaseWorkflowAgent):
             history = history[:-1]
         return folded_request(history, message, self._guarding.history_window)
 
-    async def _judge(self, request: str | None, text: str) -> Verdict | None:
+    async def _judge(self, stage: Stage, request: str | None, text: str) -> Verdict | None:
         """The blocking verdict on ``text`` as the response to ``request`` (alone when there is none)."""
         if request is None:
-            verdict = await self.guard.aclassify(text)
+            verdict = await self._guarding.aclassify(stage, text)
             return verdict if is_violation(verdict, judged_on="request") else None
-        verdict = await self.guard.aclassify(request, text)
+        verdict = await self._guarding.aclassify(stage, request, text)
         return verdict if is_violation(verdict, judged_on="response") else None
 
     async def _release(
@@ -300,7 +304,7 @@ class GuardedAgent(BaseWorkflowAgent):
         if text is None or output.is_error:
             return output
         request = text_or_none(await ctx.store.get("user_msg_str", default=None))
-        verdict = await self._judge(request, text)
+        verdict = await self._judge("tool", request, text)
         if verdict is None:
             return output
         if self._guarding.exit_behavior != "replace":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections.abc import AsyncGenerator, Callable, Generator
+from functools import partial
 from typing import Any, TypeVar
 
 from llama_index.core.base.llms.types import ChatMessage, ChatResponse, MessageRole
@@ -22,6 +23,7 @@ from llama_index.postprocessor.guardreasoner._common import (
     text_or_none,
 )
 from llama_index.postprocessor.guardreasoner._streams import aguard_stream, guard_stream
+from llama_index.postprocessor.guardreasoner._tracing import SPANS
 
 from guardreasoner import Verdict
 from guardreasoner.guard import GuardReasoner
@@ -66,6 +68,9 @@ class GuardedChatEngine(GuardedOptions, BaseChatEngine):
 
     Only chat engines are accepted: a LlamaIndex 0.14 agent (``FunctionAgent``, ``ReActAgent``,
     ``AgentWorkflow``) has no ``chat`` method; guard it with :class:`GuardedAgent`.
+
+    Each check is a ``GuardReasoner.<stage>`` span of LlamaIndex's instrumentation under the chat's span,
+    its verdict in a ``GuardReasonerVerdictEvent``.
     """
 
     def __init__(
@@ -94,7 +99,7 @@ class GuardedChatEngine(GuardedOptions, BaseChatEngine):
                 f"GuardedChatEngine wraps a LlamaIndex BaseChatEngine, got {type(chat_engine).__name__}.{hint}"
             )
         self._chat_engine = chat_engine
-        self._guarding = Guarding.from_arguments(locals())
+        self._guarding = Guarding.from_arguments(locals(), tracer=SPANS)
 
     @property
     def chat_history(self) -> list[ChatMessage]:
@@ -115,10 +120,10 @@ class GuardedChatEngine(GuardedOptions, BaseChatEngine):
             if verdict is not None:
                 return self._refuse("input", verdict, message)
         else:
-            if _blocks_request(verdict := self.guard.classify(prompt)):
+            if _blocks_request(verdict := self._guarding.classify("input", prompt)):
                 return self._refuse("input", verdict, message)
             response = call()
-        return self._judge_answer(prompt or message, response, self.guard.classify)
+        return self._judge_answer(prompt or message, response, partial(self._guarding.classify, "output"))
 
     async def achat(
         self, message: str, chat_history: list[ChatMessage] | None = None
@@ -129,7 +134,7 @@ class GuardedChatEngine(GuardedOptions, BaseChatEngine):
         elif self.parallel_input_check:
             snapshot = await self._asnapshot()
             held = await arun_beside_check(
-                self.guard.aclassify(prompt),
+                self._guarding.aclassify("input", prompt),
                 lambda: self._chat_engine.achat(message, chat_history),
                 blocks=_blocks_request,
             )
@@ -138,12 +143,12 @@ class GuardedChatEngine(GuardedOptions, BaseChatEngine):
                 return self._refuse("input", held.verdict, message)
             response = held.result
         else:
-            if _blocks_request(verdict := await self.guard.aclassify(prompt)):
+            if _blocks_request(verdict := await self._guarding.aclassify("input", prompt)):
                 return self._refuse("input", verdict, message)
             response = await self._chat_engine.achat(message, chat_history)
         if not self._wants_output(response):
             return response
-        verdict = await self.guard.aclassify(prompt or message, str(response))
+        verdict = await self._guarding.aclassify("output", prompt or message, str(response))
         if is_violation(verdict, judged_on="response"):
             await self._ascrub_memory(str(response))
             return self._refuse("output", verdict, str(response))
@@ -153,13 +158,13 @@ class GuardedChatEngine(GuardedOptions, BaseChatEngine):
         self, message: str, chat_history: list[ChatMessage] | None = None
     ) -> StreamingAgentChatResponse:
         prompt = self._request(message, chat_history)
-        if prompt is not None and _blocks_request(verdict := self.guard.classify(prompt)):
+        if prompt is not None and _blocks_request(verdict := self._guarding.classify("input", prompt)):
             return _stream_of(self._refuse("input", verdict, message).response)
         streamed = self._chat_engine.stream_chat(message, chat_history)
         if not self.check_output:
             return streamed
         guarded = guard_stream(
-            self._guarding,
+            self._guarding.at_current_step(),
             prompt or message,
             streamed.response_gen,
             text_of=str,
@@ -172,7 +177,7 @@ class GuardedChatEngine(GuardedOptions, BaseChatEngine):
         self, message: str, chat_history: list[ChatMessage] | None = None
     ) -> StreamingAgentChatResponse:
         prompt = self._request(message, chat_history)
-        if prompt is not None and _blocks_request(verdict := await self.guard.aclassify(prompt)):
+        if prompt is not None and _blocks_request(verdict := await self._guarding.aclassify("input", prompt)):
             return _stream_of(self._refuse("input", verdict, message).response)
         streamed = await self._chat_engine.astream_chat(message, chat_history)
         if not self.check_output:
@@ -183,7 +188,7 @@ class GuardedChatEngine(GuardedOptions, BaseChatEngine):
             await self._ascrub_memory(content)
 
         guarded = aguard_stream(
-            self._guarding,
+            self._guarding.at_current_step(),
             prompt or message,
             streamed.async_response_gen(),
             text_of=str,
@@ -233,7 +238,7 @@ class GuardedChatEngine(GuardedOptions, BaseChatEngine):
         thread = threading.Thread(target=target, name="guardreasoner-chat-beside-check", daemon=True)
         thread.start()
         try:
-            verdict = self.guard.classify(prompt)
+            verdict = self._guarding.classify("input", prompt)
         finally:
             thread.join()
         if _blocks_request(verdict):

@@ -8,13 +8,17 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 from llama_index.postprocessor.guardreasoner._common import text_or_none
+from llama_index.postprocessor.guardreasoner._tracing import SPANS
 
 from guardreasoner import Verdict
 from guardreasoner.guard import GuardReasoner
 from guardreasoner.integrations import (
     DEFAULT_VIOLATION_MESSAGE,
+    Check,
     GuardProvider,
+    aclassify_checks,
     check_violation_message,
+    classify_checks,
     format_violation_message,
     is_violation,
 )
@@ -38,7 +42,9 @@ class GuardReasonerNodePostprocessor(BaseNodePostprocessor):
     node's text replaced by ``violation_message`` (a template: ``{stage}`` is ``"node"``, ``{labels}``...),
     so the LLM reads the refusal where the harmful text was. The input nodes are never modified.
 
-    The guard is ``guard=`` or built on first use from ``model=`` and the other keyword options.
+    The guard is ``guard=`` or built on first use from ``model=`` and the other keyword options. Each
+    node's check is a ``GuardReasoner.node`` span of LlamaIndex's instrumentation under the postprocessing
+    span, its verdict in a ``GuardReasonerVerdictEvent``.
     """
 
     mode: Literal["drop", "flag", "replace"] = Field(
@@ -85,14 +91,16 @@ class GuardReasonerNodePostprocessor(BaseNodePostprocessor):
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
         judged, conversations = self._conversations(nodes, query_bundle)
-        verdicts = self.guard.classify_batch(conversations) if conversations else []
+        checks = [Check("node", *conversation) for conversation in conversations]
+        verdicts = classify_checks(SPANS, self.guard, checks) if checks else []
         return self._result(nodes, judged, conversations, verdicts)
 
     async def _apostprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
         judged, conversations = self._conversations(nodes, query_bundle)
-        verdicts = await self.guard.aclassify_batch(conversations) if conversations else []
+        checks = [Check("node", *conversation) for conversation in conversations]
+        verdicts = await aclassify_checks(SPANS, self.guard, checks) if checks else []
         return self._result(nodes, judged, conversations, verdicts)
 
     def _conversations(

@@ -18,6 +18,7 @@ from llama_index.core.prompts.mixin import PromptMixinType
 from llama_index.core.schema import QueryBundle
 from llama_index.postprocessor.guardreasoner._common import Stage, refusal_metadata, text_or_none
 from llama_index.postprocessor.guardreasoner._streams import aguard_stream, guard_stream
+from llama_index.postprocessor.guardreasoner._tracing import SPANS
 
 from guardreasoner import Verdict
 from guardreasoner.guard import GuardReasoner
@@ -56,6 +57,9 @@ class GuardedQueryEngine(GuardedOptions, BaseQueryEngine):
     ``metadata["guardreasoner"]`` is set) or raises from the consumer's loop (``error``). ``streaming`` says
     whether input refusals should be streaming responses too; left None, it is read from the wrapped
     engine's response synthesizer. ``retrieve``/``synthesize`` are not offered: they would bypass the guard.
+
+    Each check is a ``GuardReasoner.<stage>`` span of LlamaIndex's instrumentation under the query's span
+    (a stream's checks too, as it is read), its verdict in a ``GuardReasonerVerdictEvent``.
     """
 
     def __init__(
@@ -81,7 +85,8 @@ class GuardedQueryEngine(GuardedOptions, BaseQueryEngine):
                 "wrap a chat engine with GuardedChatEngine and an agent with GuardedAgent."
             )
         self._query_engine = query_engine
-        self._guarding = Guarding.from_arguments(locals(), history_window=0)  # the query is judged alone
+        # the query is judged alone
+        self._guarding = Guarding.from_arguments(locals(), history_window=0, tracer=SPANS)
         if streaming is None:
             synthesizer = getattr(query_engine, "_response_synthesizer", None)
             streaming = bool(getattr(synthesizer, "_streaming", False))
@@ -110,7 +115,7 @@ class GuardedQueryEngine(GuardedOptions, BaseQueryEngine):
         if isinstance(response, StreamingResponse):
             return self._guard_stream(query, response)
         text = _text_of(response)
-        return self._judge_answer(response, self.guard.classify(query, text) if text else None)
+        return self._judge_answer(response, self._guarding.classify("output", query, text) if text else None)
 
     async def _aquery(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
         query = query_bundle.query_str
@@ -125,7 +130,8 @@ class GuardedQueryEngine(GuardedOptions, BaseQueryEngine):
         if isinstance(response, (StreamingResponse, AsyncStreamingResponse)):
             return self._guard_stream(query, response)
         text = _text_of(response)
-        return self._judge_answer(response, await self.guard.aclassify(query, text) if text else None)
+        verdict = await self._guarding.aclassify("output", query, text) if text else None
+        return self._judge_answer(response, verdict)
 
     # -- answers --------------------------------------------------------------------------------------
 
@@ -153,7 +159,8 @@ class GuardedQueryEngine(GuardedOptions, BaseQueryEngine):
                 response.response_txt, [], None
             ).response_gen
         guarded = aguard_stream if is_async else guard_stream
-        response.response_gen = guarded(self._guarding, query, upstream, **options)
+        # the stream's checks are made as it is read, after the query's span ended: under that span still
+        response.response_gen = guarded(self._guarding.at_current_step(), query, upstream, **options)
         response.response_txt = None
         return response
 
