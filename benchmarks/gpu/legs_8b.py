@@ -34,7 +34,9 @@ BATCHES = (1, 64, 512)
 LLAMA3_VOCAB = 128_256  # the real embedding and LM head (the stand-in's tokenizer uses the first 32,256 ids)
 
 
-def step_costs(assets: Path, directory: Path, architecture: dict, ks: tuple[int, ...], vocab: int, memory: float):
+def step_costs(
+    assets: Path, directory: Path, architecture: dict, ks: tuple[int, ...], vocab: int, memory: float
+):
     """Decode-step and verification costs of one architecture with random weights, per batch size."""
     import vllm
 
@@ -78,7 +80,6 @@ def step_costs(assets: Path, directory: Path, architecture: dict, ks: tuple[int,
             verify[str(k)] = round((step + t_k - t_one) / step, 3)
         steps[str(batch)] = {"decode_step_s": round(step, 5), "verify_cost_vs_step": verify}
     llm.llm_engine.engine_core.shutdown()
-    del llm
     time.sleep(3)
     return {"build_s": build_s, "steps": steps}
 
@@ -91,7 +92,9 @@ def tokens_per_step(p: float, k: int) -> float:
 def step_8b_leg(args, data, memory: float) -> dict:
     vocab = data["bpe_ids"]
     work = args.out / "step_8b"
-    target = step_costs(args.assets, work / "llama-8b", LLAMA_8B, tuple(sorted(set(SUFFIX_K + DRAFT_K))), vocab, memory)
+    target = step_costs(
+        args.assets, work / "llama-8b", LLAMA_8B, tuple(sorted(set(SUFFIX_K + DRAFT_K))), vocab, memory
+    )
     draft = step_costs(args.assets, work / "llama-1b", LLAMA_1B, (), vocab, memory)
     result: dict = {"llama_8b": target, "llama_1b": draft}
     measured = data.get("standin_mean_accepted_length")

@@ -74,7 +74,10 @@ LEGS = {
         "once 0.90-1.0x direct",
         {},
     ),
-    "engine_noscores": ("512 at once 0.97-1.03x direct; engine at most 1.10x this leg's time", {"scores": False}),
+    "engine_noscores": (
+        "512 at once 0.97-1.03x direct; engine at most 1.10x this leg's time",
+        {"scores": False},
+    ),
     "engine_async": ("one verdict = engine; 256 aclassify >= engine's", {"backend": "async"}),
     "suffix": (
         "one verdict 0.30-0.40x direct (3.4-4.7 accepted tokens a step, as on 0.26, at ~1.2x a plain step with "
@@ -101,7 +104,10 @@ LEGS = {
         "always's verdicts/s",
         None,
     ),
-    "ngram_gpu": ("one verdict ~0.8x direct (few n-gram drafts accepted); 512 at once ~1.0x", {"speculative": "ngram_gpu"}),
+    "ngram_gpu": (
+        "one verdict ~0.8x direct (few n-gram drafts accepted); 512 at once ~1.0x",
+        {"speculative": "ngram_gpu"},
+    ),
     "step_8b": (
         "8B: verifying k drafts costs <1.3x a decode step at batch 1 and ~(1+k)x at 512; a 1B draft step "
         "costs ~0.2x an 8B step, so draft-model speculation pays at small batches only",
@@ -487,7 +493,7 @@ def table(results: dict) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, leg in legs.items():
-        if "skipped" in leg or "error" in leg or name in ("step_8b", "fp32_tokens"):
+        if "skipped" in leg or "error" in leg or name in ("step_8b", "fp32_tokens", "modes"):
             lines.append(
                 f"| {name} | {leg.get('skipped') or leg.get('error', '')[:80] or 'see JSON'} ||||||||"
             )
@@ -546,7 +552,7 @@ def main() -> None:
     run.results["environment"] = environment()
     data = load_data(args)
     run.results["workload"] = {
-        k: len(data[k]) for k in ("warmup", "single", "concurrent", "batch", "warm_pairs")
+        k: len(data[k]) for k in ("warmup", "single", "concurrent", "curve", "batch", "warm_pairs")
     }
     # Rough seconds per leg (engine build with a warm compile cache + measurements), for the budget.
     needs = {"direct": 70, "step_8b": 110, "batch_invariant": 60, "fp32_tokens": 80, "modes": 120}
@@ -567,12 +573,15 @@ def main() -> None:
         elif name == "fp32_tokens":
             function = lambda: fp32_tokens_leg(args, data)  # noqa: E731
         elif name == "modes":
-            function = lambda: modes_leg(args, data)  # noqa: E731
+            function = lambda: modes_leg(args, data, lambda: vllm_guard(args, "bfloat16"))  # noqa: E731
         elif name == "suffix_tuned":
             cut = crossover(data["curves"])
             options = dict(LEGS[name][1], **({"speculate_up_to_batch": cut} if cut and cut < 512 else {}))
-            run.results["suffix_tuned_cutoff"] = {"speculate_up_to_batch": cut, "curves": dict(data["curves"])}
-            function = lambda options=options: engine_leg(args, data, name, options)  # noqa: E731
+            run.results["suffix_tuned_cutoff"] = {
+                "speculate_up_to_batch": cut,
+                "curves": dict(data["curves"]),
+            }
+            function = lambda options=options, name=name: engine_leg(args, data, name, options)  # noqa: E731
         else:
             function = lambda name=name: engine_leg(args, data, name, LEGS[name][1])  # noqa: E731
         run.leg(name, function, needs.get(name, 45))
