@@ -3,16 +3,11 @@ and with ``--gpus 2`` one Ray actor against two on a two-GPU machine (the multi-
 
     # here (CPU), the whole flow on a tiny random Llama with engine="hf", 300 records (a few minutes):
     .venv/bin/python benchmarks/gpu/audit_bench.py --smoke --out /tmp/audit-bench-smoke
-    # GPU (nvidia-h200), after staging the vLLM bundle's parts 1-2 and .whl/ray-part1-2 (ray_wheel_parts.sh),
-    # once per machine, carrying .vllm/part3:
-    source .vllm/part3/install.sh && bash benchmarks/gpu/ray_wheel_parts.sh install
-    # then, carrying .vllm/part3 and .vllm/assets (about 5-8 minutes; --budget-s keeps it under 10):
-    source .vllm/part3/install.sh && bash benchmarks/gpu/ray_wheel_parts.sh install \
-      && export PYTHONPATH=$HOME/ray-site:$PWD/packages/core/src:$PYTHONPATH \
-      && python3 benchmarks/gpu/audit_bench.py --assets .vllm/assets --out "$OUT"
+    # GPU, on a machine staged by stage.sh (built with STAGE_RAY=1: the image lacks Ray 2.60):
+    bash benchmarks/gpu/run.sh audit:560
     # the same on nvidia-h200-x2 with --gpus 2
 
-The input is 10,000 records (``--count``): the 2,048 benchmark conversations of ``.vllm/assets/workload.jsonl``
+The input is 10,000 records (``--count``): the 2,048 benchmark conversations of ``$GPU_ASSETS/workload.jsonl``
 (drawn by ``vllm_assets.py`` from the paper's ten sets) shuffled and repeated, each with its own id, written
 as one Parquet file. The model has Llama-3.2-1B's architecture with random bf16 weights (``vllm_suite.build_1b``);
 random weights never stop on their own, so every verdict generates exactly ``--max-new-tokens`` (128)
@@ -179,7 +174,7 @@ def prepare_model(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--assets", type=Path, default=Path(".vllm/assets"), help="the folder vllm_assets.py wrote"
+        "--assets", type=Path, default=Path(os.environ.get("GPU_ASSETS", ".gpu/stage/assets")), help="the folder vllm_assets.py wrote"
     )
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "benchmarks/results")))
     parser.add_argument("--work", type=Path, default=Path("/tmp/guardreasoner-audit-bench"))

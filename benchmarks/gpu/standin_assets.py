@@ -1,7 +1,7 @@
 """Inputs for the stand-in guard (``standin_guard.py``) and ``vllm_perf.py``, built on a CPU machine that has the
-paper's data (the GPU machine has no network and no shared data: these travel as the carried ``.vllm/assets``).
+paper's data (the GPU machine has no network and no shared data: these travel as part of the bundle ``stage.sh`` builds, unpacked there at ``$GPU_ASSETS``).
 
-    python benchmarks/gpu/standin_assets.py --out .vllm/assets/standin
+    python benchmarks/gpu/standin_assets.py --out .gpu/stage/assets/standin   # stage.sh build runs it
 
 Writes to ``--out`` (about 15 MiB):
 

@@ -4,7 +4,7 @@ outputs of four benchmarks. Random weights never stop and accept no drafts; this
 GuardReasoner's format, stops on its own and parses, so speculative decoding and batch sizes can be measured on
 realistic outputs (``vllm_perf.py``). Its labels are not meant to be right.
 
-    python benchmarks/gpu/standin_guard.py --assets .vllm/assets/standin --out $OUT/standin --budget-s 240
+    python benchmarks/gpu/standin_guard.py --assets $GPU_ASSETS/standin --out $OUT/standin --budget-s 240
 
 Inputs come from ``standin_assets.py`` (built on a CPU machine with the paper's data). Writes ``--out/model``
 (a directory the core and vLLM load: weights, tokenizer, ``guardreasoner.json``) and ``--out/train.json``

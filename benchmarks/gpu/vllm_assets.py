@@ -1,7 +1,7 @@
 """Inputs for ``vllm_suite.py``, built on a CPU machine that has ``../shared/data`` (the GPU machine has no
 network and no shared data, so the suite takes these as a carried folder).
 
-    .venv/bin/python benchmarks/gpu/vllm_assets.py --out .vllm/assets
+    .venv/bin/python benchmarks/gpu/vllm_assets.py --out .gpu/stage/assets   # stage.sh build runs it
 
 Writes to ``--out``:
 

@@ -1,6 +1,6 @@
 """Why 3 of the 40 float32 parity prompts gave identical token ids but different text (CPU, no vLLM needed).
 
-    .venv/bin/python benchmarks/gpu/vllm_detok_check.py --assets .vllm/assets
+    .venv/bin/python benchmarks/gpu/vllm_detok_check.py --assets $GPU_ASSETS
 
 Rebuilds ``vllm_suite.py``'s parity model and prompts, generates the greedy ids with transformers on the CPU
 (the GPU run showed vLLM's ids identical to these), and decodes each sequence two ways: all at once, as the

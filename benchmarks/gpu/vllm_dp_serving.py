@@ -7,7 +7,7 @@ the batch; both start together after loading, and the throughput is 512 over the
 Latency of one verdict is the one-GPU figure (each request runs on one GPU), which ``vllm_tp_serving.py``
 measures at tp=1.
 
-    python3 benchmarks/gpu/vllm_dp_serving.py --assets .vllm/assets --out "$OUT"   # after vllm_tp_serving.py
+    python3 benchmarks/gpu/vllm_dp_serving.py --assets $GPU_ASSETS --out "$OUT"   # after vllm_tp_serving.py
 
 Writes ``vllm_dp_serving.json`` and prints one line.
 """

@@ -8,7 +8,7 @@ conversations with the label requests and without them (the same engine; ``--rep
 bfloat16. The tiny guard's steps are cheap, so the label requests' share of its time bounds their share on a
 1B from above. Writes a JSON summary to ``--out``; exits 1 when the check fails.
 
-    python benchmarks/gpu/vllm_scores_check.py --model-dir .vllm/assets/tiny_guard --out scores.json
+    python benchmarks/gpu/vllm_scores_check.py --model-dir $GPU_ASSETS/tiny_guard --out scores.json
 """
 
 from __future__ import annotations

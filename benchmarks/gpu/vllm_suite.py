@@ -2,7 +2,7 @@
 
 One command (on a CUDA machine with vLLM; the inputs come from ``vllm_assets.py``):
 
-    PYTHONPATH=packages/core/src python3 benchmarks/gpu/vllm_suite.py --assets .vllm/assets --out "$OUT"
+    PYTHONPATH=packages/core/src python3 benchmarks/gpu/vllm_suite.py --assets $GPU_ASSETS --out "$OUT"
 
 Sections, in order (each writes ``vllm_suite.json`` as it finishes, so a run cut short keeps what it did):
 

@@ -1,9 +1,9 @@
 """GuardReasoner-8B on vLLM: tensor_parallel_size=2 against 1 on one machine of two GPUs (issue 5).
 
     # here (CPU): the plan, the workload's measured token counts, no GPU needed
-    .venv/bin/python benchmarks/gpu/vllm_tp_serving.py --assets .vllm/assets --dry-run
+    .venv/bin/python benchmarks/gpu/vllm_tp_serving.py --assets $GPU_ASSETS --dry-run
     # on nvidia-h200-x2, with vLLM installed (see vllm_suite.py for the bundle):
-    PYTHONPATH=packages/core/src python3 benchmarks/gpu/vllm_tp_serving.py --assets .vllm/assets --out "$OUT"
+    PYTHONPATH=packages/core/src python3 benchmarks/gpu/vllm_tp_serving.py --assets $GPU_ASSETS --out "$OUT"
 
 The model has GuardReasoner-8B's architecture (Llama 3.1 8B: hidden 4096, 32 layers, 32 heads, 8 KV heads,
 intermediate 14336, vocab 128256, untied embeddings, llama3 RoPE) with random bf16 weights that vLLM draws
