@@ -174,7 +174,10 @@ def prepare_model(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--assets", type=Path, default=Path(os.environ.get("GPU_ASSETS", ".gpu/stage/assets")), help="the folder vllm_assets.py wrote"
+        "--assets",
+        type=Path,
+        default=Path(os.environ.get("GPU_ASSETS", ".gpu/stage/assets")),
+        help="the folder vllm_assets.py wrote",
     )
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "benchmarks/results")))
     parser.add_argument("--work", type=Path, default=Path("/tmp/guardreasoner-audit-bench"))
