@@ -18,7 +18,7 @@
 # and the logs' tails are printed last (the reply shows the end of the output).
 set -uo pipefail
 source "$(dirname "$0")/stage.sh" env || exit 3
-R=/tmp/gpu-results
+R=/tmp/gpu-results/$(date +%H%M%S)  # this call's; $OUT is emptied before each call
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$R" "$OUT"
 STANDIN=$HOME/standin
@@ -67,6 +67,10 @@ for group in "$@"; do
   IFS=+ read -ra together <<< "$group"
   for spec in "${together[@]}"; do leg "$spec" & done
   wait
+  if [[ $group == smoke* ]] && ! grep -q "^smoke exit 0" "$R/smoke.log"; then
+    echo "run.sh: the staged stack does not work here (smoke failed): no further legs" | tee -a "$R/smoke.log"
+    break
+  fi
 done
 tar -czf "$OUT/results.tar.gz" -C "$R" . && ls -la "$OUT"
 cat "$R/environment.txt"

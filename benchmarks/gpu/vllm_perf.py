@@ -64,6 +64,9 @@ MAX_NEW_TOKENS = 1024  # the stand-in stops on its own; a cap well above the rel
 MEMORY = 0.40  # of the GPU per engine: two fit if a shut-down engine's memory is slow to return
 
 SWEEP = (16, 64, 256)  # batch sizes of the throughput curve, besides 1 (one verdict) and 512
+CARRIED = ("curves", "plain", "engine_plain", "standin_mean_accepted_length")
+"""What a leg leaves for later legs (the plain outputs agreement is measured against, the throughput curves,
+the measured acceptance), kept beside the model so that legs split over several calls on one machine see it."""
 
 # Predictions written before the run of 2026-12-07 (vLLM 0.34.0, one H200), the first on vLLM 0.34.
 LEGS = {
@@ -169,8 +172,8 @@ def acceptance(before: dict | None, after: dict | None) -> dict | None:
     }
 
 
-def labels_of(verdict) -> tuple:
-    return (verdict.prompt_harmfulness, verdict.response_refusal, verdict.response_harmfulness)
+def labels_of(verdict) -> list:
+    return [verdict.prompt_harmfulness, verdict.response_refusal, verdict.response_harmfulness]
 
 
 def agreement(a: list[tuple[str, tuple]], b: list[tuple[str, tuple]]) -> dict:
@@ -195,14 +198,12 @@ def curve(run_batch, rows: list[dict]) -> dict:
     return per_s
 
 
-def crossover(curves: dict) -> int | None:
-    """The largest batch size at which the last speculative leg's curve is at least ``direct``'s: drafting
-    above it costs throughput (None: it never pays, or a curve is missing)."""
-    direct = curves.get("direct")
-    speculative = [name for name in curves if name != "direct"]
-    if not direct or not speculative:
+def crossover(curves: dict, leg: str = "suffix") -> int | None:
+    """The largest batch size at which ``leg``'s curve is at least ``direct``'s: drafting above it costs
+    throughput (None: it never pays, or a curve is missing)."""
+    direct, mine = curves.get("direct"), curves.get(leg)
+    if not direct or not mine:
         return None
-    mine = curves[speculative[-1]]
     sizes = sorted(int(size) for size in mine if size in direct)
     paying = [size for size in sizes if mine[str(size)] >= direct[str(size)]]
     return max(paying) if paying else None
@@ -462,6 +463,20 @@ def fp32_tokens_leg(args, data) -> dict:
 # -- the run -------------------------------------------------------------------------------------------------
 
 
+def state_path(model: Path) -> Path:
+    return model.parent / "vllm_perf_state.json"
+
+
+def load_state(model: Path) -> dict:
+    path = state_path(model)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def save_state(model: Path, data: dict) -> None:
+    if model.is_dir():
+        state_path(model).write_text(json.dumps({key: data[key] for key in CARRIED if key in data}))
+
+
 def load_data(args) -> dict:
     heldout = read_jsonl(args.assets / "heldout.jsonl")
     workload = read_jsonl(args.assets / "workload.jsonl")
@@ -477,6 +492,7 @@ def load_data(args) -> dict:
         "concurrent": unseen[13:269],
         "curve": unseen[269 : 269 + sum(SWEEP)],
         "curves": {},
+        **{key: value for key, value in load_state(args.model).items() if key in CARRIED},
         "batch": heldout[:512],
         "warm_pairs": [(r["instruction"] + "\n" + r["input"], r["output"]) for r in train],
     }
@@ -585,11 +601,12 @@ def main() -> None:
         else:
             function = lambda name=name: engine_leg(args, data, name, LEGS[name][1])  # noqa: E731
         run.leg(name, function, needs.get(name, 45))
-        if name.startswith("suffix"):
+        if name == "suffix":
             accepted = (run.results["legs"][name].get("acceptance_batch_512") or {}).get(
                 "mean_accepted_length"
             )
             data["standin_mean_accepted_length"] = accepted
+        save_state(args.model, data)
     run.write()
     print("\n" + table(run.results), flush=True)
 
