@@ -108,11 +108,14 @@ class Guarding:
             raise options.GuardReasonerViolation(verdict=verdict, stage=stage, content=content)
         return self.refusal(verdict, stage)
 
-    def moderator(self, prompt: str, text_of: Callable[[T], str]) -> BufferedStreamModerator[T]:
+    def moderator(
+        self, prompt: str, text_of: Callable[[T], str], **options: Any
+    ) -> BufferedStreamModerator[T]:
         """The moderator of a stream answering ``prompt``: ``stream_mode="buffered"`` releases it every
-        ``stream_chunk_tokens`` tokens, ``"whole"`` once, after the whole answer is judged."""
+        ``stream_chunk_tokens`` tokens, ``"whole"`` once, after the whole answer is judged. ``options`` go to
+        :class:`BufferedStreamModerator` (``read_ahead``, ``passes``)."""
         chunk = self.stream_chunk_tokens if self.stream_mode == "buffered" else sys.maxsize
-        return BufferedStreamModerator(self.guard, prompt, chunk_tokens=chunk, text_of=text_of)
+        return BufferedStreamModerator(self.guard, prompt, chunk_tokens=chunk, text_of=text_of, **options)
 
 
 def _blocks_request(verdict: Verdict) -> bool:
