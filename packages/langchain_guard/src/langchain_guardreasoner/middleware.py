@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from guardreasoner import Verdict
 from guardreasoner.guard import GuardReasoner
 from guardreasoner.integrations import (
     DEFAULT_HISTORY_TURNS,
+    DEFAULT_STREAM_CHUNK_TOKENS,
     DEFAULT_VIOLATION_MESSAGE,
     ExitBehavior,
     GuardedOptions,
     Guarding,
+    StreamMode,
     arun_beside_check,
     is_violation,
     run_beside_check,
@@ -30,10 +32,9 @@ from langchain_core.runnables.config import ensure_config, var_child_runnable_co
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.types import Command
 
+from langchain_guardreasoner._agent_stream import StreamedModelCall
 from langchain_guardreasoner._messages import Stage, last_index, message_text, messages_conversation
 from langchain_guardreasoner._violation import refusal_message, with_refusal
-
-AgentStreamMode = Literal["whole", "passthrough"]
 
 
 @dataclass(frozen=True)
@@ -109,17 +110,13 @@ class GuardReasonerMiddleware(GuardedOptions, AgentMiddleware[AgentState[Any], A
         exit_behavior: ExitBehavior = "end",
         violation_message: str = DEFAULT_VIOLATION_MESSAGE,
         parallel_input_check: bool = True,
-        stream_mode: AgentStreamMode = "whole",
+        stream_mode: StreamMode = "buffered",
+        stream_chunk_tokens: int = DEFAULT_STREAM_CHUNK_TOKENS,
         history_window: int = DEFAULT_HISTORY_TURNS,
         model: str | None = None,
         **guard_options: Any,
     ):
         super().__init__()
-        if stream_mode not in ("whole", "passthrough"):
-            raise ValueError(
-                f"An agent's stream_mode must be 'whole' or 'passthrough', got {stream_mode!r} (release chunk "
-                "by chunk with guard_chain(...).stream)."
-            )
         self._guarding = Guarding.from_arguments(locals())
         self.check_tool_results = check_tool_results
 
@@ -129,6 +126,8 @@ class GuardReasonerMiddleware(GuardedOptions, AgentMiddleware[AgentState[Any], A
         self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], ModelResponse[Any]]
     ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
         checks = self._input_checks(request.messages)
+        if (streamed := StreamedModelCall.open(self, request, checks)) is not None:
+            return streamed.run(request, handler, checks)
         response: ModelResponse[Any] | None = None
         if checks and self.parallel_input_check:
             held = run_beside_check(
@@ -144,7 +143,7 @@ class GuardReasonerMiddleware(GuardedOptions, AgentMiddleware[AgentState[Any], A
             return outcome
         request, updates = outcome
         if response is None or updates:
-            response = self._call(handler, request, hold=self.stream_mode == "whole")
+            response = self._call(handler, request, hold=self.stream_mode != "passthrough")
         output = self._output_checks(request.messages, response)
         return self._finish(response, output, self._classify(output) if output else [], updates)
 
@@ -154,6 +153,8 @@ class GuardReasonerMiddleware(GuardedOptions, AgentMiddleware[AgentState[Any], A
         handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
     ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
         checks = self._input_checks(request.messages)
+        if (streamed := StreamedModelCall.open(self, request, checks)) is not None:
+            return await streamed.arun(request, handler, checks)
         response: ModelResponse[Any] | None = None
         if checks and self.parallel_input_check:
             held = await arun_beside_check(
@@ -169,7 +170,7 @@ class GuardReasonerMiddleware(GuardedOptions, AgentMiddleware[AgentState[Any], A
             return outcome
         request, updates = outcome
         if response is None or updates:
-            response = await self._acall(handler, request, hold=self.stream_mode == "whole")
+            response = await self._acall(handler, request, hold=self.stream_mode != "passthrough")
         output = self._output_checks(request.messages, response)
         return self._finish(response, output, await self._aclassify(output) if output else [], updates)
 
