@@ -441,12 +441,13 @@ class StreamedModelCall:
             return response, []
         message = response.result[index]
         shown = next((s for s in self._shown.values() if message.id in s.model_ids), None)
-        if shown is not None and shown.text == _chunk_text(message):
+        as_shown = shown is not None and shown.text == _chunk_text(message)
+        if as_shown:
             message = message.model_copy(update={"id": shown.message_id})
         elif message.id is not None and message.id in {s.message_id for s in self._shown.values()}:
             message = message.model_copy(update={"id": None})
         response = _with_message(response, index, message)
-        if shown is not None and shown.message_id == message.id and self._moderated:
+        if as_shown and self._moderated:
             return response, []
         return response, self._mw._output_checks(request.messages, response)
 
@@ -455,12 +456,12 @@ class StreamedModelCall:
         ends with the message the agent keeps (its whole answer, or the refusal)."""
         written = last_index(done.result.result, AIMessage)
         run_id = None if written is None else call.tap.message_runs.get(done.result.result[written].id)
-        if run_id is None or run_id in self._shown:
-            return outcome, []
         response = outcome.model_response if isinstance(outcome, ExtendedModelResponse) else outcome
+        kept = None if isinstance(response, AIMessage) else last_index(response.result, AIMessage)
+        if run_id is None or run_id in self._shown or kept is None:
+            return outcome, []
         assert isinstance(response, ModelResponse)
-        kept = response.result[last_index(response.result, AIMessage) or 0]
-        return outcome, [(h, h.settled(run_id, kept)) for h in call.held]
+        return outcome, [(h, h.settled(run_id, response.result[kept])) for h in call.held]
 
 
 HeldEvents = tuple[HeldHandler, list[Event]]
