@@ -89,11 +89,20 @@ class GuardReasonerMiddleware(GuardedOptions, AgentMiddleware[AgentState[Any], A
     ``response_metadata["guardreasoner"]`` (``additional_kwargs`` for human and tool messages).
     ``violation_message`` is a template: ``{stage}``, ``{labels}``, ``{decided_by}``, ``{parse_status}``.
 
-    ``stream_mode``: ``"whole"`` (default) holds the model's streamed tokens (the model call is tagged
-    ``nostream`` for LangGraph's ``stream_mode="messages"``), so a streamed agent shows each AI message whole,
-    once judged; ``"passthrough"`` lets tokens stream as the model writes them (the consumer may see text the
-    guard then blocks; the final state holds only what passed). A model call started beside the input check
-    is always held. Chunk-by-chunk release of a stream is what ``guard_chain(...).stream`` does.
+    ``stream_mode``, for an agent streamed with ``stream_mode="messages"`` or ``astream_events`` (an agent
+    nobody streams is judged once per message, whole): the model's own tokens are held, and released once
+    the input is judged safe (:mod:`langchain_guardreasoner._agent_stream`):
+
+    - ``"buffered"`` (default): judged every ``stream_chunk_tokens`` tokens (the request with the answer so
+      far, while the model goes on writing) and each judged chunk released under the message's id; on a
+      harmful chunk nothing of it or after it is released, the model is stopped, and ``exit_behavior``
+      applies (``"end"``: the refusal is the rest of the message; ``"error"``: the run raises;
+      ``"replace"``: the refusal is streamed as a new message and replaces the answer). Tool-call chunks
+      carry no text to judge and stream as they come. The state holds exactly what was streamed.
+    - ``"whole"``: the answer released in one chunk once judged whole.
+    - ``"passthrough"``: tokens stream as the model writes them (after the input verdict, with
+      ``parallel_input_check``), the answer judged whole at the end: the consumer may see text the guard
+      then blocks; the refusal follows it and the state holds only what passed.
 
     A verdict the guard's policy decided (unparseable output, engine failure) blocks under ``fail_closed``
     and passes under ``fail_open``; under ``raise`` the core's ``GuardUndecidedError`` propagates. The guard
