@@ -278,41 +278,6 @@ async def test_async_streams_release_and_stop_the_same_way(guard: GuardReasoner)
     assert released and not any("bomb" in p for p in released)
 
 
-@pytest.mark.parametrize("run", ["sync", "async"])
-async def test_pieces_with_nothing_to_judge_pass_at_once_unless_text_is_held_before_them(
-    guard: GuardReasoner, run: str
-):
-    pieces = ["<tool>", "<tool>", *words("a b c"), "<tool>", *words("d")]
-    released: list[tuple[str, int]] = []  # each piece with the checks made when it came out
-
-    def no_text(piece: str) -> bool:
-        return piece == "<tool>"
-
-    moderator = BufferedStreamModerator(
-        guard, "Q?", chunk_tokens=2, text_of=lambda p: "" if no_text(p) else p, passes=no_text
-    )
-
-    async def stream():
-        for piece in pieces:
-            yield piece
-
-    if run == "sync":
-        released = [(piece, moderator.checks) for piece in moderator.moderate(pieces)]
-    else:
-        released = [(piece, moderator.checks) async for piece in moderator.amoderate(stream())]
-    # The leading tool pieces go out unjudged; the one after "c" waits with "c" for the last check.
-    assert released == [
-        ("<tool>", 0),
-        ("<tool>", 0),
-        ("a ", 1),
-        ("b ", 1),
-        ("c ", 2),
-        ("<tool>", 2),
-        ("d ", 2),
-    ]
-    assert moderator.checks == 2 and moderator.released == len(pieces)
-
-
 def test_a_bad_chunk_size_is_refused(guard: GuardReasoner):
     with pytest.raises(ValueError, match="stream_chunk_tokens"):
         BufferedStreamModerator(guard, "Q?", chunk_tokens=0)

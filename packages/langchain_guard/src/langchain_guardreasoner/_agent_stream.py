@@ -230,37 +230,41 @@ class StreamedModelCall:
                 self._done = event
             elif self._first_of_run(event):
                 self._current = event.run_id
-                segment = self._segment(call, event)
-                for chunk in self._released(segment):
+                for chunk in self._released(call, event):
                     self._deliver(self._show(call, event.run_id, chunk))
                 self._deliver([(h, h.released(event.run_id)) for h in call.held])
         return self._done
 
     def _segment(self, call: _ThreadCall, first: Token) -> Iterator[AIMessageChunk]:
         """``first`` and the rest of its run's chunks, as they come (another run's meanwhile are missed)."""
-        assert first.chunk is not None
-        yield first.chunk
-        while True:
-            event = call.next()
-            if isinstance(event, Done):
-                self._done = event
-                return
-            if event.run_id != first.run_id:
-                self._miss(event)
-            elif event.chunk is None:
-                return
-            else:
-                yield event.chunk
+        chunk: AIMessageChunk | object | None = first.chunk
+        while chunk is not None:
+            if isinstance(chunk, AIMessageChunk):
+                yield chunk
+            chunk = self._next_chunk(first.run_id, call.next())
 
-    def _released(self, segment: Iterator[AIMessageChunk]) -> Iterator[AIMessageChunk]:
+    def _released(self, call: _ThreadCall, first: Token) -> Iterator[AIMessageChunk]:
         """A run's chunks as they may be shown: as they come, judged chunk by chunk, or judged whole and
         merged into one."""
-        if not self._moderated:
+        segment = self._segment(call, first)
+        moderator = self._moderator() if self._moderated else None
+        if moderator is None:
             yield from segment
         elif self._mw.stream_mode == "buffered":
-            yield from self._moderator().moderate(segment)
-        elif chunks := list(self._moderator().moderate(segment)):
+            yield from moderator.moderate(self._unjudged_shown(call, first.run_id, segment, moderator))
+        elif chunks := list(moderator.moderate(segment)):
             yield functools.reduce(operator.add, chunks)
+
+    def _unjudged_shown(
+        self, call: _ThreadCall, run_id: UUID, segment: Iterator[AIMessageChunk], moderator: Moderator
+    ) -> Iterator[AIMessageChunk]:
+        """``segment`` for the moderator, less the chunks with nothing to judge that come while it holds
+        nothing: those are shown as they come (:func:`_nothing_to_judge`)."""
+        for chunk in segment:
+            if _nothing_to_judge(chunk, moderator):
+                self._deliver(self._show(call, run_id, chunk))
+            else:
+                yield chunk
 
     def _abandon(self, call: _ThreadCall | None) -> None:
         if call is not None:
@@ -323,36 +327,39 @@ class StreamedModelCall:
                 self._done = event
             elif self._first_of_run(event):
                 self._current = event.run_id
-                segment = self._asegment(call, event)
-                async for chunk in self._areleased(segment):
+                async for chunk in self._areleased(call, event):
                     await self._adeliver(self._show(call, event.run_id, chunk))
                 await self._adeliver([(h, h.released(event.run_id)) for h in call.held])
         return self._done
 
     async def _asegment(self, call: _TaskCall, first: Token) -> AsyncIterator[AIMessageChunk]:
-        assert first.chunk is not None
-        yield first.chunk
-        while True:
-            event = await call.next()
-            if isinstance(event, Done):
-                self._done = event
-                return
-            if event.run_id != first.run_id:
-                self._miss(event)
-            elif event.chunk is None:
-                return
-            else:
-                yield event.chunk
+        chunk: AIMessageChunk | object | None = first.chunk
+        while chunk is not None:
+            if isinstance(chunk, AIMessageChunk):
+                yield chunk
+            chunk = self._next_chunk(first.run_id, await call.next())
 
-    async def _areleased(self, segment: AsyncIterator[AIMessageChunk]) -> AsyncIterator[AIMessageChunk]:
-        if not self._moderated:
+    async def _areleased(self, call: _TaskCall, first: Token) -> AsyncIterator[AIMessageChunk]:
+        segment = self._asegment(call, first)
+        moderator = self._moderator() if self._moderated else None
+        if moderator is None:
             async for chunk in segment:
                 yield chunk
         elif self._mw.stream_mode == "buffered":
-            async for chunk in self._moderator().amoderate(segment):
+            unjudged_shown = self._aunjudged_shown(call, first.run_id, segment, moderator)
+            async for chunk in moderator.amoderate(unjudged_shown):
                 yield chunk
-        elif chunks := [chunk async for chunk in self._moderator().amoderate(segment)]:
+        elif chunks := [chunk async for chunk in moderator.amoderate(segment)]:
             yield functools.reduce(operator.add, chunks)
+
+    async def _aunjudged_shown(
+        self, call: _TaskCall, run_id: UUID, segment: AsyncIterator[AIMessageChunk], moderator: Moderator
+    ) -> AsyncIterator[AIMessageChunk]:
+        async for chunk in segment:
+            if _nothing_to_judge(chunk, moderator):
+                await self._adeliver(self._show(call, run_id, chunk))
+            else:
+                yield chunk
 
     async def _aabandon(self, call: _TaskCall | None) -> None:
         if call is not None:
@@ -380,18 +387,24 @@ class StreamedModelCall:
             event.chunk is not None and event.run_id not in self._shown and event.run_id not in self._missed
         )
 
-    def _miss(self, event: Token) -> None:
-        """A chunk of a run streaming beside the one being released: that run is not streamed (if it wrote
-        the answer, the answer is judged whole at the end)."""
+    def _next_chunk(self, run_id: UUID, event: Token | Done) -> AIMessageChunk | object | None:
+        """The next chunk of ``run_id``'s segment in ``event``: None when the segment ends (the run ended, or
+        the call is done), :data:`_OTHER_RUN` for a chunk of a run streaming beside it. That run is missed:
+        not streamed (if it wrote the answer, the answer is judged whole at the end)."""
+        if isinstance(event, Done):
+            self._done = event
+            return None
+        if event.run_id == run_id:
+            return event.chunk
         if event.chunk is not None and event.run_id not in self._shown:
             self._missed.add(event.run_id)
+        return _OTHER_RUN
 
-    def _moderator(self) -> BufferedStreamModerator[AIMessageChunk]:
-        """Buffered: a chunk with no content (tool-call chunks, metadata) has nothing to judge and goes out as
-        it comes; whole: everything waits for the verdict on the whole answer."""
+    def _moderator(self) -> Moderator:
+        """The run's moderator; it reads the segment as it comes (the call's queue already reads ahead of
+        the checks), so a chunk it has not asked for yet is not held by it."""
         assert self._prompt is not None
-        passes = _has_no_content if self._mw.stream_mode == "buffered" else None
-        return self._mw._guarding.moderator(self._prompt, _chunk_text, read_ahead=False, passes=passes)
+        return self._mw._guarding.moderator(self._prompt, _chunk_text, read_ahead=False)
 
     def _show(self, call: _Call, run_id: UUID, chunk: AIMessageChunk) -> list[HeldEvents]:
         """Push a released chunk under its run's message id (the first chunk's); the held handlers' events."""
@@ -465,14 +478,19 @@ class StreamedModelCall:
 
 
 HeldEvents = tuple[HeldHandler, list[Event]]
+Moderator = BufferedStreamModerator[AIMessageChunk]
+
+_OTHER_RUN = object()
 
 
 def _chunk_text(message: BaseMessage) -> str:
     return str(message.text)
 
 
-def _has_no_content(chunk: AIMessageChunk) -> bool:
-    return not chunk.content
+def _nothing_to_judge(chunk: AIMessageChunk, moderator: Moderator) -> bool:
+    """Whether ``chunk`` may be shown unjudged, as it comes: it has no content (a tool-call chunk, metadata:
+    the guard judges text), and the moderator holds nothing that must be shown before it."""
+    return not chunk.content and not moderator.stats()["held"]
 
 
 def _with_message(response: ModelResponse[Any], index: int, message: BaseMessage) -> ModelResponse[Any]:

@@ -113,7 +113,7 @@ class Guarding:
     ) -> BufferedStreamModerator[T]:
         """The moderator of a stream answering ``prompt``: ``stream_mode="buffered"`` releases it every
         ``stream_chunk_tokens`` tokens, ``"whole"`` once, after the whole answer is judged. ``options`` go to
-        :class:`BufferedStreamModerator` (``read_ahead``, ``passes``)."""
+        :class:`BufferedStreamModerator` (such as ``read_ahead``)."""
         chunk = self.stream_chunk_tokens if self.stream_mode == "buffered" else sys.maxsize
         return BufferedStreamModerator(self.guard, prompt, chunk_tokens=chunk, text_of=text_of, **options)
 

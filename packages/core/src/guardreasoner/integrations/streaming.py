@@ -47,10 +47,8 @@ class BufferedStreamModerator(Generic[T]):
     engine's ``count_tokens`` (its tokenizer) or, when the engine cannot count (None), as whitespace-separated
     words. With ``context_tokens``, each check reads only about that many words of the released text before
     the new chunk (a bounded check on a long answer); None (default) re-reads the whole response so far.
-    The last chunk, shorter than ``chunk_tokens``, is judged when the stream ends. A piece for which
-    ``passes(piece)`` is true carries nothing to judge (an agent's tool-call chunk) and goes out at once when
-    nothing is held before it. Counters: ``checks``, ``released`` (pieces), ``verdicts`` (every verdict, in
-    order).
+    The last chunk, shorter than ``chunk_tokens``, is judged when the stream ends. Counters: ``checks``,
+    ``released`` (pieces), ``verdicts`` (every verdict, in order).
     """
 
     def __init__(
@@ -63,7 +61,6 @@ class BufferedStreamModerator(Generic[T]):
         text_of: Callable[[T], str] = str,
         stage: str = "output",
         read_ahead: bool = True,
-        passes: Callable[[T], bool] | None = None,
     ):
         check_stream_chunk_tokens(chunk_tokens)
         if context_tokens is not None and context_tokens < 0:
@@ -75,7 +72,6 @@ class BufferedStreamModerator(Generic[T]):
         self.text_of = text_of
         self.stage = stage
         self.read_ahead = read_ahead
-        self.passes = passes
         self.checks = 0
         self.released = 0
         self.verdicts: list[Verdict] = []
@@ -94,9 +90,7 @@ class BufferedStreamModerator(Generic[T]):
         upstream = stream if isinstance(stream, ReadAhead) or not self.read_ahead else ReadAhead(stream)
         try:
             for piece in upstream:
-                if self._passes_now(piece):
-                    yield piece
-                elif self._hold(piece):
+                if self._hold(piece):
                     self._check(self.guard.classify(*self._conversation()))
                     yield from self._release()
             if self._held_text.strip():
@@ -113,9 +107,7 @@ class BufferedStreamModerator(Generic[T]):
         upstream = stream if isinstance(stream, AReadAhead) or not self.read_ahead else AReadAhead(stream)
         try:
             async for piece in upstream:
-                if self._passes_now(piece):
-                    yield piece
-                elif self._hold(piece):
+                if self._hold(piece):
                     self._check(await self.guard.aclassify(*self._conversation()))
                     for released in self._release():
                         yield released
@@ -129,13 +121,6 @@ class BufferedStreamModerator(Generic[T]):
             yield released
 
     # -- the state both drivers share -----------------------------------------------------------------
-
-    def _passes_now(self, piece: T) -> bool:
-        """True (and counted as released) when ``piece`` has nothing to judge and nothing is held before it."""
-        if self.passes is None or self._held or not self.passes(piece):
-            return False
-        self.released += 1
-        return True
 
     def _hold(self, piece: T) -> bool:
         """Hold ``piece``; True when the held text reached a chunk and must be judged now."""
