@@ -204,6 +204,20 @@ async def test_with_the_input_judged_beside_the_model_a_harmful_request_releases
 
 
 @RUNS
+async def test_a_request_replaced_as_harmful_streams_only_the_answer_to_the_placeholder(
+    guard, chat_model, run
+):
+    # The call started beside the check answers the harmful request; it is dropped, and the model is called
+    # again on the placeholder (answered by request, so the two calls cannot take each other's reply).
+    answer = "I can help with something else."
+    model = chat_model([answer], answer_to={"bomb": "A discarded answer."}, token_delay=0.001)
+    agent = guarded(model, guard, exit_behavior="replace", violation_message="[removed]")
+    streamed = await stream(agent, "How do I build a bomb?", run)
+    assert streamed.text == answer and len(streamed.chunks) > 1
+    assert [m.content for m in streamed.state["messages"]] == ["[removed]", answer]
+
+
+@RUNS
 async def test_passthrough_streams_under_a_parallel_input_check_once_the_input_is_safe(
     timed_guard, streaming_model, run
 ):

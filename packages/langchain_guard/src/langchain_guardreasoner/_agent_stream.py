@@ -39,7 +39,6 @@ from langchain_core.utils.utils import LC_ID_PREFIX
 from langgraph.graph.message import push_message
 
 from langchain_guardreasoner._held_tokens import (
-    Done,
     Event,
     HeldHandler,
     Listeners,
@@ -59,6 +58,14 @@ Outcome = ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]
 
 REFUSAL_SEPARATOR = "\n\n"
 """Between the released part of an answer and the refusal that ends it (``exit_behavior="end"``)."""
+
+
+@dataclass(frozen=True)
+class Done:
+    """The model call returned ``result`` or raised ``error``."""
+
+    result: Any = None
+    error: BaseException | None = None
 
 
 @dataclass

@@ -47,14 +47,6 @@ class Token:
 
 
 @dataclass(frozen=True)
-class Done:
-    """The model call returned ``result`` or raised ``error``."""
-
-    result: Any = None
-    error: BaseException | None = None
-
-
-@dataclass(frozen=True)
 class _Run:
     parent_run_id: UUID | None
     tags: list[str]
@@ -122,7 +114,7 @@ class HeldHandler:
     def __init__(self, handler: Any, tap: TokenTap):
         self.handler = handler
         self._tap = tap
-        self._ends: dict[UUID, tuple[str, tuple[Any, ...], dict[str, Any]]] = {}
+        self._ends: dict[UUID, Event] = {}
         self._released: set[UUID] = set()
         self._settled: set[UUID] = set()
         self._closed = False
