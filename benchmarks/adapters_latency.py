@@ -16,8 +16,16 @@ released token, total time and overhead against the unguarded stream, per ``stre
 harmful answer (the harmful word at token 300), the tokens leaked (released from the harmful chunk or after
 it: must be 0) and how many tokens the model produced before its stream was closed.
 
-    python benchmarks/adapters_latency.py                # about 2-3 minutes
-    python benchmarks/adapters_latency.py --smoke        # delays / 10, a few seconds
+Part 3, judged token streaming of a ``create_agent`` agent (issue 23): ``agent.stream(...,
+stream_mode="messages")`` on a 500-token answer, per ``GuardReasonerMiddleware`` ``stream_mode``
+(``buffered`` at each ``--agent-chunks`` size, ``whole``, ``passthrough``; parallel input check on, the
+default) and per check time (``--agent-check-s``: 0.4 s and 1.3 s, the 1B's and 8B's time per verdict
+measured on an H200; every check, of a request or of a response, takes that long): time to the first and to
+the last released token, tokens released, and for the harmful answer the tokens released and leaked (from
+the harmful chunk on; passthrough shows them all) and the tokens the model wrote before it was stopped.
+
+    python benchmarks/adapters_latency.py                # about 6-8 minutes
+    python benchmarks/adapters_latency.py --smoke        # delays / 10, under a minute
 
 Results: ``benchmarks/results/adapters_latency_<date>.json`` (date, versions, settings, figures).
 """
@@ -35,6 +43,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -281,16 +290,129 @@ def streaming_summary(
     }
 
 
+# -- part 3 ---------------------------------------------------------------------------------------------
+
+
+def agent_stream_run(agent: Any) -> dict[str, Any]:
+    """Stream ``agent`` in messages mode: the times of the first and the last released answer text, the
+    released words (the refusal apart) and whether a refusal came."""
+    begin = time.perf_counter()
+    first = last = None
+    texts, refused = [], False
+    for message, _ in agent.stream({"messages": [HumanMessage(QUESTION)]}, stream_mode="messages"):
+        if not isinstance(message, AIMessage) or not message.text:
+            continue
+        if "guardreasoner" in message.response_metadata:
+            refused = True
+            continue
+        last = time.perf_counter() - begin
+        first = last if first is None else first
+        texts.append(message.text)
+    return {"first": first, "last": last, "words": "".join(texts).split(), "refused": refused}
+
+
+def streamed_agent(mode: str | None, chunk: int, guard: GuardReasoner, answer_text: str, token_s: float):
+    """A ``create_agent`` agent on a model streaming ``answer_text``; unguarded when ``mode`` is None."""
+    model = TimedChatModel(answer=answer_text, token_delay=token_s)
+    middleware = (
+        [] if mode is None else [GuardReasonerMiddleware(guard, stream_mode=mode, stream_chunk_tokens=chunk)]
+    )
+    return model, create_agent(model, tools=[], middleware=middleware)
+
+
+def agent_stream_row(
+    args: argparse.Namespace, mode: str | None, chunk: int, guard: GuardReasoner | None, token_s: float
+) -> dict[str, Any]:
+    """One mode's figures: the benign answer's release times and tokens, the harmful answer's release."""
+    safe, harmful = answer(args.tokens), answer(args.tokens, harmful_at=args.harmful_at)
+    _, agent = streamed_agent(mode, chunk, guard, safe, token_s)
+    benign = agent_stream_run(agent)
+    assert benign["words"] == safe.split(), "the benign answer must come through whole"
+    model, agent = streamed_agent(mode, chunk, guard, harmful, token_s)
+    blocked = agent_stream_run(agent)
+    released = blocked["words"]
+    assert released == harmful.split()[: len(released)], "released text is the answer's prefix"
+    step = chunk if mode in ("buffered", None) else 1  # what a whole or passthrough release counts in
+    step = args.tokens if mode == "whole" else step
+    leaked = max(0, len(released) - (args.harmful_at // step) * step)
+    return {
+        "stream_mode": mode or "unguarded",
+        "stream_chunk_tokens": chunk if mode == "buffered" else None,
+        "first_released_s": round(benign["first"], 3),
+        "last_released_s": round(benign["last"], 3),
+        "tokens_released": len(benign["words"]),
+        "harmful_tokens_released": len(released),
+        "harmful_tokens_leaked": leaked if mode is not None else None,
+        "harmful_model_tokens_produced": model.produced,
+        "harmful_ended_with_refusal": blocked["refused"],
+    }
+
+
+def agent_streaming_section(args: argparse.Namespace, scale: float) -> dict[str, Any]:
+    token_s = args.stream_token_ms * scale / 1000
+    warm = streamed_agent("buffered", 64, paced_guard(0.0), answer(20), 0.0)[1]
+    agent_stream_run(warm)  # warm-up (graph compilation, first-call costs), not timed
+    unguarded = agent_stream_row(args, None, 1, None, token_s)
+    print(
+        f"unguarded              first {unguarded['first_released_s']:.3f}s last {unguarded['last_released_s']:.3f}s"
+    )
+    checks = []
+    for check_s in args.agent_check_s:
+        guard = paced_guard(check_s * scale)
+        rows = []
+        modes = [("buffered", chunk) for chunk in args.agent_chunks] + [("whole", 0), ("passthrough", 0)]
+        for mode, chunk in modes:
+            row = agent_stream_row(args, mode, chunk or 1, guard, token_s)
+            rows.append(row)
+            print(
+                f"check {check_s:.1f}s {mode:11s} {chunk or '':>4} first {row['first_released_s']:.3f}s "
+                f"last {row['last_released_s']:.3f}s  harmful: released {row['harmful_tokens_released']} "
+                f"leaked {row['harmful_tokens_leaked']} produced {row['harmful_model_tokens_produced']}"
+            )
+        checks.append(
+            {
+                "check_s": check_s * scale,
+                "measured_check_s": round(check_seconds(guard, "x"), 4),
+                "rows": rows,
+            }
+        )
+    return {
+        "tokens": args.tokens,
+        "harmful_at": args.harmful_at,
+        "stream_token_s": token_s,
+        "parallel_input_check": True,
+        "unguarded": unguarded,
+        "checks": checks,
+    }
+
+
+def add_agent_streaming_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--agent-check-s", type=float, nargs="+", default=[0.4, 1.3])
+    parser.add_argument("--agent-chunks", type=int, nargs="+", default=[16, 64, 256])
+
+
+@dataclass(frozen=True)
+class Part:
+    """A leg's own part of the benchmark: its options and its measurement."""
+
+    name: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    measure: Callable[[argparse.Namespace, float], dict[str, Any]]
+
+
 def run(
     leg: str,
     results_stem: str,
     packages: list[str],
     parallel_section: Callable[[argparse.Namespace, float], dict[str, Any]],
     streaming_section: Callable[[argparse.Namespace, float], dict[str, Any]],
+    *more: Part,
 ) -> None:
-    """Both legs' command line: the options, the two parts, and the JSON result (with ``packages``'
-    versions) at ``--output`` or ``benchmarks/results/<results_stem>_<date>[_smoke].json``."""
+    """Both legs' command line: the options, the two parts (and the leg's ``more``), and the JSON result
+    (with ``packages``' versions) at ``--output`` or ``benchmarks/results/<results_stem>_<date>[_smoke].json``."""
     parser = argparse.ArgumentParser(description=sys.modules["__main__"].__doc__.split("\n\n")[0])
+    for part in more:
+        part.add_arguments(parser)
     parser.add_argument("--smoke", action="store_true", help="every delay / 10: a quick run-through")
     parser.add_argument("--check-s", type=float, default=0.66, help="a request check's time (seconds)")
     parser.add_argument("--model-s", type=float, default=1.0)
@@ -313,6 +435,7 @@ def run(
         "settings": {**{k: v for k, v in vars(args).items() if k != "output"}, "delay_scale": scale},
         "parallel_input_check": parallel_section(args, scale),
         "buffered_streaming": streaming_section(args, scale),
+        **{part.name: part.measure(args, scale) for part in more},
     }
     suffix = "_smoke" if args.smoke else ""
     output = args.output or REPO_ROOT / "benchmarks" / "results" / f"{results_stem}_{today}{suffix}.json"
@@ -327,4 +450,5 @@ if __name__ == "__main__":
         ["langchain", "langchain-core", "langgraph", "pydantic"],
         parallel_section,
         streaming_section,
+        Part("agent_streaming", add_agent_streaming_arguments, agent_streaming_section),
     )

@@ -1,15 +1,20 @@
-"""Fake chat models that record their input, and a timed one (the scripted guard is in tests/conftest.py)."""
+"""Fake chat models that record their input, a timed one, and one that streams slowly (the scripted guard is in
+tests/conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
 import pytest
+from langchain_core.language_models.chat_models import BaseChatModel, generate_from_stream
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import Field
 
 
 class RecordingChatModel(GenericFakeChatModel):
@@ -58,6 +63,71 @@ class RecordingChatModel(GenericFakeChatModel):
 @pytest.fixture
 def chat_model():
     return RecordingChatModel
+
+
+class StreamingChatModel(BaseChatModel):
+    """Streams each reply (one per call, in order) one piece per ``token_delay`` seconds, sync and async:
+    a str word by word (each word with its trailing space), a tool call (``{"name", "args"}``) as a
+    tool-call chunk carrying its name and id, then its arguments' JSON in pieces of ``args_piece``
+    characters. Records how many pieces it wrote (``produced``) and when each call wrote its last one
+    (``finished``, ``time.perf_counter()`` times)."""
+
+    replies: list[str | dict[str, Any]]
+    token_delay: float = 0.0
+    args_piece: int = 4
+    calls: int = 0
+    produced: int = 0
+    finished: list[float] = Field(default_factory=list)
+
+    @property
+    def _llm_type(self) -> str:
+        return "streaming-fake"
+
+    def _pieces(self) -> list[AIMessageChunk]:
+        reply = self.replies[self.calls]
+        self.calls += 1
+        if isinstance(reply, str):
+            words = reply.split(" ")
+            return [
+                AIMessageChunk(content=w + (" " if i < len(words) - 1 else "")) for i, w in enumerate(words)
+            ]
+        args, call_id = json.dumps(reply["args"]), f"call-{self.calls}"
+        head = tool_call_chunk(name=reply["name"], args="", id=call_id, index=0)
+        tail = [
+            tool_call_chunk(args=args[i : i + self.args_piece], index=0)
+            for i in range(0, len(args), self.args_piece)
+        ]
+        return [AIMessageChunk(content="", tool_call_chunks=[chunk]) for chunk in (head, *tail)]
+
+    def _wrote(self, piece: AIMessageChunk, last: bool) -> ChatGenerationChunk:
+        self.produced += 1
+        if last:
+            self.finished.append(time.perf_counter())
+        return ChatGenerationChunk(message=piece)
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+        pieces = self._pieces()
+        for i, piece in enumerate(pieces):
+            time.sleep(self.token_delay)
+            yield self._wrote(piece, i == len(pieces) - 1)
+
+    async def _astream(self, messages, stop=None, run_manager=None, **kwargs):
+        pieces = self._pieces()
+        for i, piece in enumerate(pieces):
+            await asyncio.sleep(self.token_delay)
+            yield self._wrote(piece, i == len(pieces) - 1)
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        return generate_from_stream(self._stream(messages))
+
+    def bind_tools(self, tools, **kwargs):
+        return self
+
+
+@pytest.fixture
+def streaming_model():
+    """``streaming_model(*replies, token_delay=...)``: a :class:`StreamingChatModel`."""
+    return lambda *replies, **options: StreamingChatModel(replies=list(replies), **options)
 
 
 class ToolLoopChatModel(GenericFakeChatModel):

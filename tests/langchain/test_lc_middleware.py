@@ -90,16 +90,13 @@ async def test_a_streamed_agent_shows_no_token_of_a_harmful_turn(guard, chat_mod
 
 
 async def test_a_streamed_agent_shows_a_harmful_answer_never_and_a_safe_one_whole(guard, chat_model):
-    harmful = chat_model([HARMFUL_ANSWER])
-    streamed = [
-        m.content async for m, _ in agent_with(harmful, guard).astream(ask("Mining?"), stream_mode="messages")
-    ]
-    assert streamed == [DEFAULT_VIOLATION_MESSAGE] and harmful.streamed > 0  # the model did stream, held
-    safe = chat_model(["Lima is the capital."])
-    streamed = [
-        m.content async for m, _ in agent_with(safe, guard).astream(ask("Peru?"), stream_mode="messages")
-    ]
-    assert streamed == ["Lima is the capital."]
+    harmful = agent_with(chat_model([HARMFUL_ANSWER]), guard, stream_mode="whole")
+    streamed = [m.content async for m, _ in harmful.astream(ask("Mining?"), stream_mode="messages")]
+    assert streamed == [DEFAULT_VIOLATION_MESSAGE]
+    model = chat_model(["Lima is the capital."])
+    safe = agent_with(model, guard, stream_mode="whole")
+    streamed = [m.content async for m, _ in safe.astream(ask("Peru?"), stream_mode="messages")]
+    assert streamed == ["Lima is the capital."] and model.streamed > 1  # the model did stream, held
     # passthrough: the tokens stream as the model writes them, before the verdict
     harmful = chat_model([HARMFUL_ANSWER])
     agent = agent_with(harmful, guard, stream_mode="passthrough", parallel_input_check=False)
@@ -225,8 +222,10 @@ def test_rejects_bad_options_at_construction(guard):
         GuardReasonerMiddleware(guard=guard, exit_behavior="warn")
     with pytest.raises(ValueError, match=r"unknown placeholder\(s\) \{category\}"):
         GuardReasonerMiddleware(guard=guard, violation_message="Blocked: {category}")
-    with pytest.raises(ValueError, match="guard_chain"):
-        GuardReasonerMiddleware(guard=guard, stream_mode="buffered")
+    with pytest.raises(ValueError, match="stream_mode must be one of 'buffered', 'passthrough', 'whole'"):
+        GuardReasonerMiddleware(guard=guard, stream_mode="tokens")
+    with pytest.raises(ValueError, match="stream_chunk_tokens must be >= 1"):
+        GuardReasonerMiddleware(guard=guard, stream_chunk_tokens=0)
 
 
 def test_a_request_split_over_two_turns_is_caught_with_the_history_window(guard, chat_model):

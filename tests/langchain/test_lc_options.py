@@ -34,6 +34,7 @@ def test_every_option_given_to_the_middleware_is_applied(guard):
         "exit_behavior": "error",
         "parallel_input_check": False,
         "stream_mode": "passthrough",
+        "stream_chunk_tokens": 9,
     }
     assert_options_applied(GuardReasonerMiddleware(guard=guard, **options), options)
 

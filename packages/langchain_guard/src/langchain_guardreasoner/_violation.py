@@ -9,7 +9,7 @@ from typing import Any
 
 from guardreasoner import Verdict
 from guardreasoner.integrations import violation_metadata
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 
 from langchain_guardreasoner._messages import Stage
 
@@ -24,6 +24,14 @@ def with_refusal(
     return message.model_copy(update={"content": text, key: metadata, **update})
 
 
-def refusal_message(text: str, verdict: Verdict, stage: Stage) -> AIMessage:
-    """A new AI message saying ``text``, with the stage and the full verdict in its response metadata."""
-    return AIMessage(content=text, response_metadata={"guardreasoner": violation_metadata(verdict, stage)})
+def refusal_message(text: str, verdict: Verdict, stage: Stage, **fields: Any) -> AIMessage:
+    """A new AI message saying ``text``, with the stage and the full verdict in its response metadata
+    (``fields``: more of the message's fields, such as its ``id``)."""
+    metadata = {"guardreasoner": violation_metadata(verdict, stage)}
+    return AIMessage(content=text, response_metadata=metadata, **fields)
+
+
+def refusal_chunk(text: str, verdict: Verdict, stage: Stage, **fields: Any) -> AIMessageChunk:
+    """:func:`refusal_message` as a streamed chunk (the end of a guarded stream)."""
+    metadata = {"guardreasoner": violation_metadata(verdict, stage)}
+    return AIMessageChunk(content=text, response_metadata=metadata, **fields)

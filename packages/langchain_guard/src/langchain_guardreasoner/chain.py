@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -21,16 +20,15 @@ from guardreasoner.integrations import (
     ReadAhead,
     StreamMode,
     is_violation,
-    violation_metadata,
 )
-from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.messages import AIMessageChunk, BaseMessage, BaseMessageChunk
+from langchain_core.messages import BaseMessage, BaseMessageChunk
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import patch_config
 
 from langchain_guardreasoner._messages import Stage, conversation_of, message_text
+from langchain_guardreasoner._stop_switch import StopSwitch
 from langchain_guardreasoner._tracing import RUNS
-from langchain_guardreasoner._violation import with_refusal
+from langchain_guardreasoner._violation import refusal_chunk, with_refusal
 
 
 class GuardedRunnable(GuardedOptions, Runnable[Any, Any]):
@@ -95,7 +93,7 @@ class GuardedRunnable(GuardedOptions, Runnable[Any, Any]):
     ) -> Iterator[Any]:
         value = next(inputs)
         request = self._request(value)
-        switch = _StopSwitch()
+        switch = StopSwitch()
         child = patch_config(config, callbacks=switch.joined(run_manager.get_child()))
 
         def open_stream() -> Iterator[Any]:
@@ -141,7 +139,7 @@ class GuardedRunnable(GuardedOptions, Runnable[Any, Any]):
     ) -> AsyncIterator[Any]:
         value = await anext(inputs)
         request = self._request(value)
-        switch = _StopSwitch()
+        switch = StopSwitch()
         child = patch_config(config, callbacks=switch.joined(run_manager.get_child()))
         ahead = None  # the stream, read by a task, held until released
         if self.check_input:
@@ -223,12 +221,7 @@ class GuardedRunnable(GuardedOptions, Runnable[Any, Any]):
         """The stream's last chunk after a harmful one: raise, or the refusal (an ``AIMessageChunk`` with
         the verdict in its metadata when the stream is of message chunks, else a str)."""
         text = self._guarding.refuse(violation.verdict, "output", violation.content)
-        if messages:
-            return AIMessageChunk(
-                content=text,
-                response_metadata={"guardreasoner": violation_metadata(violation.verdict, "output")},
-            )
-        return text
+        return refusal_chunk(text, violation.verdict, "output") if messages else text
 
 
 class _ChunkReader:
@@ -258,61 +251,6 @@ def _blocks_request(verdict: Verdict) -> bool:
 
 def _blocks_response(verdict: Verdict) -> bool:
     return is_violation(verdict, judged_on="response")
-
-
-class _UpstreamStopped(GeneratorExit):
-    """Raised inside the model's stream, at its next token, once the guard stopped that stream.
-
-    A ``GeneratorExit``: it tells each generator on the way out to stop, as closing one does, and callback
-    managers (which catch ``Exception``) let it through instead of logging it as a callback error.
-    """
-
-
-class _StopSwitch(BaseCallbackHandler):
-    """Stops the model's generation when a guarded stream ends early.
-
-    Closing a LangChain sequence's stream does not stop its model: each step, closed, reads the rest of its
-    input for tracing, which runs the model to the end. This handler, in the inner chain's callbacks, raises
-    at the model's next token once ``stopped`` is set, which ends that generation there.
-    """
-
-    raise_error = True
-    run_inline = True
-
-    def __init__(self) -> None:
-        self.stopped = False
-
-    def stop(self) -> None:
-        self.stopped = True
-
-    def joined(self, manager: Any) -> Any:
-        manager.add_handler(self, inherit=True)
-        return manager
-
-    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
-        if self.stopped:
-            raise _UpstreamStopped("GuardReasoner stopped this stream: the guard blocked its output.")
-
-    def stoppable(self, stream: Iterator[Any]) -> Iterator[Any]:
-        """``stream``, which, closed early, stops its model (set the switch, then close)."""
-        try:
-            for chunk in stream:  # noqa: UP028 (``yield from`` would close ``stream`` before the switch is set)
-                yield chunk
-        finally:
-            self.stopped = True
-            with contextlib.suppress(_UpstreamStopped):
-                getattr(stream, "close", lambda: None)()
-
-    async def astoppable(self, stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        try:
-            async for chunk in stream:
-                yield chunk
-        finally:
-            self.stopped = True
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(_UpstreamStopped):
-                    await aclose()
 
 
 def guard_chain(

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from guardreasoner import Verdict
 from guardreasoner.guard import GuardReasoner
 from guardreasoner.integrations import (
     DEFAULT_HISTORY_TURNS,
+    DEFAULT_STREAM_CHUNK_TOKENS,
     DEFAULT_VIOLATION_MESSAGE,
     Check,
     ExitBehavior,
     GuardedOptions,
     Guarding,
+    StreamMode,
     arun_beside_check,
     is_violation,
     run_beside_check,
@@ -31,11 +33,10 @@ from langchain_core.runnables.config import ensure_config, var_child_runnable_co
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.types import Command
 
+from langchain_guardreasoner._agent_stream import StreamedModelCall
 from langchain_guardreasoner._messages import Stage, last_index, message_text, messages_conversation
 from langchain_guardreasoner._tracing import RUNS
 from langchain_guardreasoner._violation import refusal_message, with_refusal
-
-AgentStreamMode = Literal["whole", "passthrough"]
 
 
 @dataclass(frozen=True)
@@ -90,11 +91,20 @@ class GuardReasonerMiddleware(GuardedOptions, AgentMiddleware[AgentState[Any], A
     ``response_metadata["guardreasoner"]`` (``additional_kwargs`` for human and tool messages).
     ``violation_message`` is a template: ``{stage}``, ``{labels}``, ``{decided_by}``, ``{parse_status}``.
 
-    ``stream_mode``: ``"whole"`` (default) holds the model's streamed tokens (the model call is tagged
-    ``nostream`` for LangGraph's ``stream_mode="messages"``), so a streamed agent shows each AI message whole,
-    once judged; ``"passthrough"`` lets tokens stream as the model writes them (the consumer may see text the
-    guard then blocks; the final state holds only what passed). A model call started beside the input check
-    is always held. Chunk-by-chunk release of a stream is what ``guard_chain(...).stream`` does.
+    ``stream_mode``, for an agent streamed with ``stream_mode="messages"`` or ``astream_events`` (an agent
+    nobody streams is judged once per message, whole): the model's own tokens are held, and released once
+    the input is judged safe (:mod:`langchain_guardreasoner._agent_stream`):
+
+    - ``"buffered"`` (default): judged every ``stream_chunk_tokens`` tokens (the request with the answer so
+      far, while the model goes on writing) and each judged chunk released under the message's id; on a
+      harmful chunk nothing of it or after it is released, the model is stopped, and ``exit_behavior``
+      applies (``"end"``: the refusal is the rest of the message; ``"error"``: the run raises;
+      ``"replace"``: the refusal is streamed as a new message and replaces the answer). Tool-call chunks
+      carry no text to judge and stream as they come. The state holds exactly what was streamed.
+    - ``"whole"``: the answer released in one chunk once judged whole.
+    - ``"passthrough"``: tokens stream as the model writes them (after the input verdict, with
+      ``parallel_input_check``), the answer judged whole at the end: the consumer may see text the guard
+      then blocks; the refusal follows it and the state holds only what passed.
 
     A verdict the guard's policy decided (unparseable output, engine failure) blocks under ``fail_closed``
     and passes under ``fail_open``; under ``raise`` the core's ``GuardUndecidedError`` propagates. The guard
@@ -115,17 +125,13 @@ class GuardReasonerMiddleware(GuardedOptions, AgentMiddleware[AgentState[Any], A
         exit_behavior: ExitBehavior = "end",
         violation_message: str = DEFAULT_VIOLATION_MESSAGE,
         parallel_input_check: bool = True,
-        stream_mode: AgentStreamMode = "whole",
+        stream_mode: StreamMode = "buffered",
+        stream_chunk_tokens: int = DEFAULT_STREAM_CHUNK_TOKENS,
         history_window: int = DEFAULT_HISTORY_TURNS,
         model: str | None = None,
         **guard_options: Any,
     ):
         super().__init__()
-        if stream_mode not in ("whole", "passthrough"):
-            raise ValueError(
-                f"An agent's stream_mode must be 'whole' or 'passthrough', got {stream_mode!r} (release chunk "
-                "by chunk with guard_chain(...).stream)."
-            )
         self._guarding = Guarding.from_arguments(locals(), tracer=RUNS)
         self.check_tool_results = check_tool_results
 
@@ -135,6 +141,8 @@ class GuardReasonerMiddleware(GuardedOptions, AgentMiddleware[AgentState[Any], A
         self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], ModelResponse[Any]]
     ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
         checks = self._input_checks(request.messages)
+        if (streamed := StreamedModelCall.open(self, request, checks)) is not None:
+            return streamed.run(request, handler, checks)
         response: ModelResponse[Any] | None = None
         if checks and self.parallel_input_check:
             held = run_beside_check(
@@ -150,7 +158,7 @@ class GuardReasonerMiddleware(GuardedOptions, AgentMiddleware[AgentState[Any], A
             return outcome
         request, updates = outcome
         if response is None or updates:
-            response = self._call(handler, request, hold=self.stream_mode == "whole")
+            response = self._call(handler, request, hold=self.stream_mode != "passthrough")
         output = self._output_checks(request.messages, response)
         return self._finish(response, output, self._classify(output) if output else [], updates)
 
@@ -160,6 +168,8 @@ class GuardReasonerMiddleware(GuardedOptions, AgentMiddleware[AgentState[Any], A
         handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
     ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
         checks = self._input_checks(request.messages)
+        if (streamed := StreamedModelCall.open(self, request, checks)) is not None:
+            return await streamed.arun(request, handler, checks)
         response: ModelResponse[Any] | None = None
         if checks and self.parallel_input_check:
             held = await arun_beside_check(
@@ -175,7 +185,7 @@ class GuardReasonerMiddleware(GuardedOptions, AgentMiddleware[AgentState[Any], A
             return outcome
         request, updates = outcome
         if response is None or updates:
-            response = await self._acall(handler, request, hold=self.stream_mode == "whole")
+            response = await self._acall(handler, request, hold=self.stream_mode != "passthrough")
         output = self._output_checks(request.messages, response)
         return self._finish(response, output, await self._aclassify(output) if output else [], updates)
 

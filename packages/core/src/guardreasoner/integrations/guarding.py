@@ -136,12 +136,15 @@ class Guarding:
             raise options.GuardReasonerViolation(verdict=verdict, stage=stage, content=content)
         return self.refusal(verdict, stage)
 
-    def moderator(self, prompt: str, text_of: Callable[[T], str]) -> BufferedStreamModerator[T]:
+    def moderator(
+        self, prompt: str, text_of: Callable[[T], str], **options: Any
+    ) -> BufferedStreamModerator[T]:
         """The moderator of a stream answering ``prompt``: ``stream_mode="buffered"`` releases it every
-        ``stream_chunk_tokens`` tokens, ``"whole"`` once, after the whole answer is judged."""
+        ``stream_chunk_tokens`` tokens, ``"whole"`` once, after the whole answer is judged. ``options`` go to
+        :class:`BufferedStreamModerator` (such as ``read_ahead``)."""
         chunk = self.stream_chunk_tokens if self.stream_mode == "buffered" else sys.maxsize
         return BufferedStreamModerator(
-            self.guard, prompt, chunk_tokens=chunk, text_of=text_of, tracer=self.tracer.here()
+            self.guard, prompt, chunk_tokens=chunk, text_of=text_of, tracer=self.tracer.here(), **options
         )
 
 
