@@ -69,8 +69,13 @@ def check_vllm(work: Path) -> dict:
     tokens = {}
     for name, spec in (("plain", None), ("suffix", {"method": "suffix", "num_speculative_tokens": 4})):
         started = time.perf_counter()
-        llm = vllm.LLM(
-            model=str(model), dtype="float32", gpu_memory_utilization=0.15, speculative_config=spec, seed=0
+        llm = vllm.LLM(  # eager: a check of the stack, not of its speed (no compile, no graph capture)
+            model=str(model),
+            dtype="float32",
+            gpu_memory_utilization=0.15,
+            speculative_config=spec,
+            seed=0,
+            enforce_eager=True,
         )
         tokens[name] = list(llm.generate([prompt], params, use_tqdm=False)[0].outputs[0].token_ids)
         result[f"{name}_build_and_generate_s"] = round(time.perf_counter() - started, 1)

@@ -2,7 +2,8 @@
 # The GPU machine's software: vLLM 0.34.0 on torch 2.14.0, which its image (Python 3.12, torch 2.11.0+cu130,
 # no network) lacks, carried in parts that each fit one call (64 MiB with the working tree).
 #
-#   bash benchmarks/gpu/stage.sh build            # here, in the repository root: .gpu/partNN (~25 min, 2 cores)
+#   bash benchmarks/gpu/stage.sh build            # here, in the repository root: .gpu/partNN (~10 min, 2 cores)
+#   bash benchmarks/gpu/stage.sh pack             # here: the parts again from the staged tree (after an edit)
 #   bash benchmarks/gpu/stage.sh put .gpu/partNN  # there, carrying .gpu/partNN: one call per part, each started
 #                                                 # within 30 s of the last (the machine is kept that long)
 #   source benchmarks/gpu/stage.sh env            # there, in each later command: unpacks once, sets the paths
@@ -57,21 +58,35 @@ build() {
   # Inputs: the stand-in's data and tokenizer (standin_assets.py), the workload and Llama-3-layout tokenizer.
   python3 "$here/standin_assets.py" --out "$out/stage/assets/standin"
   python3 "$here/vllm_assets.py" --out "$out/stage/assets"
-  tar -C "$out/stage" -cf - site-packages assets | xz -T2 -6 > "$out/bundle.tar.xz"
-  split -b "$PART_BYTES" -d -a 2 "$out/bundle.tar.xz" "$out/bundle.tar.xz."
-  rm "$out/bundle.tar.xz"
-  (cd "$out" && sha256sum bundle.tar.xz.* > manifest)
-  for chunk in "$out"/bundle.tar.xz.*; do
-    local part="$out/part${chunk##*.}"
+  pack
+}
+
+pack() {  # the staged tree as zstd-compressed parts, each with the manifest; the last also has the wheel that
+  # unpacks them there (zstd: xz compresses as tightly but ~6x slower here, and the image has no zstd CLI)
+  cd "$here/../.."
+  local out=.gpu
+  rm -rf "$out"/part*
+  tar -C "$out/stage" -cf - site-packages assets | zstd -q -T2 -15 --long=27 > "$out/bundle.tar.zst"
+  split -b "$PART_BYTES" -d -a 2 "$out/bundle.tar.zst" "$out/bundle.tar.zst."
+  rm "$out/bundle.tar.zst"
+  (cd "$out" && sha256sum bundle.tar.zst.* > manifest)
+  local chunk part
+  for chunk in "$out"/bundle.tar.zst.*; do
+    part="$out/part${chunk##*.}"
     mkdir -p "$part" && mv "$chunk" "$part/" && cp "$out/manifest" "$part/"
   done
+  if [ "$(du -sb "$part" | cut -f1)" -gt $((PART_BYTES - 6 * 1024 * 1024)) ]; then
+    part="$out/part$(printf %02d $((10#${part##*part} + 1)))" && mkdir -p "$part" && cp "$out/manifest" "$part/"
+  fi
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
+    -d "$part" zstandard==0.25.0
   du -sh "$out"/part* && echo "$(ls -d "$out"/part* | wc -l) parts; add /.gpu/ to .git/info/exclude if it is not"
 }
 
 put() {  # there: keep one part until all have come
   local part=${1:?usage: stage.sh put .gpu/partNN}
   mkdir -p "$HOME/gpu-stage"
-  cp "$part"/bundle.tar.xz.* "$part/manifest" "$HOME/gpu-stage/"
+  cp "$part"/* "$HOME/gpu-stage/"
   (cd "$HOME/gpu-stage" && sha256sum -c --ignore-missing --quiet manifest) && ls "$HOME/gpu-stage"
 }
 
@@ -81,7 +96,10 @@ env_() {  # there, sourced: unpack once, then the paths and the settings every r
     (cd "$HOME/gpu-stage" && sha256sum -c --quiet manifest) \
       || { echo "stage.sh: parts missing on this machine; run the put calls again" >&2; return 3; }
     mkdir -p "$HOME/gpu"
-    cat "$HOME"/gpu-stage/bundle.tar.xz.* | xz -dc -T0 | tar -x -C "$HOME/gpu" || return 3
+    python3 -m pip install -q --no-index --no-deps --target "$HOME/gpu/zstd" "$HOME"/gpu-stage/zstandard-*.whl || return 3
+    cat "$HOME"/gpu-stage/bundle.tar.zst.* | PYTHONPATH=$HOME/gpu/zstd python3 -c 'import sys, zstandard
+zstandard.ZstdDecompressor(max_window_size=1 << 27).copy_stream(sys.stdin.buffer, sys.stdout.buffer)' \
+      | tar -x -C "$HOME/gpu" || return 3
     # torch 2.14 finds the CUDA libraries through its RPATH ($ORIGIN/../../nvidia/...): the image's.
     local image
     image=$(python3 -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))') || return 3
@@ -98,6 +116,7 @@ env_() {  # there, sourced: unpack once, then the paths and the settings every r
 
 case ${1:-} in
   build) set -euo pipefail; build ;;
+  pack) set -euo pipefail; pack ;;
   put) set -euo pipefail; put "${2:-}" ;;
   env) env_ ;;
   *) sed -n 2,9p "${BASH_SOURCE[0]}"; [ "${BASH_SOURCE[0]}" = "$0" ] && exit 2 || return 2 ;;
