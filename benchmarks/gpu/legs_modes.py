@@ -39,7 +39,8 @@ def label_agreement(rows, reference, other) -> float:
 
 def modes_leg(args, data, guard_factory) -> dict:
     from guardreasoner import GuardReasoner
-    from guardreasoner.eval.band import calibrate_band
+    from guardreasoner.eval.answer_first import first_pass
+    from guardreasoner.eval.band import choose_band
 
     always = guard_factory()
     engine = always.engine
@@ -55,7 +56,13 @@ def modes_leg(args, data, guard_factory) -> dict:
         t = now()
         first = never.classify_batch(conversations(calibration))
         reference = always.classify_batch(conversations(calibration))
-        chosen = calibrate_band(first, reference, target_agreement=TARGET_AGREEMENT)
+        chosen = choose_band(
+            [
+                first_pass(n, a, has_response=row["response"] is not None)
+                for row, n, a in zip(calibration, first, reference)
+            ],
+            TARGET_AGREEMENT,
+        )
         result["calibration"] = {
             "conversations": len(calibration),
             "band": [chosen.band.low, chosen.band.high],

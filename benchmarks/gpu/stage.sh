@@ -75,7 +75,7 @@ pack() {  # the staged tree as zstd-compressed parts, each with the manifest; th
     part="$out/part${chunk##*.}"
     mkdir -p "$part" && mv "$chunk" "$part/" && cp "$out/manifest" "$part/"
   done
-  if [ "$(du -sb "$part" | cut -f1)" -gt $((PART_BYTES - 6 * 1024 * 1024)) ]; then
+  if [ "$(du -sb "$part" | cut -f1)" -gt $((60 * 1024 * 1024 - 5600000)) ]; then  # with the wheel and a ~4 MB tree
     part="$out/part$(printf %02d $((10#${part##*part} + 1)))" && mkdir -p "$part" && cp "$out/manifest" "$part/"
   fi
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
