@@ -275,7 +275,11 @@ def test_trace_content_puts_each_conversation_and_output_in_an_event(otel):
     (span,) = otel.spans(CLASSIFY_SPAN)
     events = [e for e in span.events if e.name == "guardreasoner.conversation"]
     assert [dict(e.attributes) for e in events] == [
-        {"guardreasoner.index": 0, "guardreasoner.prompt": PROMPT, **prefixed(verdict_attributes(verdicts[0], content=True))},
+        {
+            "guardreasoner.index": 0,
+            "guardreasoner.prompt": PROMPT,
+            **prefixed(verdict_attributes(verdicts[0], content=True)),
+        },
         {
             "guardreasoner.index": 1,
             "guardreasoner.prompt": SAFE_PROMPT,
@@ -348,7 +352,9 @@ def test_the_latency_a_check_added_is_its_span_duration(otel):
 
 def test_an_audit_run_is_a_span_over_its_batches(otel, tmp_path):
     source = tmp_path / "logs.jsonl"
-    rows = [{"id": i, "prompt": p} for i, p in enumerate([PROMPT, SAFE_PROMPT, "Hi", "A garbled request", ""])]
+    rows = [
+        {"id": i, "prompt": p} for i, p in enumerate([PROMPT, SAFE_PROMPT, "Hi", "A garbled request", ""])
+    ]
     source.write_text("".join(json.dumps(r) + "\n" for r in rows))
     from guardreasoner import audit
 
@@ -399,7 +405,9 @@ class GatedEngine(ScriptedEngine):
 
 def test_shadow_drops_are_counted_by_why(otel):
     engine = GatedEngine(reasoned)
-    recorder = ShadowRecorder(GuardReasoner(engine=engine), sink=lambda record: None, max_queue=1, batch_size=1)
+    recorder = ShadowRecorder(
+        GuardReasoner(engine=engine), sink=lambda record: None, max_queue=1, batch_size=1
+    )
     assert recorder.submit(SAFE_PROMPT, stage="input")
     assert engine.started.wait(10)  # the worker holds the first check
     assert recorder.submit(SAFE_PROMPT, stage="input")  # queued
@@ -407,7 +415,10 @@ def test_shadow_drops_are_counted_by_why(otel):
     engine.release.set()
     recorder.close()
     assert not recorder.submit(SAFE_PROMPT, stage="input")  # closed
-    drops = {p.attributes["guardreasoner.shadow.reason"]: p.value for p in otel.points("guardreasoner.shadow.dropped")}
+    drops = {
+        p.attributes["guardreasoner.shadow.reason"]: p.value
+        for p in otel.points("guardreasoner.shadow.dropped")
+    }
     assert drops == {"queue_full": 1, "closed": 1} and recorder.dropped == 2
 
 

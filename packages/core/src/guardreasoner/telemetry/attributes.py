@@ -16,7 +16,14 @@ from collections.abc import Iterable, Mapping
 from guardreasoner.tasks import Task
 from guardreasoner.verdict import Verdict
 
-__all__ = ["CONTENT_ENV", "AttributeValue", "content_tracing", "prefixed", "verdict_attributes", "verdict_counts"]
+__all__ = [
+    "CONTENT_ENV",
+    "AttributeValue",
+    "content_tracing",
+    "prefixed",
+    "verdict_attributes",
+    "verdict_counts",
+]
 
 AttributeValue = str | bool | int | float | list[str]
 
@@ -107,6 +114,8 @@ def verdict_counts(verdicts: Iterable[Verdict]) -> dict[str, int]:
     return {**{key: n for key, n in counts.items() if n or key in _ALWAYS_COUNTED}, **tokens}
 
 
-def prefixed(attributes: Mapping[str, AttributeValue], prefix: str = "guardreasoner.") -> dict[str, AttributeValue]:
+def prefixed(
+    attributes: Mapping[str, AttributeValue], prefix: str = "guardreasoner."
+) -> dict[str, AttributeValue]:
     """``attributes`` with every key under ``prefix`` (the OpenTelemetry namespace)."""
     return {prefix + key: value for key, value in attributes.items()}

@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from guardreasoner.conversation import to_conversations
-from guardreasoner.errors import GuardUndecidedError, GuardReasonerError
+from guardreasoner.errors import GuardReasonerError, GuardUndecidedError
 from guardreasoner.prompt import PromptFormat
 from guardreasoner.telemetry.attributes import LABEL_FIELDS, prefixed, verdict_attributes, verdict_counts
 from guardreasoner.telemetry.otel import Otel, current, error_type
@@ -190,7 +190,9 @@ def _verdict_kind(verdict: Verdict) -> tuple[tuple[str, Any], ...]:
 # -- the engine's request -----------------------------------------------------------------------------------
 
 
-def traced_generate(guard: Any, generate: Callable[..., Any], prompts: list[str], config: Any, **options: Any):
+def traced_generate(
+    guard: Any, generate: Callable[..., Any], prompts: list[str], config: Any, **options: Any
+):
     """``generate(prompts, config, **options)`` (an engine's ``generate_each``) inside the engine's span."""
     otel = current()
     if otel is None:
@@ -245,7 +247,10 @@ class _EngineCall:
     def done(self, generations: list[Any]) -> list[Any]:
         if self.span.is_recording():
             attributes: dict[str, Any] = {}
-            for name, field in (("input_tokens", "num_prompt_tokens"), ("output_tokens", "num_generated_tokens")):
+            for name, field in (
+                ("input_tokens", "num_prompt_tokens"),
+                ("output_tokens", "num_generated_tokens"),
+            ):
                 counted = [getattr(g, field) for g in generations if getattr(g, field) is not None]
                 if counted:
                     attributes[f"gen_ai.usage.{name}"] = sum(counted)
