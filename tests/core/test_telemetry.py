@@ -444,6 +444,29 @@ def test_the_gen_ai_names_are_current_in_the_semantic_conventions(otel):
         assert "Replaced by" not in note, (name, note)
 
 
+def test_an_opentelemetry_api_too_old_turns_telemetry_off_once_and_checks_go_on(monkeypatch, caplog):
+    """An API without ``explicit_bucket_boundaries_advisory`` (before 1.30): no telemetry, one warning."""
+    from guardreasoner.telemetry import otel as otel_module
+    from opentelemetry import metrics
+
+    class OldMeter:
+        def create_counter(self, name, unit="", description=""):
+            return metrics.NoOpCounter(name)
+
+        def create_histogram(self, name, unit="", description=""):
+            return metrics.NoOpHistogram(name)
+
+    monkeypatch.setattr(otel_module, "_state", otel_module._UNSET)  # as in a process not yet traced
+    monkeypatch.setattr(metrics, "get_meter", lambda *args, **kwargs: OldMeter())
+    guard = scripted_guard()
+    assert guard.classify(PROMPT).is_harmful and guard.classify(SAFE_PROMPT).is_safe
+    assert otel_module.current() is None
+    warnings = [r.getMessage() for r in caplog.records if "spans and metrics are off" in r.getMessage()]
+    (warning,) = warnings  # once, though two checks ran
+    assert "unexpected keyword argument 'explicit_bucket_boundaries_advisory'" in warning
+    assert warning.endswith('Install opentelemetry-api>=1.30 (pip install "guardreasoner[otel]").')
+
+
 NO_PROVIDER_THEN_ONE = """
 import json
 from opentelemetry import metrics, trace

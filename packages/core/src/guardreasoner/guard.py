@@ -19,7 +19,7 @@ from guardreasoner.policy import FailurePolicy, apply_policy_to_all
 from guardreasoner.prompt import build_prompt
 from guardreasoner.scores import score_verdict
 from guardreasoner.telemetry.attributes import content_tracing
-from guardreasoner.telemetry.spans import atraced_generate, traced_classify, traced_generate
+from guardreasoner.telemetry.spans import engine_request, traced_classify
 from guardreasoner.thresholds import ThresholdsLike, apply_thresholds, load_thresholds
 from guardreasoner.verdict import ParseStatus, Verdict
 
@@ -116,9 +116,10 @@ class GuardReasoner:
         if not prompts:
             return []
         try:
-            generations = traced_generate(
-                self, self.engine.generate_each, prompts, self.generation, timeout=self._left(started)
-            )
+            with engine_request(self, prompts, self.generation) as request:
+                generations = request.done(
+                    self.engine.generate_each(prompts, self.generation, timeout=self._left(started))
+                )
         except EngineError as exc:
             generations = [Generation.failed(exc)] * len(prompts)
         return self._decide(self._verdicts(conversations, generations, cut))
@@ -141,9 +142,10 @@ class GuardReasoner:
         if not prompts:
             return []
         try:
-            generations = await atraced_generate(
-                self, self.engine.agenerate_each, prompts, self.generation, timeout=self._left(started)
-            )
+            with engine_request(self, prompts, self.generation) as request:
+                generations = request.done(
+                    await self.engine.agenerate_each(prompts, self.generation, timeout=self._left(started))
+                )
         except EngineError as exc:
             generations = [Generation.failed(exc)] * len(prompts)
         if sum(len(g.text) for g in generations) > PARSE_INLINE_CHARS:

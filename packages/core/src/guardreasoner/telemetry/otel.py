@@ -8,11 +8,14 @@ providers, even after the first check.
 
 from __future__ import annotations
 
+import logging
 import threading
 import traceback
 from typing import Any
 
 from guardreasoner.errors import MissingExtraError
+
+logger = logging.getLogger("guardreasoner")
 
 SCOPE = "guardreasoner"
 """The instrumentation scope's name: the tracer's and the meter's."""
@@ -94,9 +97,20 @@ _lock = threading.Lock()
 
 
 def _build(tracer_provider: Any = None, meter_provider: Any = None) -> Otel | None:
+    """The telemetry for these providers, or None without ``opentelemetry-api``. An API too old for these
+    calls (``explicit_bucket_boundaries_advisory`` came in 1.30) turns it off, said once: a check must never
+    fail for its telemetry."""
     try:
         return Otel(tracer_provider, meter_provider)
     except ImportError:
+        return None
+    except Exception as exc:
+        logger.warning(
+            "GuardReasoner's OpenTelemetry spans and metrics are off: %s: %s. Install opentelemetry-api>=1.30 "
+            '(pip install "guardreasoner[otel]").',
+            type(exc).__name__,
+            exc,
+        )
         return None
 
 
@@ -117,9 +131,10 @@ def set_providers(tracer_provider: Any = None, meter_provider: Any = None) -> No
     ``opentelemetry.trace.set_tracer_provider`` sets them); ``None`` for either means the global one. For an
     application that keeps the guard's telemetry apart, and for tests (a provider per test)."""
     global _state
-    state = _build(tracer_provider, meter_provider)
-    if state is None:
-        raise MissingExtraError("otel", "opentelemetry", "Sending guardreasoner's telemetry")
+    try:
+        state = Otel(tracer_provider, meter_provider)
+    except ImportError as exc:
+        raise MissingExtraError("otel", "opentelemetry", "Sending guardreasoner's telemetry") from exc
     with _lock:
         _state = state
 

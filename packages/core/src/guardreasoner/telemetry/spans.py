@@ -190,26 +190,29 @@ def _verdict_kind(verdict: Verdict) -> tuple[tuple[str, Any], ...]:
 # -- the engine's request -----------------------------------------------------------------------------------
 
 
-def traced_generate(
-    guard: Any, generate: Callable[..., Any], prompts: list[str], config: Any, **options: Any
-):
-    """``generate(prompts, config, **options)`` (an engine's ``generate_each``) inside the engine's span."""
+def engine_request(guard: Any, prompts: list[str], config: Any) -> _EngineCall | _Untraced:
+    """The engine's request for ``prompts`` under ``config`` as a span, around the call that makes it::
+
+        with engine_request(guard, prompts, guard.generation) as request:
+            generations = request.done(guard.engine.generate_each(prompts, guard.generation))
+
+    ``done`` records what came back (tokens, finish reasons); an exception leaving the block fails the span.
+    Sync and async calls alike (nothing in it awaits)."""
     otel = current()
-    if otel is None:
-        return generate(prompts, config, **options)
-    with _EngineCall(otel, guard, prompts, config) as call:
-        return call.done(generate(prompts, config, **options))
+    return _Untraced() if otel is None else _EngineCall(otel, guard, prompts, config)
 
 
-async def atraced_generate(
-    guard: Any, generate: Callable[..., Any], prompts: list[str], config: Any, **options: Any
-):
-    """Async :func:`traced_generate` (an engine's ``agenerate_each``)."""
-    otel = current()
-    if otel is None:
-        return await generate(prompts, config, **options)
-    with _EngineCall(otel, guard, prompts, config) as call:
-        return call.done(await generate(prompts, config, **options))
+class _Untraced:
+    """Without OpenTelemetry: the call, untouched."""
+
+    def __enter__(self) -> _Untraced:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        return None
+
+    def done(self, generations: list[Any]) -> list[Any]:
+        return generations
 
 
 class _EngineCall:
