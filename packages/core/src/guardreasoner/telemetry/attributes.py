@@ -13,7 +13,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from guardreasoner.tasks import Task
+from guardreasoner.scores import SCORE_FIELDS
 from guardreasoner.verdict import Verdict
 
 __all__ = [
@@ -30,10 +30,10 @@ AttributeValue = str | bool | int | float | list[str]
 CONTENT_ENV = "GUARDREASONER_TRACE_CONTENT"
 """Set to ``1`` to put conversation text into spans for every guard built without ``trace_content=``."""
 
-LABEL_FIELDS = tuple(task.verdict_field for task in Task)
+LABEL_FIELDS = tuple(SCORE_FIELDS)
 _OPTIONAL_FIELDS = (
     *LABEL_FIELDS,
-    *(f"{field}_score" for field in LABEL_FIELDS),
+    *SCORE_FIELDS.values(),
     "is_harmful",
     "decided_by",
     "policy",
