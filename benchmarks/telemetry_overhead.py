@@ -87,11 +87,10 @@ def ratio(legs: dict[str, list[tuple[float, float]]], over: list[str], under: li
     return round(100 * (top / bottom - 1), 2)
 
 
-def tiny_guard_section(args: argparse.Namespace, sdk: SdkLeg, items: list) -> dict[str, Any]:
+def tiny_guard_section(args: argparse.Namespace, sdk: SdkLeg, items: list, model: Path) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(args.threads)
-    model = args.model or train_tiny_guard(Path(tempfile.mkdtemp(prefix="tiny-guard-")))
     guard = GuardReasoner(str(model), engine="hf", batch_size=64)
     timed(guard, items[:64])  # warm-up: first-call costs, not timed
     order = ["no_provider", "sdk", "no_provider_again"]
@@ -156,7 +155,8 @@ def main() -> None:
     items = conversations(args.conversations)
     sdk = SdkLeg()
     load = os.getloadavg()
-    tiny = tiny_guard_section(args, sdk, items)
+    with tempfile.TemporaryDirectory(prefix="tiny-guard-") as scratch:
+        tiny = tiny_guard_section(args, sdk, items, args.model or train_tiny_guard(Path(scratch)))
     scripted = scripted_section(args, sdk, items)
     sdk_batches = args.rounds + args.scripted_repeats
     recorded = sum(point.value for point in sdk.points("guardreasoner.verdicts"))
