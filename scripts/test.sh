@@ -27,6 +27,6 @@ echo "== full install"
 # torch first and pinned: 2.13.0 is the CPU build on this machine's disk (no CUDA download).
 .venv/bin/pip install "${pip_quiet[@]}" torch==2.13.0
 .venv/bin/pip install "${pip_quiet[@]}" -c .ci/constraints.txt -r .ci/requirements-test.txt \
-  -e "./packages/core[hf,openai,eval,langchain,llamaindex]" \
+  -e "./packages/core[hf,openai,eval,langchain,llamaindex,otel]" \
   -e ./packages/langchain_guard -e ./packages/llamaindex_guard -e ./training -r .ci/requirements-full.txt
 .venv/bin/python -m pytest "$@"

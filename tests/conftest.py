@@ -21,6 +21,23 @@ SHARED_DATA = (
 )
 
 
+@pytest.fixture
+def otel():
+    """guardreasoner's spans and metrics during the test (:class:`tests.telemetry.CapturedTelemetry`), sent to a
+    provider of the test's own, so no global OpenTelemetry state is set or shared between tests."""
+    from guardreasoner.telemetry import set_providers
+
+    from tests.telemetry import CapturedTelemetry
+
+    captured = CapturedTelemetry()
+    set_providers(captured.tracer_provider, captured.meter_provider)
+    try:
+        yield captured
+    finally:
+        set_providers()
+        captured.close()
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data/guardreasoner``: the paper's benchmark sets and the released models' outputs."""

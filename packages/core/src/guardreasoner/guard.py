@@ -18,6 +18,8 @@ from guardreasoner.parsing import parse_output
 from guardreasoner.policy import FailurePolicy, apply_policy_to_all
 from guardreasoner.prompt import build_prompt
 from guardreasoner.scores import score_verdict
+from guardreasoner.telemetry.attributes import content_tracing
+from guardreasoner.telemetry.spans import engine_request, traced_classify
 from guardreasoner.thresholds import ThresholdsLike, apply_thresholds, load_thresholds
 from guardreasoner.verdict import ParseStatus, Verdict
 
@@ -49,6 +51,11 @@ class GuardReasoner:
     included): what is unanswered by then gets a ``timeout`` verdict under the policy, and a late answer is
     never used. The ``openai`` engine's limit for one attempt is ``request_timeout=``.
 
+    Each call is a ``guardreasoner.classify`` OpenTelemetry span with the verdicts' labels and metrics (extra
+    ``otel``; nothing is recorded until the application sets a provider). ``trace_content=True`` (or the
+    ``GUARDREASONER_TRACE_CONTENT=1`` environment variable, read when the guard is built) also puts the
+    conversations and the model's outputs into the span; by default no text is traced.
+
     Each conversation's verdict depends on its own request alone where the engine sends one per
     conversation (``openai``); a failure of the whole engine call fails every verdict of that call (under the
     policy). An engine that cannot be built or load its model raises :class:`EngineLoadError` instead.
@@ -65,6 +72,7 @@ class GuardReasoner:
         truncation: Literal["error", "head_tail"] = "error",
         timeout: float | None = None,
         thresholds: ThresholdsLike = None,
+        trace_content: bool | None = None,
         **engine_options: Any,
     ):
         if truncation not in ("error", "head_tail"):
@@ -78,6 +86,7 @@ class GuardReasoner:
             raise ValueError(f"timeout must be positive seconds or None, got {timeout}.")
         self.timeout = timeout
         self.thresholds = load_thresholds(thresholds)
+        self.trace_content = content_tracing(trace_content)
         if isinstance(engine, Engine):
             if engine_options:
                 raise ValueError(
@@ -90,10 +99,12 @@ class GuardReasoner:
 
     # -- sync -----------------------------------------------------------------------------------------
 
+    @traced_classify
     def classify(self, prompt: str, response: str | None = None) -> Verdict:
         """Classify one conversation: the user's ``prompt`` and, optionally, the AI's ``response``."""
         return self.classify_batch([Conversation.model_construct(prompt=prompt, response=response)])[0]
 
+    @traced_classify
     def classify_batch(self, items: Iterable[ConversationLike]) -> list[Verdict]:
         """Classify many conversations in one engine call; verdicts come back in order.
 
@@ -105,19 +116,24 @@ class GuardReasoner:
         if not prompts:
             return []
         try:
-            generations = self.engine.generate_each(prompts, self.generation, timeout=self._left(started))
+            with engine_request(self, prompts, self.generation) as request:
+                generations = request.done(
+                    self.engine.generate_each(prompts, self.generation, timeout=self._left(started))
+                )
         except EngineError as exc:
             generations = [Generation.failed(exc)] * len(prompts)
         return self._decide(self._verdicts(conversations, generations, cut))
 
     # -- async ----------------------------------------------------------------------------------------
 
+    @traced_classify
     async def aclassify(self, prompt: str, response: str | None = None) -> Verdict:
         """Async :meth:`classify`. Concurrent calls share the engine (vLLM batches them continuously)."""
         return (await self.aclassify_batch([Conversation.model_construct(prompt=prompt, response=response)]))[
             0
         ]
 
+    @traced_classify
     async def aclassify_batch(self, items: Iterable[ConversationLike]) -> list[Verdict]:
         """Async :meth:`classify_batch`. Counting tokens and parsing long outputs run in worker threads, so
         one heavy conversation never stalls the other calls on the loop."""
@@ -126,9 +142,10 @@ class GuardReasoner:
         if not prompts:
             return []
         try:
-            generations = await self.engine.agenerate_each(
-                prompts, self.generation, timeout=self._left(started)
-            )
+            with engine_request(self, prompts, self.generation) as request:
+                generations = request.done(
+                    await self.engine.agenerate_each(prompts, self.generation, timeout=self._left(started))
+                )
         except EngineError as exc:
             generations = [Generation.failed(exc)] * len(prompts)
         if sum(len(g.text) for g in generations) > PARSE_INLINE_CHARS:

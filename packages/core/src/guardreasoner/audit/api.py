@@ -16,8 +16,10 @@ from guardreasoner.audit.summary import COUNTED_COLUMNS, AuditSummary, summarize
 from guardreasoner.audit.validation import scan, write_rejects
 from guardreasoner.engines import Engine
 from guardreasoner.model_source import DEFAULT_MODEL
+from guardreasoner.telemetry.jobs import traced_audit
 
 
+@traced_audit
 def audit(
     input: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -47,7 +49,8 @@ def audit(
     classifies in this process with any engine; ``runner="ray"`` on a Ray Data actor pool of
     ``num_actors`` guards (``ray_address``/``RAY_ADDRESS`` for a cluster, a local Ray otherwise).
     ``on_progress(done, total)`` is called after each in-process batch. Returns the summary, also written
-    to ``output/_summary.json``.
+    to ``output/_summary.json``. The run is a ``guardreasoner.audit`` OpenTelemetry span (extra ``otel``), the
+    parent of its in-process batches' ``guardreasoner.classify`` spans.
     """
     if batch_size < 1 or num_actors < 1:
         raise ValueError("batch_size and num_actors must be at least 1.")

@@ -6,6 +6,8 @@ callback handler, a LlamaIndex instrumentation event handler) hands each model c
 batches, so a batching engine keeps up) and write one record per check to the sink. The app never waits for
 the guard. When the queue is full the check is dropped, counted in :attr:`ShadowRecorder.dropped` and logged
 (once, with the count so far); nothing is lost silently. :meth:`ShadowRecorder.close` drains the queue.
+With OpenTelemetry (extra ``otel``), each judged batch is a ``guardreasoner.shadow`` span linked to the spans
+its checks were submitted from, and drops are counted in the ``guardreasoner.shadow.dropped`` metric.
 
 ``enforce=True`` turns shadow into enforcement for users who want one hook everywhere: :meth:`check` /
 :meth:`acheck` then judge in the caller and raise :class:`GuardReasonerViolation` on a harmful verdict (the
@@ -29,6 +31,8 @@ from guardreasoner.guard import GuardReasoner
 from guardreasoner.integrations.options import GuardReasonerViolation
 from guardreasoner.integrations.provider import is_violation
 from guardreasoner.integrations.trace import NO_TRACE, Check, CheckTracer, aclassify_checks, classify_checks
+from guardreasoner.telemetry.jobs import count_shadow_drop, shadow_span
+from guardreasoner.telemetry.otel import current_span_context
 from guardreasoner.verdict import Verdict
 
 __all__ = ["ShadowRecord", "ShadowRecorder", "ShadowSink"]
@@ -47,7 +51,7 @@ appended to that file), or a callable that receives each record (from a worker t
 
 
 class _Check:
-    __slots__ = ("enqueued", "metadata", "prompt", "response", "stage", "submitted")
+    __slots__ = ("enqueued", "metadata", "prompt", "response", "span_context", "stage", "submitted")
 
     def __init__(self, prompt: str, response: str | None, stage: str, metadata: dict[str, Any]):
         self.prompt = prompt
@@ -56,6 +60,7 @@ class _Check:
         self.metadata = metadata
         self.submitted = time.time()
         self.enqueued = time.monotonic()
+        self.span_context = current_span_context()  # the submitter's span, which the judging span links to
 
 
 class ShadowRecorder:
@@ -108,14 +113,16 @@ class ShadowRecorder:
         check = _Check(prompt, response, stage, dict(metadata or {}))
         with self._lock:
             self.submitted += 1
+            reason = "closed"
             if not self._closed:
                 try:
                     self._queue.put_nowait(check)
                     return True
                 except queue.Full:
-                    pass
+                    reason = "queue_full"
             self.dropped += 1
             dropped = self.dropped
+        count_shadow_drop(reason)
         self._warn_once(
             "dropped",
             "GuardReasoner shadow mode dropped a check (%d so far): the queue (max_queue=%d) is full or the "
@@ -249,9 +256,10 @@ class ShadowRecorder:
     def _judge(self, batch: list[_Check]) -> None:
         started = time.monotonic()
         try:
-            verdicts: list[Verdict | None] = list(
-                self.guard.classify_batch([(check.prompt, check.response) for check in batch])
-            )
+            with shadow_span([check.span_context for check in batch], len(batch)):
+                verdicts: list[Verdict | None] = list(
+                    self.guard.classify_batch([(check.prompt, check.response) for check in batch])
+                )
             error = None
         except Exception as exc:  # the guard's policy covers engine failures; anything else is recorded
             verdicts, error = [None] * len(batch), f"{type(exc).__name__}: {exc}"
