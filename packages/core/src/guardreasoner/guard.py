@@ -12,11 +12,12 @@ from typing import Any, Literal
 
 from guardreasoner.conversation import Conversation, ConversationLike, fit_to_context, to_conversations
 from guardreasoner.engines import Engine, Generation, GenerationConfig, create_engine
-from guardreasoner.errors import EngineError, EngineTimeoutError
+from guardreasoner.errors import EngineCapabilityError, EngineError, EngineTimeoutError
 from guardreasoner.model_source import DEFAULT_MODEL
 from guardreasoner.parsing import parse_output
 from guardreasoner.policy import FailurePolicy, apply_policy_to_all
 from guardreasoner.prompt import build_prompt
+from guardreasoner.reasoning import ReasoningBandLike, ReasoningMode, load_reasoning_band
 from guardreasoner.scores import score_verdict
 from guardreasoner.thresholds import ThresholdsLike, apply_thresholds, load_thresholds
 from guardreasoner.verdict import ParseStatus, Verdict
@@ -44,6 +45,12 @@ class GuardReasoner:
     ``thresholds`` (a ``{field: threshold}`` mapping or a thresholds file's path, as ``guardreasoner eval
     --calibrate`` writes) turns each task's score into its label: the positive label when score >= threshold.
     Without thresholds the labels are greedy decoding's; every verdict carries the scores the engine allows.
+    ``reasoning`` (``guardreasoner.reasoning``) is ``"always"`` (reason, then answer: the paper's setting),
+    ``"never"`` (the answer block forced right after the prompt, its labels scored) or ``"auto"`` (the forced
+    answer first; conversations with a task scored inside ``reasoning_band`` are then reasoned in full).
+    ``reasoning_band`` is a ``(low, high)`` pair, a :class:`~guardreasoner.reasoning.ReasoningBand` or a band
+    file's path (default ``(0.05, 0.95)``, not calibrated for any weights). Under ``fail_closed`` a forced
+    answer is a clean allow only when every task it answers scored outside the band.
     ``truncation`` is ``"error"`` (a conversation longer than the context raises) or ``"head_tail"``.
     ``timeout`` (seconds) is one deadline for each whole call, sync or async (connection, retries and backoff
     included): what is unanswered by then gets a ``timeout`` verdict under the policy, and a late answer is
@@ -65,6 +72,8 @@ class GuardReasoner:
         truncation: Literal["error", "head_tail"] = "error",
         timeout: float | None = None,
         thresholds: ThresholdsLike = None,
+        reasoning: ReasoningMode | str = ReasoningMode.ALWAYS,
+        reasoning_band: ReasoningBandLike = None,
         **engine_options: Any,
     ):
         if truncation not in ("error", "head_tail"):
@@ -78,6 +87,8 @@ class GuardReasoner:
             raise ValueError(f"timeout must be positive seconds or None, got {timeout}.")
         self.timeout = timeout
         self.thresholds = load_thresholds(thresholds)
+        self.reasoning = _reasoning_mode(reasoning)
+        self.reasoning_band = load_reasoning_band(reasoning_band)
         if isinstance(engine, Engine):
             if engine_options:
                 raise ValueError(
@@ -87,6 +98,12 @@ class GuardReasoner:
         else:
             self.engine = create_engine(engine, model, **engine_options)
         self.model = os.fspath(model)
+        if self.reasoning is not ReasoningMode.ALWAYS:
+            unsupported = self.engine.forced_answer_unsupported()
+            if unsupported is not None:
+                if not isinstance(engine, Engine):
+                    self.engine.close()
+                raise EngineCapabilityError(f"reasoning={self.reasoning.value!r}: {unsupported}")
 
     # -- sync -----------------------------------------------------------------------------------------
 
@@ -239,3 +256,11 @@ class GuardReasoner:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _reasoning_mode(value: ReasoningMode | str) -> ReasoningMode:
+    try:
+        return ReasoningMode(value)
+    except ValueError:
+        allowed = ", ".join(repr(mode.value) for mode in ReasoningMode)
+        raise ValueError(f"reasoning must be one of {allowed}, got {value!r}.") from None

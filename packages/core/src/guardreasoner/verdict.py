@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from guardreasoner.reasoning import ReasoningBand, ReasoningMode
 from guardreasoner.tasks import Task
 
 __all__ = ["USABLE_STATUSES", "HarmLabel", "ParseStatus", "RefusalLabel", "Task", "TaskReasoning", "Verdict"]
@@ -142,6 +143,23 @@ class Verdict(BaseModel):
     forced_answer: bool = False
     """The reasoning ran past the engine's ``max_reasoning_tokens``; the labels come from an answer the engine
     forced (under ``fail_closed`` such an allow is not clean)."""
+
+    reasoning_mode: ReasoningMode = ReasoningMode.ALWAYS
+    """The guard's ``reasoning`` setting: ``always``, ``auto`` or ``never`` (``guardreasoner.reasoning``)."""
+    reasoned: bool = True
+    """True when the labels come from an output in which the model wrote its reasoning (``always``, and
+    ``auto`` verdicts escalated to it); False when they come from the answer forced right after the prompt."""
+    first_pass_scores: dict[str, float] = Field(default_factory=dict)
+    """``auto`` and ``never``: per label field, the forced answer's score (kept when the conversation was then
+    reasoned in full, whose own scores are in the ``*_score`` fields)."""
+    first_pass_tokens: int | None = None
+    """``auto`` and ``never``: the tokens the forced answer generated (an escalated verdict's
+    ``num_generated_tokens`` counts the reasoning pass's only)."""
+    reasoning_band: ReasoningBand | None = None
+    """``auto`` and ``never``: the band of scores the guard treated as unsure."""
+    escalation_reason: str | None = None
+    """``auto``: why the conversation was reasoned in full (a score inside the band, no score, an unclear
+    forced answer); None when the forced answer decided it."""
 
     @property
     def is_usable(self) -> bool:
