@@ -22,9 +22,11 @@ from __future__ import annotations
 from enum import Enum
 
 from guardreasoner.errors import GuardUndecidedError
+from guardreasoner.parsing import stray_harm_statements
 from guardreasoner.tasks import Task
 from guardreasoner.verdict import ParseStatus, Verdict
 
+LABEL_FIELDS = tuple(task.verdict_field for task in Task)
 HARM_FIELDS = tuple(task.verdict_field for task in Task if task.is_harm_task)
 
 
@@ -68,12 +70,38 @@ def apply_policy(verdict: Verdict, policy: FailurePolicy | str = FailurePolicy.F
 
 def is_clean_allow(verdict: Verdict) -> bool:
     """Whether a safe reading comes from one clean final answer, with nothing in the output saying harmful
-    (or with every harm label decided by a threshold on its score)."""
+    (or with every harm label decided by a threshold on its score); from an answer forced right after the
+    prompt (``reasoning="auto"``/``"never"``), only with every task it answers scored outside the band."""
     return (
         verdict.parse_status is ParseStatus.OK
         and not verdict.forced_answer
+        and (verdict.reasoned or first_pass_doubt(verdict) is None)
         and (not verdict.harmful_signals or _thresholds_decided_harm(verdict))
+        and not stray_harm_statements(verdict.raw_output)
     )
+
+
+def first_pass_doubt(verdict: Verdict) -> str | None:
+    """Why a verdict from the answer forced right after the prompt cannot stand alone (``auto`` reasons on
+    it; ``fail_closed`` takes no safe reading from it), or None: the answer is one clean block and every task
+    it answers has a score outside the reasoning band."""
+    if verdict.error is not None:
+        return f"the forced answer failed ({verdict.parse_status.value}: {verdict.error})"
+    if verdict.parse_status is not ParseStatus.OK or verdict.is_parsing_error:
+        return f"the forced answer is {verdict.parse_status.value}, not one clean answer"
+    band = verdict.reasoning_band
+    if band is None:
+        return "the verdict records no reasoning band to judge the forced answer's scores by"
+    for field in LABEL_FIELDS:
+        if getattr(verdict, field) is None:
+            continue
+        score = verdict.first_pass_scores.get(field)
+        if score is None:
+            status = verdict.score_status.get(field)
+            return f"the forced answer has no score for {field} ({status.value if status else 'none'})"
+        if band.contains(score):
+            return f"the forced answer's {field} score {score:.3g} is inside the reasoning band {band}"
+    return None
 
 
 def _thresholds_decided_harm(verdict: Verdict) -> bool:
@@ -89,6 +117,10 @@ def unclean_allow_reason(verdict: Verdict) -> str:
         return "; ".join(verdict.harmful_signals)
     if verdict.forced_answer:
         return "the reasoning ran past max_reasoning_tokens and the answer was forced"
+    if not verdict.reasoned and (doubt := first_pass_doubt(verdict)) is not None:
+        return doubt
+    if stray := stray_harm_statements(verdict.raw_output):
+        return f"a conclusion outside the tasks' sections says harmful (under {'; '.join(map(repr, stray))})"
     return f"the answer is {verdict.parse_status.value}, not one clean final answer"
 
 

@@ -32,6 +32,10 @@ class ParseStatus(str, Enum):
     ANSWER_OVERRIDDEN = "answer_overridden"
     """Labels read from the final block, but an earlier answer line states another label for the same task
     (``Request: harmful`` ... ``Wait, let me reconsider.`` ... ``Request: unharmful``)."""
+    DECORATED_ANSWER = "decorated_answer"
+    """Labels read from the final block, but one carries more than the label (``Request: unharmful.``): the
+    label stands under ``fail_open``; ``fail_closed`` takes no safe reading from it (the released models
+    write bare labels)."""
     AMBIGUOUS_ANSWER = "ambiguous_answer"
     """A final answer is not one label (``unharmful-but-harmful``, ``unharmful, harmful``, ``unharmful?``)."""
     LOOPING_OUTPUT = "looping_output"
@@ -51,7 +55,13 @@ class ParseStatus(str, Enum):
 
 
 USABLE_STATUSES = frozenset(
-    {ParseStatus.OK, ParseStatus.CONTRADICTS_REASONING, ParseStatus.RECOVERED, ParseStatus.ANSWER_OVERRIDDEN}
+    {
+        ParseStatus.OK,
+        ParseStatus.CONTRADICTS_REASONING,
+        ParseStatus.RECOVERED,
+        ParseStatus.ANSWER_OVERRIDDEN,
+        ParseStatus.DECORATED_ANSWER,
+    }
 )
 """The model's labels can be read: ``fail_open`` takes them as they are (the reference's reading); ``fail_closed``
 takes a safe reading only from a clean ``ok`` verdict (see :func:`guardreasoner.policy.apply_policy`)."""
