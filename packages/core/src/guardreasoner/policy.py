@@ -46,9 +46,10 @@ def apply_policy(verdict: Verdict, policy: FailurePolicy | str = FailurePolicy.F
         if verdict.is_harmful or policy is FailurePolicy.FAIL_OPEN or is_clean_allow(verdict):
             return verdict
         reason = unclean_allow_reason(verdict)
-        if policy is FailurePolicy.RAISE:
-            raise GuardUndecidedError(verdict)
         detail = f"{verdict.parse_detail} " if verdict.parse_detail else ""
+        if policy is FailurePolicy.RAISE:
+            unclean = f"{detail}The answer reads safe, but is not a clean allow: {reason}."
+            raise GuardUndecidedError(verdict.model_copy(update={"parse_detail": unclean}))
         return verdict.model_copy(
             update={
                 "is_harmful": True,
