@@ -126,3 +126,18 @@ def test_a_verdict_with_its_reasoning_fields_round_trips_through_json():
     assert dumped["reasoning_mode"] == "auto" and dumped["reasoning_band"] == {"low": 0.05, "high": 0.95}
     assert dumped["first_pass_scores"] == {"prompt_harmfulness": pytest.approx(0.3)}
     assert Verdict().reasoned is True and Verdict().reasoning_mode is ReasoningMode.ALWAYS
+
+
+def test_the_reasoning_fields_round_trip_through_an_audit_row():
+    pa = pytest.importorskip("pyarrow")
+    from guardreasoner.audit.rows import row_to_verdict, rows_to_table, verdict_schema, verdict_to_row
+
+    engine = ScriptedEngine(
+        lambda p: guard_output("unharmful"), forced=lambda p: forced_answer("unharmful", probability=0.7)
+    )
+    verdict = GuardReasoner(engine=engine, reasoning="auto").classify("Hello there")
+    table = rows_to_table([verdict_to_row(7, verdict, "id")], verdict_schema("id", pa.int64()))
+    assert table.schema.field("reasoned").type == pa.bool_()
+    assert table.schema.field("first_pass_tokens").type == pa.int64()
+    assert json.loads(table.column("reasoning_band")[0].as_py()) == {"low": 0.05, "high": 0.95}
+    assert row_to_verdict(table.to_pylist()[0]) == verdict

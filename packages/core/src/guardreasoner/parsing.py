@@ -353,7 +353,7 @@ def stray_harm_statements(text: str) -> list[str]:
     ``unharmful`` (at most :data:`_MAX_SIGNALS`), each as its heading line:
 
     - the paragraph under a heading the parser cannot read (``## ConcYGlusion``, ``# Conclusion for Task 1:
-      harmful``, a mangled ``# Tsk 1``), the heading line included;
+      harmful``, a mangled ``# Tsk 1``), the heading line included, up to a blank line or an answer line;
     - any ``## Conclusion`` paragraph: before the first task heading, or not the last of its section (the
       parse keeps the last; a lost task heading merges two sections), or in a section whose heading lost its
       number; only Task 2's that names refusal or compliance is left out (it answers another question).
@@ -372,8 +372,8 @@ def stray_harm_statements(text: str) -> list[str]:
         line = heading.group(0)
         end = headings[i + 1].start() if i + 1 < len(headings) else len(reasoning)
         paragraph = reasoning[heading.end() : end].strip()
-        blank = _BLANK_LINE.search(paragraph)
-        paragraph = paragraph if blank is None else paragraph[: blank.start()]
+        for stop in (_BLANK_LINE.search(paragraph), _KEY_LINE_START.search(paragraph)):
+            paragraph = paragraph if stop is None else paragraph[: stop.start()]
         if numbered := _TASK_HEADING.fullmatch(line):
             task = Task(int(numbered.group(1)))
             continue

@@ -26,7 +26,6 @@ JSON::
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from enum import Enum
@@ -36,6 +35,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from guardreasoner.errors import GuardReasonerError
+from guardreasoner.settings_files import read_setting, write_setting
 
 __all__ = [
     "DEFAULT_REASONING_BAND",
@@ -46,8 +46,6 @@ __all__ = [
     "load_reasoning_band",
     "write_reasoning_band",
 ]
-
-_FILE_KEYS = ("reasoning_band", "calibration")
 
 
 class ReasoningMode(str, Enum):
@@ -117,13 +115,7 @@ def write_reasoning_band(
     """Write a band file (validated first, so that what is written can be read back)."""
     if band is None:
         raise ReasoningBandError("write_reasoning_band needs a band, not None.")
-    content: dict[str, Any] = {"reasoning_band": load_reasoning_band(band).model_dump()}
-    if calibration is not None:
-        content["calibration"] = dict(calibration)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_setting(path, "reasoning_band", load_reasoning_band(band).model_dump(), calibration)
 
 
 def _from_pair(pair: tuple | list, where: str) -> ReasoningBand:
@@ -150,23 +142,14 @@ def _reason(error: Mapping[str, Any]) -> str:
 
 
 def _read_file(path: Path) -> ReasoningBand:
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ReasoningBandError(f"Cannot read the reasoning band file {path}: {exc}.") from exc
-    except ValueError as exc:
-        raise ReasoningBandError(f"The reasoning band file {path} is not valid JSON: {exc}.") from exc
-    if not isinstance(content, dict) or "reasoning_band" not in content:
-        raise ReasoningBandError(
-            f'The reasoning band file {path} must hold a JSON object {{"reasoning_band": {{"low": ..., '
-            "\"high\": ...}}} (as 'guardreasoner eval --calibrate-band' writes)."
-        )
-    unknown = sorted(set(content) - set(_FILE_KEYS))
-    if unknown:
-        raise ReasoningBandError(
-            f"The reasoning band file {path} has unknown keys {unknown}; it may hold only {list(_FILE_KEYS)}."
-        )
-    band = content["reasoning_band"]
+    band = read_setting(
+        path,
+        "reasoning_band",
+        error=ReasoningBandError,
+        name="reasoning band",
+        shape='{"low": ..., "high": ...}',
+        command="guardreasoner eval --calibrate-band",
+    )
     if not isinstance(band, dict):
         raise ReasoningBandError(
             f'\'reasoning_band\' in {path} must be an object {{"low": ..., "high": ...}}, not {band!r}.'
