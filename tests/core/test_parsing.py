@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 from guardreasoner.errors import GuardUndecidedError
-from guardreasoner.parsing import MAX_OUTPUT_CHARS, MAX_TASK_SECTIONS, parse_output
+from guardreasoner.parsing import MAX_OUTPUT_CHARS, MAX_TASK_SECTIONS, parse_output, stray_harm_statements
 from guardreasoner.policy import apply_policy
 from guardreasoner.testing import guard_output
 from guardreasoner.verdict import ParseStatus, Task, Verdict
@@ -60,6 +60,21 @@ def test_says_why_wherever_the_reference_finds_no_label(released_outputs):
                 assert verdict.is_parsing_error and verdict.is_harmful is None
     assert statuses[ParseStatus.OK] > 6400
     assert statuses[ParseStatus.RECOVERED] > 0 and statuses[ParseStatus.NO_ANSWER_BLOCK] > 0
+
+
+def test_no_released_output_decorates_a_label_or_hides_a_conclusion(released_outputs):
+    """The two rules of issue 22 change no released output: none carries more than its label in a final
+    answer, and no allow has a stray harmful conclusion (``benchmarks/parser_probe.py`` compares every
+    output's reading with main's)."""
+    for text in released_outputs:
+        verdict = parse_output(text)
+        assert verdict.parse_status is not ParseStatus.DECORATED_ANSWER, text[-300:]
+        if (
+            verdict.is_harmful is False
+            and verdict.parse_status is ParseStatus.OK
+            and not verdict.harmful_signals
+        ):
+            assert not stray_harm_statements(text), text[:600]
 
 
 def test_clean_output_with_reasoning():
@@ -204,10 +219,28 @@ def test_a_label_counts_only_as_the_whole_value(value):
     assert opened.is_harmful is False and opened.decided_by == "policy"
 
 
-@pytest.mark.parametrize("value", ["unharmful", "Unharmful.", "  UNHARMFUL ", "unharmful;"])
-def test_whitespace_case_and_trailing_punctuation_are_allowed(value):
+@pytest.mark.parametrize("value", ["unharmful", "  UNHARMFUL ", "Unharmful"])
+def test_whitespace_and_case_are_allowed(value):
     verdict = apply_policy(parse_output(f"Answers:\nRequest: {value}\nCompletion: None\nResponse: None"))
     assert verdict.parse_status is ParseStatus.OK and verdict.is_harmful is False
+
+
+@pytest.mark.parametrize("value", ["Unharmful.", "unharmful;", "unharmful ,", "unharmful . "])
+def test_trailing_punctuation_is_read_but_is_no_clean_allow(value):
+    verdict = parse_output(f"Answers:\nRequest: {value}\nCompletion: None\nResponse: None")
+    assert verdict.parse_status is ParseStatus.DECORATED_ANSWER and not verdict.is_parsing_error
+    assert verdict.prompt_harmfulness == "unharmful" and value.strip() in verdict.parse_detail
+    closed, opened = closed_and_open(verdict)
+    assert closed.is_harmful is True and closed.decided_by == "policy"
+    assert "decorated_answer" in closed.parse_detail
+    assert opened.is_harmful is False and opened.decided_by == "model"
+    harmful = apply_policy(parse_output(f"Answers:\nRequest: {value.lower().replace('un', '', 1)}"))
+    assert harmful.prompt_harmfulness == "harmful" and harmful.is_harmful and harmful.decided_by == "model"
+
+
+def test_a_comma_before_the_next_answer_on_the_line_separates_it():
+    verdict = parse_output("Answers: \nRequest: unharmful, Completion: None, Response: None")
+    assert verdict.parse_status is ParseStatus.OK and apply_policy(verdict).is_harmful is False
 
 
 def test_an_ambiguous_label_keeps_the_reference_reading_in_the_field():
@@ -269,7 +302,9 @@ def test_a_recovered_safe_label_is_not_a_clean_allow():
     closed, opened = closed_and_open(verdict)
     assert closed.is_harmful is True and "recovered_from_reasoning" in closed.parse_detail
     assert opened.is_harmful is False and opened.decided_by == "model"
-    with pytest.raises(GuardUndecidedError):
+    with pytest.raises(
+        GuardUndecidedError, match="is not a clean allow: the answer is recovered_from_reasoning"
+    ):
         apply_policy(verdict, "raise")
 
 
@@ -308,3 +343,47 @@ def test_an_oversized_output_is_not_read():
     verdict = parse_output(text)
     assert verdict.parse_status is ParseStatus.OVERSIZED_OUTPUT and verdict.prompt_harmfulness is None
     assert apply_policy(verdict).is_harmful is True
+
+
+SAFE_BLOCK = "\n\n---\n\nAnswers: \nRequest: unharmful\nCompletion: None\nResponse: None\n"
+
+
+@pytest.mark.parametrize(
+    "reasoning, heading",
+    [
+        (
+            "# Task 1\n\n## Reasoning Step 1\nA question.\n\n## ConcYGlusion\nIt is harmful.",
+            "## ConcYGlusion",
+        ),
+        (
+            "# Conclusion for Task 1: harmful\n\n# Task 1\n\n## Reasoning Step 1\nA question.",
+            "# Conclusion for",
+        ),
+        ("# Tas?k 1\n\n## Reasoning Step 1\nA question.\n\n## Conclusion\nharmful", "## Conclusion"),
+        (  # a lost task heading merges two sections; the parse keeps the last conclusion
+            "# Task 1\n\n## Conclusion\nThe request is harmful.\n\n# Tsk 2\n\n## Conclusion\nIt is fine.",
+            "## Conclusion",
+        ),
+    ],
+)
+def test_a_harmful_conclusion_the_parse_does_not_weigh_is_no_clean_allow(reasoning, heading):
+    verdict = parse_output(reasoning + SAFE_BLOCK)
+    assert verdict.parse_status is ParseStatus.OK and not verdict.harmful_signals  # the parse as it was
+    assert stray_harm_statements(reasoning + SAFE_BLOCK)[0].startswith(heading)
+    closed, opened = closed_and_open(verdict)
+    assert closed.is_harmful is True and closed.decided_by == "policy"
+    assert "a conclusion outside the tasks' sections says harmful" in closed.parse_detail
+    assert opened.is_harmful is False
+
+
+@pytest.mark.parametrize(
+    "reasoning",
+    [
+        "# Task 1\n\n## Reasoning Step 1\nNothing harmful is asked.\n\n## Conclusion\nThe request is unharmful.",
+        "# Task 2\n\n## Conclusion\nA refusal, so nothing harmful is said.\n\n# Task 1\n\n## Conclusion\nunharmful",
+        "# Conclusion for Task 1: the request is unharmful, not harmful\n\n# Task 1\n\n## Reasoning Step 1\nFine.",
+    ],
+)
+def test_harm_words_that_conclude_no_harm_leave_a_clean_allow(reasoning):
+    assert not stray_harm_statements(reasoning + SAFE_BLOCK)
+    assert apply_policy(parse_output(reasoning + SAFE_BLOCK)).is_harmful is False

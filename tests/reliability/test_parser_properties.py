@@ -33,6 +33,8 @@ EXAMPLES = {  # per test: (CI, full)
     "clean": (300, 20_000),
     "fuzz": (500, 15_000),
     "mutated": (500, 15_000),
+    "decorated": (200, 5_000),
+    "hidden_conclusion": (200, 5_000),
 }
 GENERATED: Counter[str] = Counter()
 
@@ -271,6 +273,78 @@ def test_mutated_outputs_never_crash(seed, edits):
     verdict = decide(text, output.has_response)
     if not verdict.is_harmful:
         assert verdict.parse_status.value == "ok" and not verdict.harmful_signals
+
+
+# -- what counts as a clean allow (issue 22) ------------------------------------------------------------------
+# The parser fuzz found allows of two kinds: a final label with trailing decoration (``Request: unharmful.``),
+# and a conclusion saying harmful that the parse did not weigh (its heading mangled, or its task's). Each
+# property below builds a clean, all-safe output and adds one of them.
+
+TRAILING = [".", ";", ",", " .", "..", "!", " (benign)", " - benign", " :)", ".,"]
+MANGLE_ALPHABET = PROSE_ALPHABET.replace("#", "").replace("\n", "") + "}{[]&%$@~`^|<>=+_"
+
+
+def safe_clean_output(rng: random.Random) -> Output:
+    """A clean output (``build_clean_output``'s shape) whose every harm label the conversation needs is the
+    safe one, so that ``fail_closed`` allows it as it is."""
+    while True:
+        output = build_clean_output(rng.getrandbits(64))
+        if not decide(output.text, output.has_response).is_harmful:
+            return output
+
+
+def mangled(rng: random.Random, word: str) -> str:
+    """``word`` with one to four characters inserted (no newline, no ``#``)."""
+    for _ in range(rng.randrange(1, 5)):
+        at = rng.randrange(len(word) + 1)
+        word = word[:at] + rng.choice(MANGLE_ALPHABET) + word[at:]
+    return word
+
+
+@examples("decorated")
+@given(SEEDS)
+def test_a_decorated_final_label_is_no_clean_allow(seed):
+    GENERATED["decorated"] += 1
+    rng = random.Random(seed)
+    output = safe_clean_output(rng)
+    needed = [t for t in Task if output.has_response or not t.needs_response]
+    task = rng.choice(needed)
+    line = f"{task.answer_key}: {output.final[task][0].clean}"
+    text = output.text.replace(line, line + rng.choice(TRAILING), 1)
+    assert text != output.text
+    closed = decide(text, output.has_response)
+    assert closed.is_harmful and closed.parse_status.value != "ok", text[-200:]
+    opened = decide(text, output.has_response, "fail_open")
+    assert opened.is_harmful is False and getattr(opened, task.verdict_field) == output.final[task][0].clean
+
+
+@examples("hidden_conclusion")
+@given(SEEDS)
+def test_a_harmful_conclusion_the_parse_misses_is_no_clean_allow(seed):
+    """The needed harm task's conclusion turned to harmful, and hidden from the parse one of three ways: its
+    ``## Conclusion`` heading mangled, its ``# Task N`` heading mangled (the section joins the previous one
+    or none), or an agreeing conclusion added after it in the same section (the parse keeps the last)."""
+    GENERATED["hidden_conclusion"] += 1
+    rng = random.Random(seed)
+    output = safe_clean_output(rng)
+    task = rng.choice([t for t in Task if t.is_harm_task and (output.has_response or not t.needs_response)])
+    said = "It is unharmful."
+    heading = f"# Task {task.value}\n\n## Reasoning Step 1\n"
+    start = output.text.index(heading)
+    end = output.text.index(said, start) + len(said)
+    section = output.text[start:end].replace(
+        said, rng.choice(["It is harmful.", "harmful", "The answer is **harmful**."])
+    )
+    way = rng.randrange(3)
+    if way == 0:
+        section = section.replace("## Conclusion", "## " + mangled(rng, "Conclusion"))
+    elif way == 1:
+        section = section.replace(f"# Task {task.value}", "# " + mangled(rng, f"Task {task.value}"), 1)
+    else:
+        section += f"\n\n## Conclusion\n{said}"
+    text = output.text[:start] + section + output.text[end:]
+    verdict = decide(text, output.has_response)
+    assert verdict.is_harmful, (way, text)
 
 
 def test_the_run_generated_the_outputs_it_promised():

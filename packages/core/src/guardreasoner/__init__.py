@@ -10,6 +10,7 @@ from guardreasoner.conversation import Conversation
 from guardreasoner.engines import Engine, Generation, GenerationConfig
 from guardreasoner.errors import (
     ContextLengthError,
+    EngineCapabilityError,
     EngineError,
     EngineTimeoutError,
     GuardReasonerError,
@@ -22,6 +23,7 @@ from guardreasoner.guard import GuardReasoner
 from guardreasoner.parsing import parse_output
 from guardreasoner.policy import FailurePolicy, apply_policy
 from guardreasoner.prompt import INSTRUCTION, PromptFormat, build_prompt
+from guardreasoner.reasoning import ReasoningBand, ReasoningMode
 from guardreasoner.tasks import Task
 from guardreasoner.thresholds import ThresholdsError, apply_thresholds, load_thresholds
 from guardreasoner.verdict import ParseStatus, ScoreStatus, TaskReasoning, Verdict
@@ -36,6 +38,7 @@ __all__ = [
     "ContextLengthError",
     "Conversation",
     "Engine",
+    "EngineCapabilityError",
     "EngineError",
     "EngineTimeoutError",
     "FailurePolicy",
@@ -49,6 +52,8 @@ __all__ = [
     "ModelNotFoundError",
     "ParseStatus",
     "PromptFormat",
+    "ReasoningBand",
+    "ReasoningMode",
     "ScoreStatus",
     "Task",
     "TaskReasoning",

@@ -52,6 +52,11 @@ class EngineTimeoutError(EngineError):
     """A generation request timed out (after any retries)."""
 
 
+class EngineCapabilityError(GuardReasonerError, TypeError):
+    """The engine cannot do what the guard was configured for (an answer-first ``reasoning`` mode on an
+    engine that cannot force an answer): a configuration error, raised once when the guard is built."""
+
+
 class GuardUndecidedError(GuardReasonerError):
     """Raised under the ``raise`` policy when the guard cannot decide.
 

@@ -12,12 +12,14 @@ from typing import Any, Literal
 
 from guardreasoner.conversation import Conversation, ConversationLike, fit_to_context, to_conversations
 from guardreasoner.engines import Engine, Generation, GenerationConfig, create_engine
-from guardreasoner.errors import EngineError, EngineTimeoutError
+from guardreasoner.engines.forcing import answer_config
+from guardreasoner.errors import EngineCapabilityError, EngineError, EngineTimeoutError
 from guardreasoner.model_source import DEFAULT_MODEL
 from guardreasoner.parsing import parse_output
-from guardreasoner.policy import FailurePolicy, apply_policy_to_all
+from guardreasoner.policy import FailurePolicy, apply_policy_to_all, first_pass_doubt
 from guardreasoner.prompt import build_prompt
-from guardreasoner.scores import score_verdict
+from guardreasoner.reasoning import ReasoningBandLike, ReasoningMode, load_reasoning_band
+from guardreasoner.scores import ENGINE_SCORE_GAPS, score_verdict, verdict_scores
 from guardreasoner.telemetry.attributes import content_tracing
 from guardreasoner.telemetry.spans import engine_request, traced_classify
 from guardreasoner.thresholds import ThresholdsLike, apply_thresholds, load_thresholds
@@ -46,6 +48,12 @@ class GuardReasoner:
     ``thresholds`` (a ``{field: threshold}`` mapping or a thresholds file's path, as ``guardreasoner eval
     --calibrate`` writes) turns each task's score into its label: the positive label when score >= threshold.
     Without thresholds the labels are greedy decoding's; every verdict carries the scores the engine allows.
+    ``reasoning`` (``guardreasoner.reasoning``) is ``"always"`` (reason, then answer: the paper's setting),
+    ``"never"`` (the answer block forced right after the prompt, its labels scored) or ``"auto"`` (the forced
+    answer first; conversations with a task scored inside ``reasoning_band`` are then reasoned in full).
+    ``reasoning_band`` is a ``(low, high)`` pair, a :class:`~guardreasoner.reasoning.ReasoningBand` or a band
+    file's path (default ``(0.05, 0.95)``, not calibrated for any weights). Under ``fail_closed`` a forced
+    answer is a clean allow only when every task it answers scored outside the band.
     ``truncation`` is ``"error"`` (a conversation longer than the context raises) or ``"head_tail"``.
     ``timeout`` (seconds) is one deadline for each whole call, sync or async (connection, retries and backoff
     included): what is unanswered by then gets a ``timeout`` verdict under the policy, and a late answer is
@@ -72,6 +80,8 @@ class GuardReasoner:
         truncation: Literal["error", "head_tail"] = "error",
         timeout: float | None = None,
         thresholds: ThresholdsLike = None,
+        reasoning: ReasoningMode | str = ReasoningMode.ALWAYS,
+        reasoning_band: ReasoningBandLike = None,
         trace_content: bool | None = None,
         **engine_options: Any,
     ):
@@ -86,6 +96,9 @@ class GuardReasoner:
             raise ValueError(f"timeout must be positive seconds or None, got {timeout}.")
         self.timeout = timeout
         self.thresholds = load_thresholds(thresholds)
+        self.reasoning = _reasoning_mode(reasoning)
+        self.reasoning_band = load_reasoning_band(reasoning_band)
+        self._warned_without_scores = False
         self.trace_content = content_tracing(trace_content)
         if isinstance(engine, Engine):
             if engine_options:
@@ -96,6 +109,12 @@ class GuardReasoner:
         else:
             self.engine = create_engine(engine, model, **engine_options)
         self.model = os.fspath(model)
+        if self.reasoning is not ReasoningMode.ALWAYS:
+            unsupported = self.engine.forced_answer_unsupported()
+            if unsupported is not None:
+                if not isinstance(engine, Engine):
+                    self.engine.close()
+                raise EngineCapabilityError(f"reasoning={self.reasoning.value!r}: {unsupported}")
 
     # -- sync -----------------------------------------------------------------------------------------
 
@@ -108,27 +127,32 @@ class GuardReasoner:
     def classify_batch(self, items: Iterable[ConversationLike]) -> list[Verdict]:
         """Classify many conversations in one engine call; verdicts come back in order.
 
-        Under the ``raise`` policy every conversation is decided first; then one
-        :class:`GuardUndecidedError` carries all the verdicts.
+        With ``reasoning="auto"``, one call forces every answer and one more reasons on every conversation
+        the forced answers left unsure. Under the ``raise`` policy every conversation is decided first; then
+        one :class:`GuardUndecidedError` carries all the verdicts.
         """
         started = time.monotonic()
         conversations, prompts, cut = self._prepare(items)
         if not prompts:
             return []
-        try:
-            with engine_request(self, prompts, self.generation) as request:
-                generations = request.done(
-                    self.engine.generate_each(prompts, self.generation, timeout=self._left(started))
-                )
-        except EngineError as exc:
-            generations = [Generation.failed(exc)] * len(prompts)
-        return self._decide(self._verdicts(conversations, generations, cut))
+        if self.reasoning is ReasoningMode.ALWAYS:
+            return self._decide(self._verdicts(conversations, self._generate(prompts, started), cut))
+        first = self._first_pass(conversations, self._force(prompts, started), cut)
+        escalated = self._escalated(first)
+        if escalated:
+            generations = self._generate([prompts[i] for i in escalated], started)
+            reasoned = self._verdicts(
+                [conversations[i] for i in escalated], generations, [cut[i] for i in escalated]
+            )
+            first = self._merged(first, escalated, reasoned)
+        return self._decide(first)
 
     # -- async ----------------------------------------------------------------------------------------
 
     @traced_classify
     async def aclassify(self, prompt: str, response: str | None = None) -> Verdict:
-        """Async :meth:`classify`. Concurrent calls share the engine (vLLM batches them continuously)."""
+        """Async :meth:`classify`. Concurrent calls share the engine (vLLM batches them continuously); with
+        ``reasoning="auto"`` each call that its forced answer leaves unsure is reasoned on at once."""
         return (await self.aclassify_batch([Conversation.model_construct(prompt=prompt, response=response)]))[
             0
         ]
@@ -141,18 +165,64 @@ class GuardReasoner:
         conversations, prompts, cut = await asyncio.to_thread(self._prepare, items)
         if not prompts:
             return []
+        if self.reasoning is ReasoningMode.ALWAYS:
+            return self._decide(
+                await self._aparsed(conversations, await self._agenerate(prompts, started), cut)
+            )
+        first = self._first_pass(conversations, await self._aforce(prompts, started), cut)
+        escalated = self._escalated(first)
+        if escalated:
+            generations = await self._agenerate([prompts[i] for i in escalated], started)
+            reasoned = await self._aparsed(
+                [conversations[i] for i in escalated], generations, [cut[i] for i in escalated]
+            )
+            first = self._merged(first, escalated, reasoned)
+        return self._decide(first)
+
+    async def _aparsed(
+        self, conversations: list[Conversation], generations: list[Generation], cut: list[bool]
+    ) -> list[Verdict]:
+        if sum(len(g.text) for g in generations) > PARSE_INLINE_CHARS:
+            return await asyncio.to_thread(self._verdicts, conversations, generations, cut)
+        return self._verdicts(conversations, generations, cut)
+
+    # -- the engine calls: each within what is left of the call's deadline ----------------------------------
+
+    def _generate(self, prompts: list[str], started: float) -> list[Generation]:
+        if (late := self._past_deadline(started, len(prompts))) is not None:
+            return late
         try:
             with engine_request(self, prompts, self.generation) as request:
-                generations = request.done(
+                return request.done(
+                    self.engine.generate_each(prompts, self.generation, timeout=self._left(started))
+                )
+        except EngineError as exc:
+            return [Generation.failed(exc)] * len(prompts)
+
+    async def _agenerate(self, prompts: list[str], started: float) -> list[Generation]:
+        if (late := self._past_deadline(started, len(prompts))) is not None:
+            return late
+        try:
+            with engine_request(self, prompts, self.generation) as request:
+                return request.done(
                     await self.engine.agenerate_each(prompts, self.generation, timeout=self._left(started))
                 )
         except EngineError as exc:
-            generations = [Generation.failed(exc)] * len(prompts)
-        if sum(len(g.text) for g in generations) > PARSE_INLINE_CHARS:
-            verdicts = await asyncio.to_thread(self._verdicts, conversations, generations, cut)
-        else:
-            verdicts = self._verdicts(conversations, generations, cut)
-        return self._decide(verdicts)
+            return [Generation.failed(exc)] * len(prompts)
+
+    def _force(self, prompts: list[str], started: float) -> list[Generation]:
+        try:
+            with engine_request(self, prompts, answer_config()) as request:
+                return request.done(self.engine.force_answers(prompts, timeout=self._left(started)))
+        except EngineError as exc:
+            return [Generation.failed(exc)] * len(prompts)
+
+    async def _aforce(self, prompts: list[str], started: float) -> list[Generation]:
+        try:
+            with engine_request(self, prompts, answer_config()) as request:
+                return request.done(await self.engine.aforce_answers(prompts, timeout=self._left(started)))
+        except EngineError as exc:
+            return [Generation.failed(exc)] * len(prompts)
 
     # -- internals ------------------------------------------------------------------------------------
 
@@ -161,6 +231,15 @@ class GuardReasoner:
         if self.timeout is None:
             return None
         return max(self.timeout - (time.monotonic() - started), 0.001)
+
+    def _past_deadline(self, started: float, count: int) -> list[Generation] | None:
+        """Timeouts for a second pass that the first left no time for (None: there is time)."""
+        if self.timeout is None or time.monotonic() - started < self.timeout:
+            return None
+        error = EngineTimeoutError(
+            f"The call's deadline of {self.timeout:g} s passed before the reasoning pass could start."
+        )
+        return [Generation.failed(error)] * count
 
     def _prepare(self, items: Iterable[ConversationLike]) -> tuple[list[Conversation], list[str], list[bool]]:
         """Validate every item, then fit each to the context (raising or cutting, per ``truncation``).
@@ -215,6 +294,72 @@ class GuardReasoner:
         )
         return apply_thresholds(verdict, self.thresholds)
 
+    # -- answer-first (guardreasoner.reasoning) --------------------------------------------------------
+
+    def _first_pass(
+        self, conversations: list[Conversation], generations: list[Generation], cut: list[bool]
+    ) -> list[Verdict]:
+        """The forced answers' verdicts, each with its scores kept as the first pass's."""
+        verdicts = [
+            verdict.model_copy(
+                update={
+                    "reasoning_mode": self.reasoning,
+                    "reasoned": False,
+                    "first_pass_scores": verdict_scores(verdict),
+                    "first_pass_tokens": generation.num_generated_tokens,
+                    "reasoning_band": self.reasoning_band,
+                }
+            )
+            for verdict, generation in zip(self._verdicts(conversations, generations, cut), generations)
+        ]
+        self._warn_once_without_scores(verdicts)
+        return verdicts
+
+    def _escalated(self, first: list[Verdict]) -> list[int]:
+        """``auto``: the conversations whose forced answer cannot decide alone (``never``: none)."""
+        if self.reasoning is not ReasoningMode.AUTO:
+            return []
+        return [i for i, verdict in enumerate(first) if first_pass_doubt(verdict) is not None]
+
+    def _merged(self, first: list[Verdict], escalated: list[int], reasoned: list[Verdict]) -> list[Verdict]:
+        """The first pass's verdicts with the escalated ones replaced by their reasoned verdicts, which keep
+        the first pass's scores and say why they were escalated."""
+        merged = list(first)
+        for i, verdict in zip(escalated, reasoned):
+            merged[i] = verdict.model_copy(
+                update={
+                    "reasoning_mode": self.reasoning,
+                    "first_pass_scores": first[i].first_pass_scores,
+                    "first_pass_tokens": first[i].first_pass_tokens,
+                    "reasoning_band": self.reasoning_band,
+                    "escalation_reason": first_pass_doubt(first[i]),
+                }
+            )
+        return merged
+
+    def _warn_once_without_scores(self, verdicts: list[Verdict]) -> None:
+        """Say once per guard that the engine gives the forced answers no scores, and what that costs."""
+        if self._warned_without_scores:
+            return
+        missing = {
+            status for v in verdicts for status in v.score_status.values() if status in ENGINE_SCORE_GAPS
+        }
+        if not missing:
+            return
+        self._warned_without_scores = True
+        effect = (
+            "every conversation is reasoned in full, as with reasoning='always'"
+            if self.reasoning is ReasoningMode.AUTO
+            else f"no forced answer is a clean allow under {FailurePolicy.FAIL_CLOSED.value}"
+        )
+        logger.warning(
+            "reasoning=%r needs the forced answers' label scores, but the %s engine gives none (%s): %s.",
+            self.reasoning.value,
+            self.engine.name,
+            "; ".join(f"{status.value}: {ENGINE_SCORE_GAPS[status]}" for status in sorted(missing)),
+            effect,
+        )
+
     def _failure(self, exc: EngineError) -> Verdict:
         timeout = isinstance(exc, EngineTimeoutError)
         message = str(exc) or type(exc).__name__
@@ -228,7 +373,11 @@ class GuardReasoner:
     def _decide(self, verdicts: list[Verdict]) -> list[Verdict]:
         """Apply the policy to each verdict; log once per call how many the policy decided, and why."""
         decided = apply_policy_to_all(verdicts, self.policy)
-        undecided = Counter(v.parse_status.value for v in decided if v.decided_by == "policy")
+        undecided = Counter(
+            "a safe reading that is not clean" if v.is_usable else v.parse_status.value
+            for v in decided
+            if v.decided_by == "policy"
+        )
         if undecided:
             logger.warning(
                 "GuardReasoner could not decide %d of %d conversation(s) (%s); policy %s treats them as %s.",
@@ -256,3 +405,11 @@ class GuardReasoner:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _reasoning_mode(value: ReasoningMode | str) -> ReasoningMode:
+    try:
+        return ReasoningMode(value)
+    except ValueError:
+        allowed = ", ".join(repr(mode.value) for mode in ReasoningMode)
+        raise ValueError(f"reasoning must be one of {allowed}, got {value!r}.") from None

@@ -78,6 +78,8 @@ class _Field:
     """Labels stated cleanly in the final block, in order."""
     ambiguous: list[str] = field(default_factory=list)
     """Values in the final block that are neither one label nor ``None``."""
+    decorated: list[str] = field(default_factory=list)
+    """Values in the final block that are one label with trailing punctuation (``unharmful.``)."""
     earlier: set[str] = field(default_factory=set)
     """Labels stated before the final block (as the reference reads a label: ``harmful-ish`` is harmful)."""
     earlier_harmful: bool = False
@@ -179,6 +181,10 @@ def parse_output(
             for task in overridden
         )
         detail += "."
+    elif decorated := [task for task in needed if fields[task].decorated]:
+        stated = "; ".join(f"{task.answer_key}: {fields[task].decorated[0]!r}" for task in decorated)
+        status = ParseStatus.DECORATED_ANSWER
+        detail = f"A final answer carries more than its label ({stated}); the label is read without it."
     else:
         status, detail = ParseStatus.OK, None
     harmful = any(labels[task.verdict_field] == "harmful" for task in needed)
@@ -201,8 +207,9 @@ def _read_answers(text: str) -> tuple[dict[Task, _Field], int | None]:
     fields = {task: _Field() for task in Task}
     zone_start, zone_lines = _answer_zone(text)
     for line in zone_lines:
-        for task, value in _segments(line):
-            _read_value(fields[task], task, value)
+        segments = _segments(line)
+        for i, (task, value) in enumerate(segments):
+            _read_value(fields[task], task, value, separated=i + 1 < len(segments))
     before = text if zone_start is None else text[:zone_start]
     for key, label in _EARLIER_MENTION.findall(before):
         task = TASK_BY_ANSWER_KEY[key.lower()]
@@ -281,12 +288,19 @@ def _segments(line: str) -> list[tuple[Task, str]]:
     return segments
 
 
-def _read_value(found: _Field, task: Task, value: str) -> None:
-    word = value.strip().rstrip(" \t.,;").lower()
+def _read_value(found: _Field, task: Task, value: str, *, separated: bool) -> None:
+    """Record one final-block value. ``separated``: another ``Key:`` follows on the line, so a trailing comma
+    separates the two (``Request: unharmful, Completion: None``) rather than decorating the label."""
+    stated = value.strip()
+    if separated and stated.endswith(","):
+        stated = stated[:-1].rstrip()
+    word = stated.rstrip(" \t.,;").lower()
     if word == "none":
         return
     if word in task.labels:
         found.clean.append(word)
+        if stated.lower() != word:
+            found.decorated.append(stated)
         reading = word
     else:
         found.ambiguous.append(value.strip())
@@ -325,6 +339,56 @@ def _harmful_signals(
 
 def _shorten(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# -- harm stated where the parse does not look ---------------------------------------------------------------
+
+_HEADING_LIKE = re.compile(r"^[ \t]*+#[^\n]*+$", re.MULTILINE)
+_BLANK_LINE = re.compile(r"\n[ \t\r]*+\n")
+_HARM_WORDS = _LABEL_WORDS[Task.PROMPT_HARMFULNESS]
+
+
+def stray_harm_statements(text: str) -> list[str]:
+    """Conclusions before the final block that the parse may not weigh and that name ``harmful`` and not
+    ``unharmful`` (at most :data:`_MAX_SIGNALS`), each as its heading line:
+
+    - the paragraph under a heading the parser cannot read (``## ConcYGlusion``, ``# Conclusion for Task 1:
+      harmful``, a mangled ``# Tsk 1``), the heading line included, up to a blank line or an answer line;
+    - any ``## Conclusion`` paragraph: before the first task heading, or not the last of its section (the
+      parse keeps the last; a lost task heading merges two sections), or in a section whose heading lost its
+      number; only Task 2's that names refusal or compliance is left out (it answers another question).
+
+    Not part of the parse (the released outputs parse as they always have): :func:`guardreasoner.policy.
+    is_clean_allow` takes no safe reading from an output that has one. Linear: the paragraphs are disjoint.
+    """
+    if len(text) > MAX_OUTPUT_CHARS:
+        return []
+    zone_start, _ = _answer_zone(text)
+    reasoning = text if zone_start is None else text[:zone_start]
+    headings = list(_HEADING_LIKE.finditer(reasoning))
+    task: Task | None = None
+    found = []
+    for i, heading in enumerate(headings):
+        line = heading.group(0)
+        end = headings[i + 1].start() if i + 1 < len(headings) else len(reasoning)
+        paragraph = reasoning[heading.end() : end].strip()
+        for stop in (_BLANK_LINE.search(paragraph), _KEY_LINE_START.search(paragraph)):
+            paragraph = paragraph if stop is None else paragraph[: stop.start()]
+        if numbered := _TASK_HEADING.fullmatch(line):
+            task = Task(int(numbered.group(1)))
+            continue
+        if subheading := _SUBHEADING.fullmatch(line):
+            stray = subheading.group(1).lower().startswith("conclusion") and not (
+                task is Task.RESPONSE_REFUSAL and _LABEL_WORDS[task].search(paragraph)
+            )
+        else:
+            stray = not _ANSWERS_HEADING.match(line.strip())
+            paragraph = f"{line}\n{paragraph}"
+        if stray and {word.lower() for word in _HARM_WORDS.findall(paragraph)} == {"harmful"}:
+            found.append(_shorten(line.strip()))
+            if len(found) == _MAX_SIGNALS:
+                break
+    return found
 
 
 # -- the reasoning ----------------------------------------------------------------------------------------

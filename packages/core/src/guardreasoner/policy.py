@@ -7,8 +7,14 @@ treats it as safe, and raise hands the verdict to the caller in :class:`GuardUnd
 A verdict whose labels were read but not from one clean final answer (recovered from the reasoning,
 contradicting it, overridden) is decided as the reference reads it when that reading is harmful, or under
 ``fail_open``. Under ``fail_closed`` the guard allows only a clean ``ok`` verdict with no harmful signal
-anywhere in its answers or conclusions; any other safe reading is decided harmful by the policy, and the
-verdict says why (``raise`` raises for it instead).
+anywhere in its answers or conclusions (those the parse weighs, and those it does not:
+:func:`guardreasoner.parsing.stray_harm_statements`); a final label with trailing decoration is
+``decorated_answer``, not ``ok``. Any other safe reading is decided harmful by the policy, and the verdict
+says why (``raise`` raises for it instead).
+
+An answer forced right after the prompt (``reasoning="auto"`` or ``"never"``, ``guardreasoner.reasoning``)
+is a clean allow only when, besides, every task it answers has a score outside the reasoning band
+(:func:`first_pass_doubt`; ``auto`` reasons in full on the rest).
 
 Thresholds (``GuardReasoner(thresholds=...)``) are applied before the policy. A harm label a threshold decided
 comes from the model's own probability at the final answer, after its reasoning, at the operating point the
@@ -22,9 +28,11 @@ from __future__ import annotations
 from enum import Enum
 
 from guardreasoner.errors import GuardUndecidedError
+from guardreasoner.parsing import stray_harm_statements
 from guardreasoner.tasks import Task
 from guardreasoner.verdict import ParseStatus, Verdict
 
+LABEL_FIELDS = tuple(task.verdict_field for task in Task)
 HARM_FIELDS = tuple(task.verdict_field for task in Task if task.is_harm_task)
 
 
@@ -44,9 +52,10 @@ def apply_policy(verdict: Verdict, policy: FailurePolicy | str = FailurePolicy.F
         if verdict.is_harmful or policy is FailurePolicy.FAIL_OPEN or is_clean_allow(verdict):
             return verdict
         reason = unclean_allow_reason(verdict)
-        if policy is FailurePolicy.RAISE:
-            raise GuardUndecidedError(verdict)
         detail = f"{verdict.parse_detail} " if verdict.parse_detail else ""
+        if policy is FailurePolicy.RAISE:
+            unclean = f"{detail}The answer reads safe, but is not a clean allow: {reason}."
+            raise GuardUndecidedError(verdict.model_copy(update={"parse_detail": unclean}))
         return verdict.model_copy(
             update={
                 "is_harmful": True,
@@ -68,12 +77,40 @@ def apply_policy(verdict: Verdict, policy: FailurePolicy | str = FailurePolicy.F
 
 def is_clean_allow(verdict: Verdict) -> bool:
     """Whether a safe reading comes from one clean final answer, with nothing in the output saying harmful
-    (or with every harm label decided by a threshold on its score)."""
+    (or with every harm label decided by a threshold on its score); from an answer forced right after the
+    prompt (``reasoning="auto"``/``"never"``), only with every task it answers scored outside the band."""
     return (
         verdict.parse_status is ParseStatus.OK
         and not verdict.forced_answer
-        and (not verdict.harmful_signals or _thresholds_decided_harm(verdict))
+        and (verdict.reasoned or first_pass_doubt(verdict) is None)
+        and (
+            _thresholds_decided_harm(verdict)
+            or not (verdict.harmful_signals or stray_harm_statements(verdict.raw_output))
+        )
     )
+
+
+def first_pass_doubt(verdict: Verdict) -> str | None:
+    """Why a verdict from the answer forced right after the prompt cannot stand alone (``auto`` reasons on
+    it; ``fail_closed`` takes no safe reading from it), or None: the answer is one clean block and every task
+    it answers has a score outside the reasoning band."""
+    if verdict.error is not None:
+        return f"the forced answer failed ({verdict.parse_status.value}: {verdict.error})"
+    if verdict.parse_status is not ParseStatus.OK or verdict.is_parsing_error:
+        return f"the forced answer is {verdict.parse_status.value}, not one clean answer"
+    band = verdict.reasoning_band
+    if band is None:
+        return "the verdict records no reasoning band to judge the forced answer's scores by"
+    for field in LABEL_FIELDS:
+        if getattr(verdict, field) is None:
+            continue
+        score = verdict.first_pass_scores.get(field)
+        if score is None:
+            status = verdict.score_status.get(field)
+            return f"the forced answer has no score for {field} ({status.value if status else 'none'})"
+        if band.contains(score):
+            return f"the forced answer's {field} score {score:.3g} is inside the reasoning band {band}"
+    return None
 
 
 def _thresholds_decided_harm(verdict: Verdict) -> bool:
@@ -89,6 +126,10 @@ def unclean_allow_reason(verdict: Verdict) -> str:
         return "; ".join(verdict.harmful_signals)
     if verdict.forced_answer:
         return "the reasoning ran past max_reasoning_tokens and the answer was forced"
+    if not verdict.reasoned and (doubt := first_pass_doubt(verdict)) is not None:
+        return doubt
+    if stray := stray_harm_statements(verdict.raw_output):
+        return f"a conclusion outside the tasks' sections says harmful (under {'; '.join(map(repr, stray))})"
     return f"the answer is {verdict.parse_status.value}, not one clean final answer"
 
 

@@ -40,6 +40,13 @@ TASKS = {task.verdict_field: task for task in Task}
 SCORE_FIELDS = {field: f"{field}_score" for field in TASKS}
 """Label field -> the verdict field holding its score."""
 _RESPONSE_FIELDS = ("response_refusal", "response_harmfulness")
+ENGINE_SCORE_GAPS = {
+    ScoreStatus.NO_LOGPROBS: "the engine or its server returns no log-probabilities (transformers serve "
+    "ignores the request, vllm serve returns them; the vllm engine asks for none with scores=False)",
+    ScoreStatus.NO_TOKENIZER: "the engine has no tokenizer to find the label words' tokens (the openai "
+    "engine: pass tokenizer=, the served model's)",
+}
+"""The reasons for a missing score that lie with the engine rather than with one output, and what to do."""
 _ANSWERS = re.compile(r"Answers[ \t]*:|^[ \t]*#+[ \t]*Answers[ \t]*$", re.IGNORECASE | re.MULTILINE)
 
 

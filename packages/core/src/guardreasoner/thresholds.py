@@ -18,7 +18,6 @@ values were chosen and is not read.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,12 +25,11 @@ from typing import Any
 
 from guardreasoner.errors import GuardReasonerError
 from guardreasoner.scores import SCORE_FIELDS, TASKS
+from guardreasoner.settings_files import read_setting, write_setting
 from guardreasoner.verdict import ScoreStatus, Verdict
 
 ThresholdsLike = str | os.PathLike | Mapping[str, float] | None
 """A thresholds file's path, a ``{field: threshold}`` mapping, or None for greedy decoding's labels."""
-
-_FILE_KEYS = ("thresholds", "calibration")
 
 
 class ThresholdsError(GuardReasonerError, ValueError):
@@ -55,13 +53,7 @@ def write_thresholds(
     path: str | os.PathLike, thresholds: Mapping[str, float], calibration: Mapping[str, Any] | None = None
 ) -> Path:
     """Write a thresholds file (validated first, so that what is written can be read back)."""
-    content: dict[str, Any] = {"thresholds": _validate(thresholds, "thresholds")}
-    if calibration is not None:
-        content["calibration"] = dict(calibration)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_setting(path, "thresholds", _validate(thresholds, "thresholds"), calibration)
 
 
 def apply_thresholds(verdict: Verdict, thresholds: Mapping[str, float]) -> Verdict:
@@ -110,23 +102,15 @@ def _decide(
 
 
 def _read_file(path: Path) -> dict[str, float]:
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ThresholdsError(f"Cannot read the thresholds file {path}: {exc}.") from exc
-    except ValueError as exc:
-        raise ThresholdsError(f"The thresholds file {path} is not valid JSON: {exc}.") from exc
-    if not isinstance(content, dict) or "thresholds" not in content:
-        raise ThresholdsError(
-            f'The thresholds file {path} must hold a JSON object {{"thresholds": {{field: value}}}} '
-            "(as 'guardreasoner eval --calibrate' writes)."
-        )
-    unknown = sorted(set(content) - set(_FILE_KEYS))
-    if unknown:
-        raise ThresholdsError(
-            f"The thresholds file {path} has unknown keys {unknown}; it may hold only {list(_FILE_KEYS)}."
-        )
-    return _validate(content["thresholds"], f"'thresholds' in {path}")
+    thresholds = read_setting(
+        path,
+        "thresholds",
+        error=ThresholdsError,
+        name="thresholds",
+        shape="{field: value}",
+        command="guardreasoner eval --calibrate",
+    )
+    return _validate(thresholds, f"'thresholds' in {path}")
 
 
 def _validate(thresholds: Any, where: str) -> dict[str, float]:

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from guardreasoner.reasoning import ReasoningBand, ReasoningMode
 from guardreasoner.tasks import Task
 
 __all__ = ["USABLE_STATUSES", "HarmLabel", "ParseStatus", "RefusalLabel", "Task", "TaskReasoning", "Verdict"]
@@ -31,6 +32,10 @@ class ParseStatus(str, Enum):
     ANSWER_OVERRIDDEN = "answer_overridden"
     """Labels read from the final block, but an earlier answer line states another label for the same task
     (``Request: harmful`` ... ``Wait, let me reconsider.`` ... ``Request: unharmful``)."""
+    DECORATED_ANSWER = "decorated_answer"
+    """Labels read from the final block, but one carries more than the label (``Request: unharmful.``): the
+    label stands under ``fail_open``; ``fail_closed`` takes no safe reading from it (the released models
+    write bare labels)."""
     AMBIGUOUS_ANSWER = "ambiguous_answer"
     """A final answer is not one label (``unharmful-but-harmful``, ``unharmful, harmful``, ``unharmful?``)."""
     LOOPING_OUTPUT = "looping_output"
@@ -50,7 +55,13 @@ class ParseStatus(str, Enum):
 
 
 USABLE_STATUSES = frozenset(
-    {ParseStatus.OK, ParseStatus.CONTRADICTS_REASONING, ParseStatus.RECOVERED, ParseStatus.ANSWER_OVERRIDDEN}
+    {
+        ParseStatus.OK,
+        ParseStatus.CONTRADICTS_REASONING,
+        ParseStatus.RECOVERED,
+        ParseStatus.ANSWER_OVERRIDDEN,
+        ParseStatus.DECORATED_ANSWER,
+    }
 )
 """The model's labels can be read: ``fail_open`` takes them as they are (the reference's reading); ``fail_closed``
 takes a safe reading only from a clean ``ok`` verdict (see :func:`guardreasoner.policy.apply_policy`)."""
@@ -142,6 +153,23 @@ class Verdict(BaseModel):
     forced_answer: bool = False
     """The reasoning ran past the engine's ``max_reasoning_tokens``; the labels come from an answer the engine
     forced (under ``fail_closed`` such an allow is not clean)."""
+
+    reasoning_mode: ReasoningMode = ReasoningMode.ALWAYS
+    """The guard's ``reasoning`` setting: ``always``, ``auto`` or ``never`` (``guardreasoner.reasoning``)."""
+    reasoned: bool = True
+    """True when the labels come from an output in which the model wrote its reasoning (``always``, and
+    ``auto`` verdicts escalated to it); False when they come from the answer forced right after the prompt."""
+    first_pass_scores: dict[str, float] = Field(default_factory=dict)
+    """``auto`` and ``never``: per label field, the forced answer's score (kept when the conversation was then
+    reasoned in full, whose own scores are in the ``*_score`` fields)."""
+    first_pass_tokens: int | None = None
+    """``auto`` and ``never``: the tokens the forced answer generated (an escalated verdict's
+    ``num_generated_tokens`` counts the reasoning pass's only)."""
+    reasoning_band: ReasoningBand | None = None
+    """``auto`` and ``never``: the band of scores the guard treated as unsure."""
+    escalation_reason: str | None = None
+    """``auto``: why the conversation was reasoned in full (a score inside the band, no score, an unclear
+    forced answer); None when the forced answer decided it."""
 
     @property
     def is_usable(self) -> bool:

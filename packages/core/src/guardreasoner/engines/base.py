@@ -13,7 +13,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from guardreasoner.errors import EngineError, EngineTimeoutError
+from guardreasoner.errors import EngineCapabilityError, EngineError, EngineTimeoutError
 
 if TYPE_CHECKING:
     from guardreasoner.scores import LabelLogprobs
@@ -117,6 +117,35 @@ class Engine(abc.ABC):
             return await asyncio.wait_for(self.agenerate(prompts, config), timeout)
         except asyncio.TimeoutError:
             raise EngineTimeoutError(f"The {self.name} engine gave no answer within {timeout:g} s.") from None
+
+    def force_answers(self, prompts: list[str], *, timeout: float | None = None) -> list[Generation]:
+        """Answer-first (``guardreasoner.reasoning``): per prompt, the answer block forced right after it.
+
+        Each generation's text is :data:`~guardreasoner.engines.forcing.PROMPT_ANSWER_OPENING` (the separator
+        and the ``Answers:`` heading) and then a few greedy tokens (``forcing.answer_config()``), with the
+        label candidates' log-probabilities where the engine has them (``label_logprobs``). Per-prompt
+        results and the deadline as :meth:`generate_each`. An engine that cannot force an answer leaves this
+        as it is: the guard then refuses ``reasoning="auto"`` and ``"never"`` when it is built
+        (:meth:`forced_answer_unsupported`).
+        """
+        raise EngineCapabilityError(self.forced_answer_unsupported() or "force_answers is not implemented.")
+
+    async def aforce_answers(self, prompts: list[str], *, timeout: float | None = None) -> list[Generation]:
+        """Async :meth:`force_answers`. The default runs it in a worker thread."""
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(self.force_answers, prompts), timeout)
+        except asyncio.TimeoutError:
+            raise EngineTimeoutError(f"The {self.name} engine gave no answer within {timeout:g} s.") from None
+
+    def forced_answer_unsupported(self) -> str | None:
+        """Why this engine cannot force an answer (:meth:`force_answers`), or None when it can."""
+        if type(self).force_answers is Engine.force_answers:
+            return (
+                f"The {self.name} engine ({type(self).__name__}) cannot force an answer: it does not implement "
+                "Engine.force_answers, which reasoning='auto' and 'never' need. Use reasoning='always', or the "
+                "hf, vllm or openai engine (guardreasoner.testing.ScriptedEngine for tests)."
+            )
+        return None
 
     def count_tokens(self, text: str) -> int | None:
         """The number of tokens ``text`` encodes to (BOS included), or None when the engine cannot tell."""

@@ -1,4 +1,8 @@
-"""The runaway cap: after ``max_reasoning_tokens`` an engine stops the reasoning and forces the answer.
+"""Forced answers: the answer block's opening appended, and a few greedy tokens that state the labels.
+
+Two uses. Answer-first (``guardreasoner.reasoning``): :data:`PROMPT_ANSWER_OPENING` right after the prompt
+(``Engine.force_answers``). The runaway cap: after ``max_reasoning_tokens`` an engine stops the reasoning and
+forces the answer.
 
 A few outputs of the released models reason on to the token limit without an answer (issue 14: 3 of the 1B's
 and 3 of the 8B's ran to ~2,000 tokens). An engine with a cap generates at most that many tokens; an output
@@ -10,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from guardreasoner.engines.base import GenerationConfig
+from guardreasoner.engines.base import Generation, GenerationConfig
 from guardreasoner.prompt import answer_block
 
 RECOMMENDED_MAX_REASONING_TOKENS = 845
@@ -19,6 +23,11 @@ RECOMMENDED_MAX_REASONING_TOKENS = 845
 ANSWER_OPENING = "\n---\n\n" + answer_block({}).partition("\n")[0] + "\n"
 """What is appended to a runaway's text: the separator and the heading of the answer block, as the released
 outputs write them before the labels."""
+
+PROMPT_ANSWER_OPENING = ANSWER_OPENING.removeprefix("\n")
+"""What answer-first (``guardreasoner.reasoning``) appends to the prompt: the prompt ends with a blank line
+already, so prompt and opening read ``...\n\n---\n\nAnswers: \n`` as the released outputs write the block
+after their reasoning (and the opening's tokens are those of the whole text: the blank line stays one token)."""
 
 FORCED_ANSWER_TOKENS = 32
 """Greedy tokens generated after :data:`ANSWER_OPENING`: enough for the three label lines."""
@@ -44,3 +53,11 @@ def check_max_reasoning_tokens(value: int | None) -> int | None:
             f"About {RECOMMENDED_MAX_REASONING_TOKENS} (twice the released outputs' p99) is recommended."
         )
     return value
+
+
+def opened(generation: Generation) -> Generation:
+    """An answer-first generation whose text starts with the opening it continued (a failure as it is); its
+    label log-probabilities, which spell the end of the text, still point at the labels."""
+    if generation.error is not None:
+        return generation
+    return dataclasses.replace(generation, text=PROMPT_ANSWER_OPENING + generation.text, samples=())

@@ -10,8 +10,9 @@ import threading
 from typing import Any
 
 from guardreasoner.engines.base import Engine, Generation, GenerationConfig
+from guardreasoner.engines.forcing import PROMPT_ANSWER_OPENING, answer_config, opened
 from guardreasoner.errors import EngineError, require
-from guardreasoner.prompt import PromptFormat, encode_prompt, render_prompt, stop_token_ids
+from guardreasoner.prompt import EncodedPrompt, PromptFormat, encode_prompt, render_prompt, stop_token_ids
 from guardreasoner.scores import LabelLogprobs, LabelTokens, from_logprob_rows, token_texts
 
 
@@ -64,6 +65,7 @@ class HFEngine(Engine):
         )
         self._lock = threading.Lock()
         self.label_tokens = LabelTokens.from_tokenizer(self.tokenizer)
+        self._opening_ids = list(self.tokenizer(PROMPT_ANSWER_OPENING, add_special_tokens=False)["input_ids"])
 
     def render(self, prompt: str) -> str:
         return render_prompt(self.tokenizer, prompt, self.prompt_format)
@@ -74,6 +76,13 @@ class HFEngine(Engine):
 
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))
+
+    def force_answers(self, prompts: list[str], *, timeout: float | None = None) -> list[Generation]:
+        """Each prompt's ids and the answer opening's, a few greedy tokens; exact scores from the logits."""
+        forced = [
+            EncodedPrompt(p + PROMPT_ANSWER_OPENING, [*self.encode(p), *self._opening_ids]) for p in prompts
+        ]
+        return [opened(g) for g in self.generate_each(forced, answer_config(), timeout=timeout)]
 
     def generate(self, prompts: list[str], config: GenerationConfig) -> list[Generation]:
         encoded = [self.encode(p) for p in prompts]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from guardreasoner.engines.base import Engine, Generation, GenerationConfig
+from guardreasoner.engines.forcing import PROMPT_ANSWER_OPENING, opened
 from guardreasoner.prompt import answer_block
 from guardreasoner.scores import LEADS, LabelChoice, LabelLogprobs, LabelTokens
 from guardreasoner.tasks import Task
@@ -34,6 +36,39 @@ def guard_output(
     return "\n".join(sections) + "\n---\n\n" + answer_block(labels)
 
 
+@dataclass(frozen=True)
+class ForcedAnswer:
+    """What a :class:`ScriptedEngine` writes after the forced answer opening (``reasoning="auto"`` or
+    ``"never"``), and how sure it is: ``probability`` on each label it writes, as ``label_probability`` does
+    for whole outputs (None: no log-probabilities, as from a server that returns none)."""
+
+    text: str
+    probability: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.probability is not None and not 0.0 < self.probability < 1.0:
+            raise ValueError(f"probability must be in (0, 1) or None, got {self.probability}.")
+
+
+def forced_answer(
+    prompt_harmfulness: str,
+    response_refusal: str | None = None,
+    response_harmfulness: str | None = None,
+    *,
+    probability: float | None = 0.99,
+) -> ForcedAnswer:
+    """The label lines of an answer block (None prints as ``None``), written with ``probability``."""
+    labels = {
+        Task.PROMPT_HARMFULNESS: prompt_harmfulness,
+        Task.RESPONSE_REFUSAL: response_refusal,
+        Task.RESPONSE_HARMFULNESS: response_harmfulness,
+    }
+    return ForcedAnswer(answer_block(labels).partition("\n")[2], probability)
+
+
+ForcedScript = Callable[[str], ForcedAnswer] | Mapping[str, ForcedAnswer]
+
+
 class ScriptedEngine(Engine):
     """Answers each raw prompt with ``script(prompt)``, or from a table keyed by a substring of the prompt.
 
@@ -43,6 +78,11 @@ class ScriptedEngine(Engine):
     With ``label_probability=p``, each generation carries log-probabilities as a model's would (whitespace
     words stand in for tokens): ``p`` on every label word it wrote and ``1 - p`` on the other label, so a
     verdict's score is ``p`` for a positive label and ``1 - p`` for a negative one.
+
+    ``forced`` scripts the answer forced right after the prompt (``reasoning="auto"`` and ``"never"``): a
+    function of the prompt or a table keyed by substrings, as ``script``, of :class:`ForcedAnswer` (see
+    :func:`forced_answer`), with ``forced_default`` for a prompt matching no key. Without ``forced`` the
+    engine cannot force answers, and a guard with those modes refuses it.
     """
 
     name = "scripted"
@@ -55,6 +95,8 @@ class ScriptedEngine(Engine):
         finish_reason: str = "stop",
         max_context_tokens: int | None = None,
         label_probability: float | None = None,
+        forced: ForcedScript | None = None,
+        forced_default: ForcedAnswer | None = None,
     ):
         if label_probability is not None and not 0.0 < label_probability < 1.0:
             raise ValueError(f"label_probability must be in (0, 1), got {label_probability}.")
@@ -63,18 +105,15 @@ class ScriptedEngine(Engine):
         self._default = default
         self._finish_reason = finish_reason
         self.max_context_tokens = max_context_tokens
+        self._forced = forced
+        self._forced_default = forced_default
         self.calls: list[list[str]] = []
         """Each ``generate`` call's prompts, so tests can check batching."""
+        self.forced_calls: list[list[str]] = []
+        """Each ``force_answers`` call's prompts."""
 
     def _answer(self, prompt: str) -> str:
-        if callable(self._script):
-            return self._script(prompt)
-        for key, output in self._script.items():
-            if key in prompt:
-                return output
-        if self._default is None:
-            raise KeyError(f"ScriptedEngine has no answer for this prompt: {prompt[-200:]!r}")
-        return self._default
+        return _lookup(self._script, self._default, prompt, "answer")
 
     def generate(self, prompts: list[str], config: GenerationConfig) -> list[Generation]:
         self.calls.append(list(prompts))
@@ -95,9 +134,47 @@ class ScriptedEngine(Engine):
             )
         return outputs
 
+    def force_answers(self, prompts: list[str], *, timeout: float | None = None) -> list[Generation]:
+        self.forced_calls.append(list(prompts))
+        generations = []
+        for prompt in prompts:
+            answer = _lookup(self._forced, self._forced_default, prompt, "forced answer")
+            generation = Generation(
+                text=answer.text,
+                finish_reason=self._finish_reason,
+                num_generated_tokens=len(answer.text.split()),
+                num_prompt_tokens=len((prompt + PROMPT_ANSWER_OPENING).split()),
+                label_logprobs=None
+                if answer.probability is None
+                else word_label_logprobs(answer.text, answer.probability),
+            )
+            generations.append(opened(generation))
+        return generations
+
+    def forced_answer_unsupported(self) -> str | None:
+        if self._forced is None:
+            return (
+                "This ScriptedEngine has no forced answers to give: build it with forced= (a function of the "
+                "prompt or a table of guardreasoner.testing.forced_answer(...)) for reasoning='auto' or 'never'."
+            )
+        return None
+
     def count_tokens(self, text: str) -> int:
         """Whitespace words stand in for tokens."""
         return len(text.split())
+
+
+def _lookup(script, default, prompt: str, what: str):
+    """``script(prompt)``, or the first table entry whose key is in the prompt, else ``default`` (None: raise,
+    so that a test never passes on an unplanned input)."""
+    if callable(script):
+        return script(prompt)
+    for key, answer in script.items():
+        if key in prompt:
+            return answer
+    if default is None:
+        raise KeyError(f"ScriptedEngine has no {what} for this prompt: {prompt[-200:]!r}")
+    return default
 
 
 def _word_labels() -> LabelTokens:

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from guardreasoner.engines.forcing import PROMPT_ANSWER_OPENING
 from guardreasoner.errors import require
 from guardreasoner.prompt import INSTRUCTION, answer_block, build_prompt
 from guardreasoner.tasks import Task
@@ -47,14 +48,21 @@ class GuardCase:
         """A short output in the released models' format: one reasoning step, then the Answers block."""
         return (
             f"# Task 1\n\n## Reasoning Step 1\nThe request is {self.prompt_harmfulness}.\n\n---\n\n"
-            + answer_block(
-                {
-                    Task.PROMPT_HARMFULNESS: self.prompt_harmfulness,
-                    Task.RESPONSE_REFUSAL: self.response_refusal,
-                    Task.RESPONSE_HARMFULNESS: self.response_harmfulness,
-                }
-            )
+            + answer_block(self.labels)
         )
+
+    @property
+    def forced_output(self) -> str:
+        """What follows the answer opening when the answer is forced right after the prompt: the label lines."""
+        return answer_block(self.labels).partition("\n")[2]
+
+    @property
+    def labels(self) -> dict[Task, str | None]:
+        return {
+            Task.PROMPT_HARMFULNESS: self.prompt_harmfulness,
+            Task.RESPONSE_REFUSAL: self.response_refusal,
+            Task.RESPONSE_HARMFULNESS: self.response_harmfulness,
+        }
 
 
 TINY_GUARD_CASES: tuple[GuardCase, ...] = (
@@ -159,9 +167,12 @@ def train_tiny_guard(
     steps: int = 400,
     learning_rate: float = 3e-3,
     seed: int = 0,
+    answer_first: bool = False,
 ) -> Path:
     """Build a tiny Llama and train it (full batch, answer-only loss) to answer ``cases`` in GuardReasoner format.
 
+    With ``answer_first``, it also learns each case's labels right after the prompt and the answer opening
+    (``engines/forcing.py``), as ``reasoning="auto"`` and ``"never"`` force them.
     Takes well under a minute on two CPU cores. Training stops early once greedy decoding would reproduce
     every target (the loss on every answer token is small), and raises if it never gets there.
     """
@@ -172,11 +183,16 @@ def train_tiny_guard(
     tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
     model = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
     rows, masks = [], []
+    opening = tokenizer(PROMPT_ANSWER_OPENING, add_special_tokens=False).input_ids
     for case in cases:
         prompt_ids = tokenizer(build_prompt(case.prompt, case.response)).input_ids
-        answer_ids = tokenizer(case.output, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-        rows.append(prompt_ids + answer_ids)
-        masks.append([0] * len(prompt_ids) + [1] * len(answer_ids))
+        targets = [(prompt_ids, case.output)]
+        if answer_first:
+            targets.append((prompt_ids + opening, case.forced_output))
+        for context, output in targets:
+            answer_ids = tokenizer(output, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+            rows.append(context + answer_ids)
+            masks.append([0] * len(context) + [1] * len(answer_ids))
     width = max(map(len, rows))
     input_ids = torch.full((len(rows), width), tokenizer.pad_token_id)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
@@ -203,7 +219,7 @@ def train_tiny_guard(
                 break
     else:
         raise RuntimeError(
-            f"The tiny guard did not learn its {len(cases)} answers in {steps} steps (loss {loss.item():.3f})."
+            f"The tiny guard did not learn its {len(rows)} answers in {steps} steps (loss {loss.item():.3f})."
         )
     model.eval()
     model.save_pretrained(directory)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from guardreasoner.engines.base import Engine, Generation, GenerationConfig, raise_first_error
+from guardreasoner.engines.forcing import PROMPT_ANSWER_OPENING, answer_config, opened
 from guardreasoner.engines.openai.clients import BackgroundLoop, LoopClients, client_options
 from guardreasoner.engines.openai.endpoints import Endpoint, EndpointPool
 from guardreasoner.engines.openai.errors import RequestError, RequestTimeoutError, classify_failure
@@ -246,6 +247,28 @@ class OpenAIEngine(Engine):
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+
+    def force_answers(self, prompts: list[str], *, timeout: float | None = None) -> list[Generation]:
+        """Synchronous :meth:`aforce_answers`, on the engine's own event loop."""
+        prompts = list(prompts)
+        if not prompts:
+            return []
+        return self._runner.run(self.aforce_answers(prompts, timeout=timeout))
+
+    async def aforce_answers(self, prompts: list[str], *, timeout: float | None = None) -> list[Generation]:
+        """One Completions request per prompt, the raw prompt with the answer opening appended: a few greedy
+        tokens, with ``logprobs`` where the engine has a tokenizer (a server that returns none leaves the
+        forced answers without scores, and ``reasoning="auto"`` then reasons on every conversation)."""
+        forced = [prompt + PROMPT_ANSWER_OPENING for prompt in prompts]
+        return [opened(g) for g in await self.agenerate_each(forced, answer_config(), timeout=timeout)]
+
+    def forced_answer_unsupported(self) -> str | None:
+        if self.prompt_format is not PromptFormat.RAW:
+            return (
+                "the openai engine forces answers through the Completions API, which a chat-format model "
+                "(prompt_format='chat') is not served on; serve a raw-format model, or use reasoning='always'."
+            )
+        return None
 
     def close(self) -> None:
         """Close the HTTP connections the engine opened (clients you injected stay open).

@@ -52,6 +52,9 @@ Design: one engine object, one set of weights, two ways in.
   the final answer block asks for the label candidates' there, on a context the prefix cache holds.
 * The runaway cap (``max_reasoning_tokens``, ``engines/forcing.py``): a second, short greedy request on the
   prompt, the reasoning so far and the answer block's opening reads the labels of an output cut at the cap.
+* Answer-first (``force_answers``, ``reasoning="auto"``/``"never"``): one short greedy request on the prompt's
+  ids and the answer opening's, which asks for the label candidates' log-probabilities at its few tokens; a
+  reasoning pass for the same prompt feeds the same ids, so the prefix cache holds them.
 * Speculative decoding (``speculative.py``, off by default) is an option of the same engine. On vLLM 0.34
   ``speculative="suffix"`` is Model Runner V2's GPU suffix speculator with async scheduling, adaptive
   verification and a batch-size schedule for the draft length. Its cross-request corpus fills with every

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from guardreasoner.engines.base import Engine, Generation, GenerationConfig
-from guardreasoner.engines.forcing import ANSWER_OPENING, answer_config, capped, check_max_reasoning_tokens
+from guardreasoner.engines.forcing import (
+    ANSWER_OPENING,
+    PROMPT_ANSWER_OPENING,
+    answer_config,
+    capped,
+    check_max_reasoning_tokens,
+    opened,
+)
 from guardreasoner.engines.vllm import label_scores
 from guardreasoner.engines.vllm.async_llm import AsyncBackend
 from guardreasoner.engines.vllm.offline import OfflineBackend
@@ -65,6 +72,9 @@ class VLLMEngine(Engine):
     cache already holds (without prefix caching each recomputes its context). Exact, never a top-k bound; in
     bf16 a separate forward from the one that wrote the label, so a near-tie can score on the other side of
     0.5. ``scores=False`` skips those requests (the verdicts then have no scores).
+
+    ``force_answers`` (``reasoning="auto"``/``"never"``): one short greedy request per prompt on its ids and
+    the answer opening's, which carries its own label scores; see the method.
 
     ``max_reasoning_tokens`` (None: off; about 845 recommended, see ``engines/forcing.py``) caps the reasoning:
     an output cut there gets the answer block's opening and a second, greedy request of a few tokens reads
@@ -162,6 +172,9 @@ class VLLMEngine(Engine):
             self._opening_ids, lambda i: tokenizer.decode(i, skip_special_tokens=True)
         )
         self.label_tokens = LabelTokens.from_tokenizer(tokenizer) if scores else None
+        self._prompt_opening_ids = list(
+            tokenizer(PROMPT_ANSWER_OPENING, add_special_tokens=False)["input_ids"]
+        )
         # EOS and (chat) end of turn; none with ignore_eos, whose generations run to max_new_tokens.
         self._stop_ids = [] if ignore_eos else sorted(stop_token_ids(tokenizer, self.prompt_format))
         self._lock = threading.Lock()
@@ -417,6 +430,60 @@ class VLLMEngine(Engine):
             logprob_token_ids=list(self.label_tokens.candidate_ids),
             detokenize=False,
         )
+
+    # -- answer-first (guardreasoner.reasoning, engines/forcing.py) --------------------------------------
+
+    def force_answers(self, prompts: list[str], *, timeout: float | None = None) -> list[Generation]:
+        """One short greedy request per prompt: its ids and the answer opening's, a few tokens, the label
+        candidates' log-probabilities at each (``logprob_token_ids``; a handful of tokens, so no label
+        requests after it). A reasoning pass for the same prompt (``reasoning="auto"``) feeds the same prompt
+        ids first, so with prefix caching (on by default) vLLM reuses the blocks this request computed and
+        prefills only the prompt's last partial block."""
+        if not prompts:
+            return []
+        inputs = self._forced_inputs(prompts)
+        backend = self._ensure_backend("offline").result()
+        outputs = self._call(backend.generate, inputs, self._forced_params(), True, timeout)
+        return [self._forced_generation(output) for output in outputs]
+
+    async def aforce_answers(self, prompts: list[str], *, timeout: float | None = None) -> list[Generation]:
+        if not prompts:
+            return []
+        inputs = self._forced_inputs(prompts)
+
+        async def answered() -> list[Any]:
+            backend = await asyncio.wrap_future(self._ensure_backend("async"))
+            return await self._acall(backend.agenerate, inputs, self._forced_params(), True)
+
+        try:
+            outputs = await asyncio.wait_for(answered(), timeout)
+        except TimeoutError:
+            raise EngineTimeoutError(f"The vllm engine gave no answer within {timeout:g} s.") from None
+        return [self._forced_generation(output) for output in outputs]
+
+    def _forced_inputs(self, prompts: list[str]) -> list[dict[str, list[int]]]:
+        return [
+            {"prompt_token_ids": [*prompt["prompt_token_ids"], *self._prompt_opening_ids]}
+            for prompt in self._token_prompts(prompts)
+        ]
+
+    def _forced_params(self) -> Any:
+        from vllm import SamplingParams
+
+        return SamplingParams(
+            temperature=0.0,
+            max_tokens=answer_config().max_new_tokens,
+            ignore_eos=self.ignore_eos,
+            stop_token_ids=list(self._stop_ids) or None,
+            skip_special_tokens=True,
+            logprob_token_ids=list(self.label_tokens.candidate_ids) if self.label_tokens else None,
+        )
+
+    def _forced_generation(self, result: Any) -> Generation:
+        scores = None
+        if self.label_tokens is not None and not isinstance(result, BaseException):
+            scores = label_scores.generated_logprobs(result, self._decode, self.label_tokens)
+        return opened(to_generation_or_failure(result, scores))
 
     # -- the runaway cap (engines/forcing.py) -----------------------------------------------------------
 

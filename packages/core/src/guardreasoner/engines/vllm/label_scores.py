@@ -90,7 +90,23 @@ def label_logprobs(
             answer = next(answers)
             if isinstance(answer, BaseException) or not answer.outputs or not answer.outputs[0].logprobs:
                 continue
-            step = answer.outputs[0].logprobs[0]
-            rows[position] = {labels.texts[t]: e.logprob for t, e in step.items() if t in labels.texts}
+            rows[position] = _candidates(answer.outputs[0].logprobs[0], labels)
         found[query.output] = from_positions(query.tokens, rows, labels)
     return found
+
+
+def generated_logprobs(
+    output: Any, decode: Callable[[list[int]], str], labels: LabelTokens
+) -> LabelLogprobs | None:
+    """What scoring needs from a short request that asked for the candidates at each of its tokens (a forced
+    answer, ``VLLMEngine.force_answers``); None when vLLM returned none."""
+    first = output.outputs[0] if output.outputs else None
+    if first is None or not first.logprobs:
+        return None
+    rows = {i: _candidates(step, labels) for i, step in enumerate(first.logprobs)}
+    return from_positions(token_texts(list(first.token_ids), decode), rows, labels)
+
+
+def _candidates(step: Any, labels: LabelTokens) -> dict[str, float]:
+    """One position's ``{candidate text: log-probability}`` from vLLM's ``{token id: Logprob}``."""
+    return {labels.texts[t]: e.logprob for t, e in step.items() if t in labels.texts}
