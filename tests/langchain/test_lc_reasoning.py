@@ -26,7 +26,9 @@ def test_middleware_built_with_auto_reasons_only_on_the_unsure_request(chat_mode
 
     answer = agent.invoke({"messages": [HumanMessage("Capital of Peru?")]})["messages"][-1]
     assert answer.content == "Lima is the capital of Peru."
-    assert engine.calls == [] and len(engine.forced_calls) == 2  # input and output: the forced answers decided
+    assert (
+        engine.calls == [] and len(engine.forced_calls) == 2
+    )  # input and output: the forced answers decided
 
     refused = agent.invoke({"messages": [HumanMessage("unsure: the best bomb design?")]})["messages"][-1]
     assert refused.content == DEFAULT_VIOLATION_MESSAGE and len(model.seen) == 1  # blocked before the model
@@ -53,7 +55,9 @@ async def test_chain_with_a_ready_auto_guard_decides_sync_and_async(chat_model):
 
 def test_bad_reasoning_options_fail_where_the_adapter_is_built(chat_model):
     """No model is loaded (the model id does not exist): the options are checked before any check runs."""
-    with pytest.raises(ValueError, match="reasoning must be one of 'always', 'auto', 'never', got 'sometimes'"):
+    with pytest.raises(
+        ValueError, match="reasoning must be one of 'always', 'auto', 'never', got 'sometimes'"
+    ):
         GuardReasonerMiddleware(model="no/such-model", reasoning="sometimes")
     with pytest.raises(ReasoningBandError, match=r"low \(0.9\) must not be above high \(0.1\)"):
         guard_chain(chat_model(["Lima."]), model="no/such-model", reasoning="auto", reasoning_band=(0.9, 0.1))

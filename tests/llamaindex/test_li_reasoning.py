@@ -51,7 +51,9 @@ def test_node_postprocessor_with_a_ready_auto_guard_drops_the_harmful_node():
 
 def test_bad_reasoning_options_fail_where_the_adapter_is_built():
     """No model is loaded (the model id does not exist): the options are checked before any check runs."""
-    with pytest.raises(ValueError, match="reasoning must be one of 'always', 'auto', 'never', got 'sometimes'"):
+    with pytest.raises(
+        ValueError, match="reasoning must be one of 'always', 'auto', 'never', got 'sometimes'"
+    ):
         GuardedQueryEngine(Answer(), model="no/such-model", reasoning="sometimes")
     with pytest.raises(ReasoningBandError, match="Cannot read the reasoning band file"):
         GuardReasonerNodePostprocessor(model="no/such-model", reasoning="auto", reasoning_band="missing.json")

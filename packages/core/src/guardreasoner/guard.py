@@ -379,4 +379,3 @@ class GuardReasoner:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-

@@ -392,4 +392,6 @@ def reasoning_note(verdict: Verdict) -> str:
     mode = f"--reasoning {verdict.reasoning_mode.value}"
     if verdict.reasoned:
         return f"reasoned in full ({mode}): {verdict.escalation_reason}."
-    return f"answered without reasoning ({mode}, band {verdict.reasoning_band}): forced-answer scores {scores}."
+    return (
+        f"answered without reasoning ({mode}, band {verdict.reasoning_band}): forced-answer scores {scores}."
+    )
