@@ -57,9 +57,6 @@ def audit(
         raise ValueError("batch_size and num_actors must be at least 1.")
     if runner not in ("local", "ray"):
         raise ValueError(f"runner must be 'local' or 'ray', got {runner!r}.")
-    columns = Columns(id=id_column, prompt=prompt_column, response=response_column or None)
-    source = open_source(os.fspath(input), columns, format=input_format)
-    store = OutputStore(os.fspath(output), output_format)
     spec = GuardSpec(
         model,
         engine,
@@ -69,6 +66,9 @@ def audit(
         reasoning=reasoning_mode(reasoning),
         reasoning_band=load_reasoning_band(reasoning_band),
     )
+    columns = Columns(id=id_column, prompt=prompt_column, response=response_column or None)
+    source = open_source(os.fspath(input), columns, format=input_format)
+    store = OutputStore(os.fspath(output), output_format)
 
     scanned = scan(source)
     write_rejects(store.join(REJECTS_NAME), scanned.rejects, store.fs)
