@@ -29,8 +29,9 @@ ReasoningOption = Annotated[
 ReasoningBandOption = Annotated[
     str | None,
     typer.Option(
-        help="With --reasoning auto or never: the scores that count as unsure, LOW,HIGH (default 0.05,0.95, "
-        "not calibrated for any weights), or a band file ('guardreasoner eval --calibrate-band' writes one)."
+        help="With an answer-first --reasoning (auto, never): the scores that count as unsure, LOW,HIGH "
+        "(default 0.05,0.95, not calibrated for any weights), or a band file ('guardreasoner eval "
+        "--calibrate-band' writes one)."
     ),
 ]
 
