@@ -302,7 +302,9 @@ def test_a_recovered_safe_label_is_not_a_clean_allow():
     closed, opened = closed_and_open(verdict)
     assert closed.is_harmful is True and "recovered_from_reasoning" in closed.parse_detail
     assert opened.is_harmful is False and opened.decided_by == "model"
-    with pytest.raises(GuardUndecidedError):
+    with pytest.raises(
+        GuardUndecidedError, match="is not a clean allow: the answer is recovered_from_reasoning"
+    ):
         apply_policy(verdict, "raise")
 
 

@@ -14,6 +14,10 @@ HTML page), ``badjson`` (200 with invalid JSON), ``shape`` (200 with ``{"choices
 With a ``tokenizer`` set, a Completions request with ``logprobs=k`` gets them in the Completions shape: each
 token of the output with ``label_probability`` for the token it chose, and the other label's candidate (where
 the token is one) with the rest, so that the guard's score for the label it reads is ``label_probability``.
+
+An answer-first request (a prompt that ends with the forced answer opening) gets the label lines alone, at
+probability 0.6 when the prompt says ``unsure``, else ``label_probability``; its body is kept in
+``forced_bodies``.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ import struct
 import threading
 from dataclasses import dataclass, field
 
+from guardreasoner.engines.forcing import PROMPT_ANSWER_OPENING
 from guardreasoner.scores import LabelTokens, token_texts
-from guardreasoner.testing import guard_output
+from guardreasoner.testing import forced_answer, guard_output
 
 MODE = re.compile(r"\[\[(\w+)(?:\*(\d+))?\]\]")
 NONCE = re.compile(r"nonce-([0-9a-f]+)")
@@ -62,6 +67,8 @@ class FakeOpenAIServer:
     tokenizer: object = None
     """When set, Completions requests with ``logprobs`` get them (see the module's docstring)."""
     label_probability: float = 0.8
+    forced_bodies: list = field(default_factory=list)
+    """The bodies of answer-first requests (see the module's docstring)."""
 
     def __post_init__(self):
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -200,12 +207,15 @@ class FakeOpenAIServer:
             return await _send(writer, 200, {"id": "x", "object": "text_completion", "choices": "oops"})
         if mode == "nochoices":
             return await _send(writer, 200, {"id": "x", "object": "text_completion", "choices": []})
-        text = ok_output(prompt)
+        forced = prompt.endswith(PROMPT_ANSWER_OPENING)
+        self.forced_bodies += [body] if forced else []
+        text = forced_answer(expected_label(prompt)).text if forced else ok_output(prompt)
         if mode == "long":
             text = text.replace("The request carries", "The request carries " + "and so on " * 4000, 1)
         answer = completion(text, chat="messages" in body)
         if body.get("logprobs") and self.tokenizer is not None and "messages" not in body:
-            answer["choices"][0]["logprobs"] = self._logprobs(text)
+            unsure = forced and "unsure" in prompt
+            answer["choices"][0]["logprobs"] = self._logprobs(text, 0.6 if unsure else self.label_probability)
         if mode == "slow":
             data = json.dumps(answer).encode()
             await _send(writer, 200, data, pieces=max(len(data) // 40, 1), pause=self.slow_piece_seconds)
@@ -213,8 +223,7 @@ class FakeOpenAIServer:
             return True
         return await _send(writer, 200, answer)
 
-
-    def _logprobs(self, text: str) -> dict:
+    def _logprobs(self, text: str, probability: float) -> dict:
         """The Completions API's ``logprobs`` for ``text``, tokenized as the guard's tokenizer would."""
         labels = LabelTokens.from_tokenizer(self.tokenizer)
         other = {}
@@ -222,7 +231,7 @@ class FakeOpenAIServer:
             other[choice.positive], other[choice.negative] = choice.negative, choice.positive
         ids = self.tokenizer(text, add_special_tokens=False).input_ids
         tokens = token_texts(ids, lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True))
-        chosen, rest = math.log(self.label_probability), math.log(1 - self.label_probability)
+        chosen, rest = math.log(probability), math.log(1 - probability)
         tops = [{token: chosen, **({other[token]: rest} if token in other else {})} for token in tokens]
         return {"tokens": tokens, "token_logprobs": [chosen] * len(tokens), "top_logprobs": tops}
 

@@ -351,7 +351,11 @@ class GuardReasoner:
     def _decide(self, verdicts: list[Verdict]) -> list[Verdict]:
         """Apply the policy to each verdict; log once per call how many the policy decided, and why."""
         decided = apply_policy_to_all(verdicts, self.policy)
-        undecided = Counter(v.parse_status.value for v in decided if v.decided_by == "policy")
+        undecided = Counter(
+            "a safe reading that is not clean" if v.is_usable else v.parse_status.value
+            for v in decided
+            if v.decided_by == "policy"
+        )
         if undecided:
             logger.warning(
                 "GuardReasoner could not decide %d of %d conversation(s) (%s); policy %s treats them as %s.",

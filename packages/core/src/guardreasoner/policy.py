@@ -7,8 +7,14 @@ treats it as safe, and raise hands the verdict to the caller in :class:`GuardUnd
 A verdict whose labels were read but not from one clean final answer (recovered from the reasoning,
 contradicting it, overridden) is decided as the reference reads it when that reading is harmful, or under
 ``fail_open``. Under ``fail_closed`` the guard allows only a clean ``ok`` verdict with no harmful signal
-anywhere in its answers or conclusions; any other safe reading is decided harmful by the policy, and the
-verdict says why (``raise`` raises for it instead).
+anywhere in its answers or conclusions (those the parse weighs, and those it does not:
+:func:`guardreasoner.parsing.stray_harm_statements`); a final label with trailing decoration is
+``decorated_answer``, not ``ok``. Any other safe reading is decided harmful by the policy, and the verdict
+says why (``raise`` raises for it instead).
+
+An answer forced right after the prompt (``reasoning="auto"`` or ``"never"``, ``guardreasoner.reasoning``)
+is a clean allow only when, besides, every task it answers has a score outside the reasoning band
+(:func:`first_pass_doubt`; ``auto`` reasons in full on the rest).
 
 Thresholds (``GuardReasoner(thresholds=...)``) are applied before the policy. A harm label a threshold decided
 comes from the model's own probability at the final answer, after its reasoning, at the operating point the
@@ -46,9 +52,10 @@ def apply_policy(verdict: Verdict, policy: FailurePolicy | str = FailurePolicy.F
         if verdict.is_harmful or policy is FailurePolicy.FAIL_OPEN or is_clean_allow(verdict):
             return verdict
         reason = unclean_allow_reason(verdict)
-        if policy is FailurePolicy.RAISE:
-            raise GuardUndecidedError(verdict)
         detail = f"{verdict.parse_detail} " if verdict.parse_detail else ""
+        if policy is FailurePolicy.RAISE:
+            unclean = f"{detail}The answer reads safe, but is not a clean allow: {reason}."
+            raise GuardUndecidedError(verdict.model_copy(update={"parse_detail": unclean}))
         return verdict.model_copy(
             update={
                 "is_harmful": True,
@@ -76,8 +83,10 @@ def is_clean_allow(verdict: Verdict) -> bool:
         verdict.parse_status is ParseStatus.OK
         and not verdict.forced_answer
         and (verdict.reasoned or first_pass_doubt(verdict) is None)
-        and (not verdict.harmful_signals or _thresholds_decided_harm(verdict))
-        and not stray_harm_statements(verdict.raw_output)
+        and (
+            _thresholds_decided_harm(verdict)
+            or not (verdict.harmful_signals or stray_harm_statements(verdict.raw_output))
+        )
     )
 
 

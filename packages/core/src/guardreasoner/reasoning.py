@@ -179,6 +179,6 @@ def _read_file(path: Path) -> ReasoningBand:
     band = content["reasoning_band"]
     if not isinstance(band, dict):
         raise ReasoningBandError(
-            f"'reasoning_band' in {path} must be an object {{\"low\": ..., \"high\": ...}}, not {band!r}."
+            f'\'reasoning_band\' in {path} must be an object {{"low": ..., "high": ...}}, not {band!r}.'
         )
     return _validated(band, f"'reasoning_band' in {path}")

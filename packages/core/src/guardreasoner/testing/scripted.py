@@ -113,7 +113,7 @@ class ScriptedEngine(Engine):
         """Each ``force_answers`` call's prompts."""
 
     def _answer(self, prompt: str) -> str:
-        return _lookup(self._script, self._default, prompt, "an answer")
+        return _lookup(self._script, self._default, prompt, "answer")
 
     def generate(self, prompts: list[str], config: GenerationConfig) -> list[Generation]:
         self.calls.append(list(prompts))
@@ -138,7 +138,7 @@ class ScriptedEngine(Engine):
         self.forced_calls.append(list(prompts))
         generations = []
         for prompt in prompts:
-            answer = _lookup(self._forced, self._forced_default, prompt, "a forced answer")
+            answer = _lookup(self._forced, self._forced_default, prompt, "forced answer")
             generation = Generation(
                 text=answer.text,
                 finish_reason=self._finish_reason,
