@@ -68,6 +68,8 @@ def test_bad_input_is_refused():
         choose_band(BY_HAND, 1.5)
     with pytest.raises(EvaluationError, match="No conversation"):
         choose_band([], 0.99)
+    with pytest.raises(EvaluationError, match="None of the 2 forced answers can decide alone"):
+        calibrate_band([FirstPass(None, 1, 1), FirstPass(None, 3, 0)], 0.99)
     with pytest.raises(ValueError, match=r"probabilities in \[0, 1\]"):
         FirstPass((math.nan,), 1, 1)
     with pytest.raises(ValueError, match="agrees on 0 to all"):

@@ -119,7 +119,15 @@ def calibrate_band(
 ) -> BandOutcome:
     """:func:`choose_band`, and (with ``path=``) the band file written: the band, and a ``calibration``
     section with the target, what the band reached, the forced answers' own agreement (``never``'s), and
-    ``provenance`` (the data and model it was chosen on)."""
+    ``provenance`` (the data and model it was chosen on). Raises :class:`EvaluationError` when no forced
+    answer can decide alone (every band then reasons on everything)."""
+    if first_passes and all(first.scores is None for first in first_passes):
+        raise EvaluationError(
+            f"None of the {len(first_passes)} forced answers can decide alone (each lacks a clean answer or a "
+            "score), so every band reasons on every conversation: there is nothing to calibrate. The forced "
+            "answers need label scores: the hf and vllm engines give them; openai needs tokenizer= and a "
+            "server that returns logprobs."
+        )
     chosen = choose_band(first_passes, target_agreement)
     if path is not None:
         calibration = {
