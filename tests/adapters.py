@@ -1,6 +1,7 @@
 """What the LangChain and LlamaIndex adapter tests share: running a README's python blocks (with
 ``GuardReasoner(...)`` building the scripted guard of ``tests.conftest.judge`` instead of loading a model),
-and checking that a guarded wrapper applies the options it was given."""
+checking that a guarded wrapper applies the options it was given, and the scripted guard's forced answers
+(``reasoning="auto"``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import guardreasoner
 import pytest
 from guardreasoner.guard import GuardReasoner
 from guardreasoner.integrations import GuardedOptions
-from guardreasoner.testing import ScriptedEngine
+from guardreasoner.parsing import parse_output
+from guardreasoner.prompt import split_prompt
+from guardreasoner.testing import ForcedAnswer, ScriptedEngine, forced_answer
 
 from tests.conftest import judge
 
@@ -94,3 +97,20 @@ def canonical_tree(text: str) -> list:
         return sorted((name, sort(kids)) for name, kids in tree)
 
     return sort(nodes)
+
+
+def forced_judge(raw_prompt: str) -> ForcedAnswer:
+    """What ``judge`` reasons to, forced right after the prompt and sure (0.99); a request saying ``unsure``
+    gets the other request label at 0.6 (inside the default band), so only its reasoning gets it right."""
+    request, response = split_prompt(raw_prompt)
+    reasoned = parse_output(judge(raw_prompt), has_response=response is not None)
+    labels = [reasoned.prompt_harmfulness, reasoned.response_refusal, reasoned.response_harmfulness]
+    if "unsure" not in request:
+        return forced_answer(*labels, probability=0.99)
+    labels[0] = "unharmful" if labels[0] == "harmful" else "harmful"
+    return forced_answer(*labels, probability=0.6)
+
+
+def answer_first_engine() -> ScriptedEngine:
+    """The scripted guard's engine with forced answers (:func:`forced_judge`)."""
+    return ScriptedEngine(judge, forced=forced_judge)

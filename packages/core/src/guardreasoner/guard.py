@@ -18,7 +18,7 @@ from guardreasoner.model_source import DEFAULT_MODEL
 from guardreasoner.parsing import parse_output
 from guardreasoner.policy import FailurePolicy, apply_policy_to_all, first_pass_doubt
 from guardreasoner.prompt import build_prompt
-from guardreasoner.reasoning import ReasoningBandLike, ReasoningMode, load_reasoning_band
+from guardreasoner.reasoning import ReasoningBandLike, ReasoningMode, load_reasoning_band, reasoning_mode
 from guardreasoner.scores import ENGINE_SCORE_GAPS, score_verdict, verdict_scores
 from guardreasoner.telemetry.attributes import content_tracing
 from guardreasoner.telemetry.spans import engine_request, traced_classify
@@ -96,7 +96,7 @@ class GuardReasoner:
             raise ValueError(f"timeout must be positive seconds or None, got {timeout}.")
         self.timeout = timeout
         self.thresholds = load_thresholds(thresholds)
-        self.reasoning = _reasoning_mode(reasoning)
+        self.reasoning = reasoning_mode(reasoning)
         self.reasoning_band = load_reasoning_band(reasoning_band)
         self._warned_without_scores = False
         self.trace_content = content_tracing(trace_content)
@@ -405,11 +405,3 @@ class GuardReasoner:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def _reasoning_mode(value: ReasoningMode | str) -> ReasoningMode:
-    try:
-        return ReasoningMode(value)
-    except ValueError:
-        allowed = ", ".join(repr(mode.value) for mode in ReasoningMode)
-        raise ValueError(f"reasoning must be one of {allowed}, got {value!r}.") from None

@@ -44,6 +44,7 @@ __all__ = [
     "ReasoningBandLike",
     "ReasoningMode",
     "load_reasoning_band",
+    "reasoning_mode",
     "write_reasoning_band",
 ]
 
@@ -91,6 +92,15 @@ DEFAULT_REASONING_BAND = ReasoningBand(low=0.05, high=0.95)
 
 ReasoningBandLike = ReasoningBand | tuple[float, float] | str | os.PathLike | None
 """A band, a ``(low, high)`` pair, a band file's path, or None for :data:`DEFAULT_REASONING_BAND`."""
+
+
+def reasoning_mode(value: ReasoningMode | str) -> ReasoningMode:
+    """``value`` as a :class:`ReasoningMode`, or :class:`ValueError` naming the modes."""
+    try:
+        return ReasoningMode(value)
+    except ValueError:
+        allowed = ", ".join(repr(mode.value) for mode in ReasoningMode)
+        raise ValueError(f"reasoning must be one of {allowed}, got {value!r}.") from None
 
 
 def load_reasoning_band(source: ReasoningBandLike) -> ReasoningBand:

@@ -16,6 +16,7 @@ from guardreasoner.audit.summary import COUNTED_COLUMNS, AuditSummary, summarize
 from guardreasoner.audit.validation import scan, write_rejects
 from guardreasoner.engines import Engine
 from guardreasoner.model_source import DEFAULT_MODEL
+from guardreasoner.reasoning import ReasoningBandLike, ReasoningMode, load_reasoning_band, reasoning_mode
 from guardreasoner.telemetry.jobs import traced_audit
 
 
@@ -35,6 +36,8 @@ def audit(
     batch_size: int = 64,
     policy: str = "fail_closed",
     max_new_tokens: int = 2048,
+    reasoning: ReasoningMode | str = ReasoningMode.ALWAYS,
+    reasoning_band: ReasoningBandLike = None,
     num_actors: int = 1,
     num_gpus_per_actor: float | None = None,
     ray_address: str | None = None,
@@ -48,18 +51,28 @@ def audit(
     reason. A rerun into the same ``output`` classifies only the ids not written yet. ``runner="local"``
     classifies in this process with any engine; ``runner="ray"`` on a Ray Data actor pool of
     ``num_actors`` guards (``ray_address``/``RAY_ADDRESS`` for a cluster, a local Ray otherwise).
-    ``on_progress(done, total)`` is called after each in-process batch. Returns the summary, also written
-    to ``output/_summary.json``. The run is a ``guardreasoner.audit`` OpenTelemetry span (extra ``otel``), the
-    parent of its in-process batches' ``guardreasoner.classify`` spans.
+    ``on_progress(done, total)`` is called after each in-process batch. ``reasoning`` and
+    ``reasoning_band`` are the guard's (``guardreasoner.reasoning``), checked (and a band file read) before
+    the input is scanned. Returns the summary, also written to ``output/_summary.json``. The run is a
+    ``guardreasoner.audit`` OpenTelemetry span (extra ``otel``), the parent of its in-process batches'
+    ``guardreasoner.classify`` spans.
     """
     if batch_size < 1 or num_actors < 1:
         raise ValueError("batch_size and num_actors must be at least 1.")
     if runner not in ("local", "ray"):
         raise ValueError(f"runner must be 'local' or 'ray', got {runner!r}.")
+    spec = GuardSpec(
+        model,
+        engine,
+        policy,
+        max_new_tokens,
+        engine_options,
+        reasoning=reasoning_mode(reasoning),
+        reasoning_band=load_reasoning_band(reasoning_band),
+    )
     columns = Columns(id=id_column, prompt=prompt_column, response=response_column or None)
     source = open_source(os.fspath(input), columns, format=input_format)
     store = OutputStore(os.fspath(output), output_format)
-    spec = GuardSpec(model, engine, policy, max_new_tokens, engine_options)
 
     scanned = scan(source)
     write_rejects(store.join(REJECTS_NAME), scanned.rejects, store.fs)

@@ -10,6 +10,7 @@ from guardreasoner.audit.rows import verdict_to_row
 from guardreasoner.conversation import Conversation
 from guardreasoner.engines import Engine
 from guardreasoner.guard import GuardReasoner
+from guardreasoner.reasoning import ReasoningBand, ReasoningMode
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,9 @@ class GuardSpec:
     policy: str = "fail_closed"
     max_new_tokens: int = 2048
     engine_options: dict[str, Any] = field(default_factory=dict)
+    reasoning: ReasoningMode = ReasoningMode.ALWAYS
+    reasoning_band: ReasoningBand | None = None
+    """Read before the audit starts (a band file is read once, not by each actor)."""
 
     def build(self) -> GuardReasoner:
         return GuardReasoner(
@@ -33,6 +37,8 @@ class GuardSpec:
             policy=self.policy,
             max_new_tokens=self.max_new_tokens,
             truncation="head_tail",
+            reasoning=self.reasoning,
+            reasoning_band=self.reasoning_band,
             **self.engine_options,
         )
 

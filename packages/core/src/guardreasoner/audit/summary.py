@@ -7,7 +7,7 @@ from collections import Counter
 from pydantic import BaseModel, ConfigDict
 
 LABEL_COLUMNS = ("prompt_harmfulness", "response_refusal", "response_harmfulness", "is_harmful")
-COUNTED_COLUMNS = (*LABEL_COLUMNS, "parse_status", "decided_by")
+COUNTED_COLUMNS = (*LABEL_COLUMNS, "parse_status", "decided_by", "reasoned")
 """What the summary reads of the output: never the reasoning or raw outputs, the bulk of its bytes."""
 
 
@@ -27,6 +27,9 @@ class AuditSummary(BaseModel):
     """Per label column, counts of each value (``null`` where the task does not apply)."""
     parse_status: dict[str, int]
     decided_by: dict[str, int]
+    reasoned: dict[str, int] = {}
+    """Counts of ``true`` (the model wrote its reasoning) and ``false`` (an answer-first verdict decided by
+    the forced answer, ``reasoning="auto"`` or ``"never"``)."""
     seconds: float
     """Wall time of this run's classification, loading the model included."""
 
@@ -45,6 +48,7 @@ class AuditSummary(BaseModel):
             out.append(f"{column}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
         out.append("parse_status: " + ", ".join(f"{k} {v}" for k, v in self.parse_status.items()))
         out.append("decided_by: " + ", ".join(f"{k} {v}" for k, v in self.decided_by.items()))
+        out.append("reasoned: " + ", ".join(f"{k} {v}" for k, v in self.reasoned.items()))
         return out
 
 
@@ -62,5 +66,6 @@ def summarize(table, **run: object) -> AuditSummary:
         labels={column: count_values(table, column) for column in LABEL_COLUMNS},
         parse_status=count_values(table, "parse_status"),
         decided_by=count_values(table, "decided_by"),
+        reasoned=count_values(table, "reasoned"),
         **run,
     )

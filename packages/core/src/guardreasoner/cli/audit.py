@@ -11,7 +11,15 @@ from typing import Annotated, Any
 
 import typer
 
-from guardreasoner.cli.options import BaseUrlOption, DeviceOption, MaxNewTokensOption, ModelOption
+from guardreasoner.cli.options import (
+    BaseUrlOption,
+    DeviceOption,
+    MaxNewTokensOption,
+    ModelOption,
+    ReasoningBandOption,
+    ReasoningOption,
+    check_reasoning,
+)
 from guardreasoner.errors import GuardReasonerError, MissingExtraError
 from guardreasoner.model_source import DEFAULT_MODEL
 
@@ -50,6 +58,8 @@ def audit_command(
     batch_size: Annotated[int, typer.Option(help="Conversations per guard call (and per output part).")] = 64,
     policy: Annotated[str, typer.Option(help="fail_closed, fail_open or raise.")] = "fail_closed",
     max_new_tokens: MaxNewTokensOption = 2048,
+    reasoning: ReasoningOption = "always",
+    reasoning_band: ReasoningBandOption = None,
     num_actors: Annotated[int, typer.Option(help="With --runner ray: guards in the actor pool.")] = 1,
     num_gpus_per_actor: Annotated[
         float | None,
@@ -75,6 +85,7 @@ def audit_command(
     _check_choice("--format", format, ("parquet", "jsonl"))
     if input_format is not None:
         _check_choice("--input-format", input_format, ("parquet", "jsonl"))
+    mode, band = check_reasoning(reasoning, reasoning_band)
     engine_options: dict[str, Any] = {
         name: value
         for name, value in (
@@ -114,6 +125,8 @@ def audit_command(
             batch_size=batch_size,
             policy=policy,
             max_new_tokens=max_new_tokens,
+            reasoning=mode,
+            reasoning_band=band,
             num_actors=num_actors,
             num_gpus_per_actor=num_gpus_per_actor,
             ray_address=ray_address,

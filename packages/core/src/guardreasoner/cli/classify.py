@@ -18,11 +18,20 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from guardreasoner.cli.options import BaseUrlOption, DeviceOption, MaxNewTokensOption, ModelOption
+from guardreasoner.cli.options import (
+    BaseUrlOption,
+    DeviceOption,
+    MaxNewTokensOption,
+    ModelOption,
+    ReasoningBandOption,
+    ReasoningOption,
+    check_reasoning,
+)
 from guardreasoner.engines import ENGINE_KINDS
 from guardreasoner.errors import ContextLengthError, GuardReasonerError, GuardUndecidedError
 from guardreasoner.model_source import DEFAULT_MODEL
 from guardreasoner.policy import FailurePolicy
+from guardreasoner.reasoning import ReasoningMode
 from guardreasoner.terminal import ExitCode, check_positive, fail, progress_bar, spinner, stderr_console
 from guardreasoner.verdict import Verdict
 
@@ -94,9 +103,12 @@ def classify_command(
             "positive one when its score reaches the threshold."
         ),
     ] = None,
+    reasoning: ReasoningOption = ReasoningMode.ALWAYS.value,
+    reasoning_band: ReasoningBandOption = None,
 ) -> None:
     """Classify a conversation (--prompt/--response) or a JSONL file of them (--input)."""
     _check_options(prompt, response, input, output, engine, policy, base_url, device)
+    mode, band = check_reasoning(reasoning, reasoning_band)
     check_positive(max_new_tokens=max_new_tokens, batch_size=batch_size)
     if truncation not in TRUNCATIONS:
         fail(f"--truncation '{truncation}' is not a mode; choose one of {', '.join(TRUNCATIONS)}.")
@@ -114,6 +126,8 @@ def classify_command(
                 max_new_tokens=max_new_tokens,
                 truncation=truncation,
                 thresholds=thresholds,
+                reasoning=mode,
+                reasoning_band=band,
                 **({} if ":" in engine else {"model": model}),
                 **{k: v for k, v in {"base_url": base_url, "device": device}.items() if v is not None},
             )
@@ -143,9 +157,15 @@ def classify_command(
     code = exit_code(verdicts)
     counts = Counter(_outcome(v) for v in verdicts)
     undecided = f" (decided by policy {policy})" if counts["undecided"] else ""
+    reasoned = (
+        f"; {sum(v.reasoned for v in verdicts)} reasoned in full (--reasoning {mode.value})"
+        if mode is not ReasoningMode.ALWAYS
+        else ""
+    )
     typer.echo(
         f"{len(verdicts)} conversation(s), {len(done)} from an earlier run: {counts['safe']} safe, "
-        f"{counts['harmful']} harmful, {counts['undecided']} undecided{undecided}; exit status {int(code)}.",
+        f"{counts['harmful']} harmful, {counts['undecided']} undecided{undecided}{reasoned}; "
+        f"exit status {int(code)}.",
         err=True,
     )
     raise typer.Exit(int(code))
@@ -354,6 +374,8 @@ def _show(verdict: Verdict) -> None:
     out.print(f"  Request:    {verdict.prompt_harmfulness or '-'}")
     out.print(f"  Completion: {verdict.response_refusal or '-'}")
     out.print(f"  Response:   {verdict.response_harmfulness or '-'}")
+    if verdict.reasoning_mode is not ReasoningMode.ALWAYS:
+        out.print(Text("Reasoning: ") + Text(reasoning_note(verdict)))
     if verdict.parse_detail:
         out.print(Text("Note: ", style="yellow") + Text(verdict.parse_detail))
     for section in verdict.reasoning:
@@ -362,3 +384,14 @@ def _show(verdict: Verdict) -> None:
             out.print(f"  {number}. {step}")
         if section.conclusion:
             out.print(f"  => {section.conclusion}")
+
+
+def reasoning_note(verdict: Verdict) -> str:
+    """Whether an answer-first verdict (``--reasoning auto|never``) was reasoned in full, and why."""
+    scores = ", ".join(f"{field} {score:.3g}" for field, score in verdict.first_pass_scores.items()) or "none"
+    mode = f"--reasoning {verdict.reasoning_mode.value}"
+    if verdict.reasoned:
+        return f"reasoned in full ({mode}): {verdict.escalation_reason}."
+    return (
+        f"answered without reasoning ({mode}, band {verdict.reasoning_band}): forced-answer scores {scores}."
+    )

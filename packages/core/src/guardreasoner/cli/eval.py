@@ -14,14 +14,25 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from guardreasoner.cli.options import ReasoningBandOption, check_reasoning
 from guardreasoner.engines import ENGINE_KINDS
 from guardreasoner.errors import EvaluationError, GuardReasonerError
+from guardreasoner.eval.answer_first import ReasoningComparison, compare_reasoning
 from guardreasoner.eval.benchmarks import select_datasets
 from guardreasoner.eval.download import default_data_dir
-from guardreasoner.eval.report import run_table, task_table, write_report
+from guardreasoner.eval.report import (
+    comparison_table,
+    comparison_title,
+    run_table,
+    task_table,
+    write_report,
+)
 from guardreasoner.eval.runner import DatasetRun, run_benchmarks
 from guardreasoner.eval.scoring import EvalResult, Mode, evaluate_predictions
+from guardreasoner.reasoning import DEFAULT_REASONING_BAND, ReasoningMode
 from guardreasoner.terminal import WIDE, ExitCode, check_positive, fail, progress_bar, stderr_console
+
+REASONING_MODES = (ReasoningMode.ALWAYS, ReasoningMode.AUTO)
 
 
 def eval_command(
@@ -93,6 +104,33 @@ def eval_command(
         Path | None,
         typer.Option(help="With --calibrate: the thresholds file (default <predictions>/thresholds.json)."),
     ] = None,
+    reasoning: Annotated[
+        str,
+        typer.Option(
+            help="always: score the reasoned outputs. auto: also score the answers forced right after the "
+            "prompt, and auto (forced answer, reasoned where a score is inside --reasoning-band) and never "
+            "against always, per benchmark; with --model, each batch is also run with its answers forced."
+        ),
+    ] = ReasoningMode.ALWAYS.value,
+    reasoning_band: ReasoningBandOption = None,
+    calibrate_band_: Annotated[
+        bool,
+        typer.Option(
+            "--calibrate-band",
+            help="With --reasoning auto: pick the band with the lowest escalation rate whose labels agree with "
+            "always's on at least --target-agreement of them, and write the band file that 'classify "
+            "--reasoning-band' reads.",
+        ),
+    ] = False,
+    target_agreement: Annotated[
+        float, typer.Option(help="With --calibrate-band: the share of always's labels to keep (0.99 = 99%).")
+    ] = 0.99,
+    band_out: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --calibrate-band: the band file (default <predictions>/reasoning_band.json)."
+        ),
+    ] = None,
 ) -> None:
     """Score a guard on the paper's benchmarks: prompt harmfulness, response harmfulness, refusal detection."""
     if predictions is None and model is None:
@@ -108,6 +146,17 @@ def eval_command(
         fail(f"--target-fpr must be a fraction in [0, 1) (0.01 is 1%), not {target_fpr:g}.")
     if engine not in ENGINE_KINDS:
         fail(f"--engine '{engine}' is not an engine; choose one of {', '.join(ENGINE_KINDS)}.")
+    reasoning_mode, band = check_reasoning(reasoning, reasoning_band, modes=REASONING_MODES)
+    auto = reasoning_mode is ReasoningMode.AUTO
+    if calibrate_band_ and not auto:
+        fail(
+            "--calibrate-band needs --reasoning auto: the band is chosen from the forced answers' scores and "
+            "always's labels of the same conversations."
+        )
+    if not calibrate_band_ and band_out is not None:
+        fail("--band-out goes with --calibrate-band.")
+    if not 0.0 < target_agreement <= 1.0:
+        fail(f"--target-agreement must be a fraction in (0, 1] (0.99 is 99%), not {target_agreement:g}.")
     # Tables and progress go to stderr when stdout carries the JSON.
     console = Console(stderr=json_output, highlight=False)
     if not console.is_terminal:  # a pipe or a file: rows are not wrapped to a terminal's width
@@ -120,7 +169,16 @@ def eval_command(
         if model is not None:
             predictions = output or Path("guardreasoner-eval") / re.sub(r"[^\w.-]+", "_", model.strip("/"))
             runs = _run(
-                model, engine, predictions, data_dir, selected, limit, batch_size, max_new_tokens, console
+                model,
+                engine,
+                predictions,
+                data_dir,
+                selected,
+                limit,
+                batch_size,
+                max_new_tokens,
+                console,
+                first_pass=auto,
             )
             names = [dataset.name for dataset in selected]
             if all(run.reason for run in runs):
@@ -130,14 +188,23 @@ def eval_command(
                 )
         result = evaluate_predictions(predictions, mode=mode, benchmark_dir=data_dir, datasets=names)
         _print(result, console)
+        comparison = None
+        table = result.to_json()
+        if auto:
+            comparison = compare_reasoning(
+                predictions, band or DEFAULT_REASONING_BAND, mode=mode, benchmark_dir=data_dir, datasets=names
+            )
+            for task in comparison.scored_tasks:
+                console.print(_table(comparison_title(comparison, task), *comparison_table(comparison, task)))
+            table["reasoning"] = comparison.to_json()
         if json_output:
-            typer.echo(json.dumps(result.to_json(), indent=2))
+            typer.echo(json.dumps(table, indent=2))
         if json_path is not None:
             json_path.parent.mkdir(parents=True, exist_ok=True)
-            json_path.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+            json_path.write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
             console.print(Text(f"Wrote {json_path}"))
         if report is not None:
-            for path in write_report(result, report, runs):
+            for path in write_report(result, report, runs, comparison):
                 console.print(Text(f"Wrote {path}"))
         if calibrate_:
             if result.mode is not Mode.STRICT:  # the scores and gold labels come from strict scoring
@@ -146,8 +213,39 @@ def eval_command(
                 )
             path = thresholds_out or predictions / "thresholds.json"
             _calibrate(result, target_fpr, path, console)
+        if calibrate_band_:
+            path = band_out or predictions / "reasoning_band.json"
+            _calibrate_band(comparison, target_agreement, path, predictions, model, console)
     except GuardReasonerError as exc:
         fail(str(exc), ExitCode.USAGE)
+
+
+def _calibrate_band(
+    comparison: ReasoningComparison | None,
+    target: float,
+    path: Path,
+    predictions: Path,
+    model: str | None,
+    console: Console,
+) -> None:
+    """The band from every record scored (each conversation once), written to ``path`` with where it came from."""
+    from guardreasoner.eval.band import calibrate_band
+
+    assert comparison is not None, "--calibrate-band goes with --reasoning auto"
+    models = [model] if model is not None else comparison.models
+    provenance = {
+        "data": {"predictions": str(predictions), "datasets": comparison.datasets},
+        "model": models[0] if len(models) == 1 else models or None,
+    }
+    chosen = calibrate_band(comparison.first_passes, target, path=path, provenance=provenance)
+    console.print(
+        Text(
+            f"reasoning band {chosen.band}: agreement with always {chosen.agreement:.2%} of {chosen.labels} "
+            f"labels (target {target:.2%}), escalation {chosen.escalation_rate:.2%} of "
+            f"{chosen.conversations} conversations"
+        )
+    )
+    console.print(Text(f"Wrote {path}"))
 
 
 def _calibrate(result: EvalResult, target_fpr: float, path: Path, console: Console) -> None:
@@ -187,13 +285,21 @@ def _run(
     batch_size: int,
     max_new_tokens: int,
     console: Console,
+    *,
+    first_pass: bool,
 ) -> list[DatasetRun]:
+    """Run the guard (and with ``first_pass``, a ``reasoning="never"`` guard on the same engine, whose
+    prompts are cut as the guard's are) over the datasets."""
     from guardreasoner.guard import GuardReasoner
 
     console.print(
         Text(f"Running {model} ({engine}) over {len(selected)} dataset(s); predictions go to {output}")
     )
-    with GuardReasoner(model, engine=engine, max_new_tokens=max_new_tokens, truncation="head_tail") as guard:
+    options = {"max_new_tokens": max_new_tokens, "truncation": "head_tail"}
+    with GuardReasoner(model, engine=engine, **options) as guard:
+        forced = (
+            GuardReasoner(model, engine=guard.engine, reasoning="never", **options) if first_pass else None
+        )
         bar = progress_bar(description="{task.description:<22}", console=stderr_console())
         with bar as progress, _quiet_guard_warnings():
             bars: dict[str, int] = {}
@@ -211,6 +317,7 @@ def _run(
                 limit=limit,
                 batch_size=batch_size,
                 on_progress=advance,
+                first_pass=forced,
             )
     console.print(_table("Generation", *run_table(runs)))
     return runs
@@ -244,7 +351,9 @@ def _print(result: EvalResult, console: Console) -> None:
 def _table(title: str, headers: list[str], rows: list[list[str]]) -> Table:
     table = Table(title=title, title_justify="left")
     for i, header in enumerate(headers):
-        table.add_column(header, justify="left" if i == 0 or header == "Note" else "right", overflow="fold")
+        table.add_column(
+            header, justify="left" if i == 0 or header == "Note" else "right", overflow="fold", no_wrap=i == 0
+        )
     for row in rows:
         average = row[0] == "Weighted average"
         if average:

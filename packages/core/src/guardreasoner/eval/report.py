@@ -10,11 +10,19 @@ import os
 from pathlib import Path
 
 from guardreasoner.errors import require
+from guardreasoner.eval.answer_first import BenchmarkComparison, ReasoningComparison
 from guardreasoner.eval.metrics import REPORTED_FPRS
 from guardreasoner.eval.runner import DatasetRun
 from guardreasoner.eval.scoring import DatasetScore, EvalResult, Mode, TaskScore
+from guardreasoner.tasks import Task
 
 UNAVAILABLE = "unavailable"
+_ANSWER_FIRST_NOTE = (
+    "auto: the forced answer where every score it gives is outside the band, the reasoned output elsewhere; "
+    "never: the forced answers alone. Agreement: the share of the task's labels equal to always's, in percent; "
+    "escalated: the share of records auto reasons on. Tokens and seconds per verdict; auto's are the forced "
+    "answer's plus, where it escalated, always's."
+)
 _MODE_NOTES = {
     Mode.REFERENCE: (
         "reference: the published evaluation script's figures. Labels are read from the last 300 characters of "
@@ -28,8 +36,8 @@ _MODE_NOTES = {
 }
 
 
-def _number(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
+def _number(value: float | None, spec: str = ".2f") -> str:
+    return "n/a" if value is None else format(value, spec)
 
 
 def task_table(task_score: TaskScore, mode: Mode) -> tuple[list[str], list[list[str]]]:
@@ -75,7 +83,8 @@ def _row(score: DatasetScore, mode: Mode, width: int) -> list[str]:
 
 
 def run_table(runs: list[DatasetRun]) -> tuple[list[str], list[list[str]]]:
-    """Headers and rows describing generation: records, tokens and time per dataset."""
+    """Headers and rows describing generation: records, tokens and time per dataset (and the forced answers'
+    tokens and time, where the run wrote them)."""
     headers = [
         "Dataset",
         "Records",
@@ -86,26 +95,67 @@ def run_table(runs: list[DatasetRun]) -> tuple[list[str], list[list[str]]]:
         "Hit token limit",
         "Errors",
     ]
+    forced = any(run.first_pass_seconds is not None for run in runs)
+    if forced:
+        headers += ["Forced-answer tokens", "Forced-answer time (s)"]
     rows = []
     for run in runs:
         if run.reason:
-            rows.append([run.dataset, UNAVAILABLE, run.reason, "", "", "", "", ""])
+            rows.append([run.dataset, UNAVAILABLE, run.reason] + [""] * (len(headers) - 3))
             continue
         tokens = run.generated_tokens
         speed = f"{tokens / run.seconds:.1f}" if tokens is not None and run.seconds > 0 else "n/a"
-        rows.append(
-            [
-                run.dataset,
-                str(run.records),
-                str(run.new),
-                "n/a" if tokens is None else str(tokens),
-                f"{run.seconds:.1f}",
-                speed,
-                str(run.truncated),
-                str(run.errors),
-            ]
-        )
+        row = [
+            run.dataset,
+            str(run.records),
+            str(run.new),
+            _count(tokens),
+            f"{run.seconds:.1f}",
+            speed,
+            str(run.truncated),
+            str(run.errors),
+        ]
+        if forced:
+            row += [_count(run.first_pass_tokens), _number(run.first_pass_seconds)]
+        rows.append(row)
     return headers, rows
+
+
+def _count(value: int | None) -> str:
+    return "n/a" if value is None else str(value)
+
+
+def comparison_table(comparison: ReasoningComparison, task: Task) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of one task's answer-first table: F1 of each mode, ``auto``'s and ``never``'s agreement
+    with ``always``, ``auto``'s escalation rate, and tokens and seconds per verdict, for the benchmarks scored
+    (the F1 table says why the others are not); the last row averages."""
+    headers = ["Dataset", "Records", "F1 always", "F1 auto", "F1 never", "Agreement auto", "Agreement never"]
+    headers += ["Escalated", "Tokens always", "Tokens auto", "Seconds always", "Seconds auto"]
+    rows = [row for row in comparison.tasks[task] if row.tally is not None]
+    return headers, [_comparison_row(row) for row in [*rows, comparison.average(task)] if row.tally]
+
+
+def _comparison_row(row: BenchmarkComparison) -> list[str]:
+    assert row.tally is not None
+    always, auto, never = (row.tally.figures(mode, row.f1[mode]) for mode in ("always", "auto", "never"))
+    return [
+        row.dataset,
+        str(row.tally.records),
+        _number(always["f1"]),
+        _number(auto["f1"]),
+        _number(never["f1"]),
+        _number(auto["agreement"]),
+        _number(never["agreement"]),
+        _number(row.tally.escalation_rate),
+        _number(always["tokens_per_verdict"], ".1f"),
+        _number(auto["tokens_per_verdict"], ".1f"),
+        _number(always["seconds_per_verdict"], ".4f"),
+        _number(auto["seconds_per_verdict"], ".4f"),
+    ]
+
+
+def comparison_title(comparison: ReasoningComparison, task: Task) -> str:
+    return f"{task.title}: auto against always (band {comparison.band})"
 
 
 def _markdown_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -116,7 +166,10 @@ def _markdown_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def render_markdown(
-    result: EvalResult, runs: list[DatasetRun] | None = None, chart: str | None = None
+    result: EvalResult,
+    runs: list[DatasetRun] | None = None,
+    chart: str | None = None,
+    comparison: ReasoningComparison | None = None,
 ) -> str:
     parts = [
         "# GuardReasoner evaluation",
@@ -129,6 +182,11 @@ def render_markdown(
         parts += ["", f"![F1 per dataset]({chart})"]
     for task, task_score in result.tasks.items():
         parts += ["", f"## {task.title}", "", _markdown_table(*task_table(task_score, result.mode))]
+    if comparison is not None:
+        parts += ["", "## Answer-first: auto against always", "", _ANSWER_FIRST_NOTE]
+        for task in comparison.scored_tasks:
+            table = _markdown_table(*comparison_table(comparison, task))
+            parts += ["", f"### {comparison_title(comparison, task)}", "", table]
     if runs:
         parts += ["", "## Generation", "", _markdown_table(*run_table(runs))]
     if result.ignored_folders:
@@ -166,16 +224,23 @@ def write_chart(result: EvalResult, path: str | os.PathLike[str]) -> Path:
 
 
 def write_report(
-    result: EvalResult, directory: str | os.PathLike[str], runs: list[DatasetRun] | None = None
+    result: EvalResult,
+    directory: str | os.PathLike[str],
+    runs: list[DatasetRun] | None = None,
+    comparison: ReasoningComparison | None = None,
 ) -> list[Path]:
     """``report.md``, ``f1.png`` and ``results.json`` (every figure) in ``directory``."""
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     chart = write_chart(result, target / "f1.png")
     markdown = target / "report.md"
-    markdown.write_text(render_markdown(result, runs, chart=chart.name), encoding="utf-8")
+    markdown.write_text(
+        render_markdown(result, runs, chart=chart.name, comparison=comparison), encoding="utf-8"
+    )
     details = target / "results.json"
     payload = result.to_dict()
+    if comparison is not None:
+        payload["reasoning"] = comparison.to_json()
     if runs:
         payload["generation"] = {run.dataset: vars(run) for run in runs}
     details.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")

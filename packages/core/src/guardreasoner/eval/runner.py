@@ -6,6 +6,12 @@ plus ``finish_reason``, ``num_generated_tokens``, ``seconds`` and, where the ver
 (``{label field: score}``). Records are appended and flushed one by one,
 so an interrupted run loses at most the batch in flight; a rerun checks that the records already written
 belong to the same inputs and continues after them.
+
+With a ``first_pass`` guard (``reasoning="never"`` on the same engine: ``guardreasoner eval --reasoning
+auto``), each batch first gets the answers forced right after the prompt, and each record a ``first_pass``
+object with the same keys for them (``predict``, ``finish_reason``, ``num_generated_tokens``, ``seconds``,
+``scores``) and the guard's ``model``: what ``eval/answer_first.py`` scores ``auto`` and ``never`` from, at
+any band.
 """
 
 from __future__ import annotations
@@ -42,6 +48,10 @@ class DatasetRun:
     generated_tokens: int | None = None
     seconds: float = 0.0
     """Generation time summed over the file's records."""
+    first_pass_tokens: int | None = None
+    """With a first pass: the tokens the forced answers generated."""
+    first_pass_seconds: float | None = None
+    """With a first pass: the forced answers' time summed over the file's records."""
     truncated: int = 0
     """Outputs that hit the token limit."""
     errors: int = 0
@@ -63,8 +73,10 @@ def run_benchmarks(
     limit: int | None = None,
     batch_size: int = 16,
     on_progress: ProgressCallback | None = None,
+    first_pass: Guard | None = None,
 ) -> list[DatasetRun]:
-    """Generate the missing predictions of each dataset (the first ``limit`` records of each, if given)."""
+    """Generate the missing predictions of each dataset (the first ``limit`` records of each, if given);
+    with ``first_pass``, its forced answers too (see the module docstring)."""
     if batch_size < 1:
         raise EvaluationError(f"The batch size must be at least 1, got {batch_size}.")
     if limit is not None and limit < 1:
@@ -77,16 +89,14 @@ def run_benchmarks(
             runs.append(DatasetRun(dataset.name, reason=reason))
             continue
         records = load_benchmark(source)[:limit]
-        runs.append(
-            _run_dataset(
-                guard, dataset, records, predictions_path(output_dir, dataset), batch_size, on_progress
-            )
-        )
+        path = predictions_path(output_dir, dataset)
+        runs.append(_run_dataset(guard, first_pass, dataset, records, path, batch_size, on_progress))
     return runs
 
 
 def _run_dataset(
     guard: Guard,
+    first_pass: Guard | None,
     dataset: Dataset,
     records: list[dict],
     path: Path,
@@ -94,26 +104,33 @@ def _run_dataset(
     on_progress: ProgressCallback | None,
 ) -> DatasetRun:
     prompts = [raw_prompt(record) for record in records]
-    done = _resume(path, prompts)
+    done = _resume(path, prompts, first_pass=first_pass is not None)
     notify = on_progress or (lambda *_: None)
     notify(dataset.name, min(done, len(records)), len(records))
     with path.open("a", encoding="utf-8") as handle:
         for start in range(done, len(records), batch_size):
             batch = records[start : start + batch_size]
             items = [_conversation(record, prompts[start + i]) for i, record in enumerate(batch)]
-            began = time.perf_counter()
-            verdicts = guard.classify_batch(items)
-            seconds = (time.perf_counter() - began) / len(batch)
+            forced, forced_seconds = _timed(first_pass, items) if first_pass is not None else ([], 0.0)
+            verdicts, seconds = _timed(guard, items)
             for offset, (record, verdict) in enumerate(zip(batch, verdicts, strict=True)):
-                handle.write(
-                    json.dumps(
-                        _prediction(prompts[start + offset], record, verdict, seconds), ensure_ascii=False
-                    )
-                )
+                line = {"prompt": prompts[start + offset], "label": record.get("output")}
+                line |= _output(verdict, seconds)
+                if forced:
+                    model = getattr(first_pass, "model", None)
+                    line["first_pass"] = _output(forced[offset], forced_seconds) | {"model": model}
+                handle.write(json.dumps(line, ensure_ascii=False))
                 handle.write("\n")
                 handle.flush()
             notify(dataset.name, start + len(batch), len(records))
     return _summary(dataset.name, path, new=max(0, len(records) - done))
+
+
+def _timed(guard: Guard, items: list[tuple[str, str | None]]) -> tuple[list[Verdict], float]:
+    """The batch's verdicts and the seconds per verdict they took."""
+    began = time.perf_counter()
+    verdicts = guard.classify_batch(items)
+    return verdicts, (time.perf_counter() - began) / len(items)
 
 
 def _conversation(record: dict, prompt: str) -> tuple[str, str | None]:
@@ -127,10 +144,9 @@ def _conversation(record: dict, prompt: str) -> tuple[str, str | None]:
     return conversation
 
 
-def _prediction(prompt: str, record: dict, verdict: Verdict, seconds: float) -> dict:
+def _output(verdict: Verdict, seconds: float) -> dict:
+    """What a prediction record says of one verdict: the raw output, how it ended, its cost and scores."""
     line = {
-        "prompt": prompt,
-        "label": record.get("output"),
         "predict": verdict.raw_output,
         "finish_reason": verdict.finish_reason,
         "num_generated_tokens": verdict.num_generated_tokens,
@@ -145,8 +161,9 @@ def _prediction(prompt: str, record: dict, verdict: Verdict, seconds: float) -> 
     return line
 
 
-def _resume(path: Path, prompts: list[str]) -> int:
-    """How many records the file already holds for these inputs; a partly written last line is cut off."""
+def _resume(path: Path, prompts: list[str], *, first_pass: bool) -> int:
+    """How many records the file already holds for these inputs (with a ``first_pass`` exactly when this run
+    writes one); a partly written last line is cut off."""
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         return 0
@@ -160,7 +177,8 @@ def _resume(path: Path, prompts: list[str]) -> int:
         if not line.strip():
             continue
         try:
-            written = json.loads(line)["prompt"]
+            record = json.loads(line)
+            written = record["prompt"]
         except (ValueError, KeyError, TypeError) as exc:
             raise EvaluationError(
                 f"{path} line {number} is not a prediction record; delete the file to start this dataset over."
@@ -171,22 +189,32 @@ def _resume(path: Path, prompts: list[str]) -> int:
                 "benchmark. It was written by another run; choose another output directory, or delete the file "
                 "to start this dataset over."
             )
+        if ("first_pass" in record) != first_pass:
+            raise EvaluationError(
+                f"{path} line {number} was written {'without' if first_pass else 'with'} --reasoning auto's "
+                f"forced answers, and this run {'writes' if first_pass else 'does not write'} them; choose "
+                "another output directory, or delete the file to start this dataset over."
+            )
         count += 1
     return count
 
 
 def _summary(name: str, path: Path, *, new: int) -> DatasetRun:
     run = DatasetRun(name, new=new)
-    tokens = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        record = json.loads(line)
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for record in records:
         run.records += 1
-        run.seconds += record.get("seconds") or 0.0
         run.truncated += record.get("finish_reason") == "length"
         run.errors += bool(record.get("error"))
-        tokens.append(record.get("num_generated_tokens"))
-    if tokens and all(isinstance(count, int) for count in tokens):
-        run.generated_tokens = sum(tokens)
+    run.generated_tokens, run.seconds = _cost(records)
+    first_passes = [record["first_pass"] for record in records if "first_pass" in record]
+    if first_passes:
+        run.first_pass_tokens, run.first_pass_seconds = _cost(first_passes)
     return run
+
+
+def _cost(records: list[dict]) -> tuple[int | None, float]:
+    """Generated tokens (None when a record lacks its count) and seconds, summed over the records."""
+    tokens = [record.get("num_generated_tokens") for record in records]
+    seconds = sum(record.get("seconds") or 0.0 for record in records)
+    return (sum(tokens) if tokens and all(isinstance(n, int) for n in tokens) else None), seconds

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -327,6 +328,9 @@ def score_strict(records: list[dict], benchmark: Benchmark, column: list | None 
 
 _SCORERS = {Mode.REFERENCE: score_reference, Mode.STRICT: score_strict}
 
+RecordView = Callable[[Dataset, list[dict]], list[dict]]
+"""A dataset's prediction records, as they are to be scored."""
+
 
 def evaluate_predictions(
     predictions_dir: str | os.PathLike[str],
@@ -334,11 +338,13 @@ def evaluate_predictions(
     mode: Mode | str = Mode.REFERENCE,
     benchmark_dir: str | os.PathLike[str] | None = None,
     datasets: list[str] | None = None,
+    view: RecordView | None = None,
 ) -> EvalResult:
     """Score a folder laid out as the released predictions: ``{dir}/{Dataset}/generated_predictions.jsonl``.
 
     ``benchmark_dir`` holds the benchmark files; only WildGuardTest needs it (its labels come from its
-    benchmark file). ``datasets`` restricts scoring to the datasets named.
+    benchmark file). ``datasets`` restricts scoring to the datasets named. ``view`` scores other records than
+    the files' own: ``view(dataset, records)`` (``eval/answer_first.py`` scores a first pass this way).
     """
     mode = Mode(mode)
     root = Path(predictions_dir)
@@ -358,7 +364,7 @@ def evaluate_predictions(
             f"with <Dataset> one of {', '.join(sorted(known))} (the upstream names, typos included).{found}"
         )
     selected = {name.lower() for name in datasets} if datasets else None
-    loaded = _Loaded(root, benchmark_dir)
+    loaded = _Loaded(root, benchmark_dir, view)
     tasks = {}
     for task in PAPER_ORDER:
         scores = []
@@ -382,14 +388,17 @@ class _Unavailable(Exception):
 class _Loaded:
     """Prediction files and label columns, each read once although several tasks use it (WildGuardTest)."""
 
-    def __init__(self, root: Path, benchmark_dir: str | os.PathLike[str] | None):
-        self.root, self.benchmark_dir = root, benchmark_dir
+    def __init__(
+        self, root: Path, benchmark_dir: str | os.PathLike[str] | None, view: RecordView | None = None
+    ):
+        self.root, self.benchmark_dir, self.view = root, benchmark_dir, view
         self._records: dict[str, list[dict]] = {}
         self._benchmarks: dict[str, list[dict]] = {}
 
     def records(self, dataset: Dataset) -> list[dict]:
         if dataset.name not in self._records:
-            self._records[dataset.name] = read_predictions(predictions_path(self.root, dataset))
+            records = read_predictions(predictions_path(self.root, dataset))
+            self._records[dataset.name] = self.view(dataset, records) if self.view else records
         return self._records[dataset.name]
 
     def label_column(self, benchmark: Benchmark) -> list:

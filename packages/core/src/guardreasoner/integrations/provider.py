@@ -9,6 +9,8 @@ import threading
 from typing import Any, Literal
 
 from guardreasoner.guard import GuardReasoner
+from guardreasoner.reasoning import load_reasoning_band, reasoning_mode
+from guardreasoner.thresholds import load_thresholds
 from guardreasoner.verdict import Verdict
 
 __all__ = ["GuardProvider", "is_violation"]
@@ -18,7 +20,9 @@ class GuardProvider:
     """Holds the guard: the one given, or one built from keyword options on first use (then reused).
 
     Building is deferred so that constructing an adapter (at import time, in a module-level chain) loads
-    no model; the first check loads it once, under a lock, even when several threads check at once.
+    no model; the first check loads it once, under a lock, even when several threads check at once. The
+    options that need no model (``reasoning``, ``reasoning_band``, ``thresholds``) are checked, and their
+    files read, at construction, so a misconfigured adapter fails where it is built.
     Passing both a guard and options raises :class:`ValueError` naming the options.
     """
 
@@ -31,7 +35,7 @@ class GuardProvider:
             )
         self._guard = guard
         self._model = model
-        self._options = dict(options)
+        self._options = _checked(options)
         self._lock = threading.Lock()
 
     @property
@@ -58,3 +62,15 @@ def is_violation(verdict: Verdict, *, judged_on: Literal["request", "response"])
     if judged_on == "response" and verdict.decided_by == "model":
         return verdict.response_harmfulness == "harmful"
     return not verdict.is_safe
+
+
+_EAGER_CHECKS = {
+    "reasoning": reasoning_mode,
+    "reasoning_band": load_reasoning_band,
+    "thresholds": load_thresholds,
+}
+"""The guard options that need no model: checked (a file read) when the adapter is built."""
+
+
+def _checked(options: dict[str, Any]) -> dict[str, Any]:
+    return {name: _EAGER_CHECKS.get(name, lambda value: value)(value) for name, value in options.items()}
