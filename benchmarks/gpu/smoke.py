@@ -28,7 +28,6 @@ def check_torch() -> dict:
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "gpu": torch.cuda.get_device_name(0),
-        "cudnn": torch.backends.cudnn.version(),
         "nccl": ".".join(map(str, torch.cuda.nccl.version())),
         "bf16_matmul_rel_error": error,
     }
@@ -52,12 +51,14 @@ def check_triton() -> dict:
     return {"triton": triton.__version__}
 
 
-def check_vllm(work: Path) -> dict:
+def check_vllm() -> dict:
+    import tempfile
+
     import vllm
     from guardreasoner.testing import build_tiny_llama
 
     model = build_tiny_llama(  # head_dim 64, which every attention backend takes
-        work / "tiny-llama",
+        tempfile.mkdtemp(prefix="tiny-llama-"),
         hidden_size=256,
         num_attention_heads=4,
         num_key_value_heads=2,
@@ -96,7 +97,7 @@ def main() -> None:
     for name, check in (
         ("torch", check_torch),
         ("triton", check_triton),
-        ("vllm", lambda: check_vllm(args.out)),
+        ("vllm", check_vllm),
     ):
         try:
             results[name] = check()

@@ -18,12 +18,17 @@
 # - vLLM 0.34.0 without what a Llama on Hopper never loads (FlashAttention 2, the MLA/MoE/DeepGEMM and
 #   Blackwell kernels, the Rust router); flashinfer-python 0.7.4 as Python only (vLLM pins 0.7.3, which the
 #   package index here lacks; installed with --no-deps; vLLM imports it, the engine runs with
-#   VLLM_USE_FLASHINFER_SAMPLER=0 and FlashAttention 3, so none of its kernels is compiled); torchvision
-#   0.29.0 (the image's 0.26 is built for torch 2.11).
+#   VLLM_USE_FLASHINFER_SAMPLER=0 and FlashAttention 3, so none of its kernels is compiled; its JIT sources
+#   are left out, its other modules stay: vLLM imports from flashinfer.experimental); torchvision 0.29.0 (the
+#   image's 0.26 is built for torch 2.11). vllm_overlay/ replaces one vLLM module that imports the CuTe DSL
+#   (nvidia-cutlass-dsl, not carried) on every engine start for a model we never run (see that file).
+# - cuDNN: the image's 9.19 is older than torch 2.14's 9.24, and torch refuses it the first time anything asks
+#   for cuDNN's version (varlen attention does, in training); env sets PYTORCH_SKIP_CUDNN_COMPATIBILITY_CHECK=1
+#   (the only cuDNN kernel in our runs is varlen attention, which torch 2.14 allows from cuDNN 9.18).
 # - The Python packages vLLM 0.34 imports on the offline, async and server paths that the image lacks
-#   (deps312.txt, found by importing those paths here under torch 2.14 with the image's libraries), what our
-#   R-SFT needs for the stand-in guard (trl, datasets, liger-kernel, pyarrow), and pytest with the plugins
-#   the suite's settings name (tests/gpu). STAGE_RAY=1 adds Ray 2.60.0 (the audit's two-GPU leg).
+#   (deps312.txt), what our R-SFT needs for the stand-in guard (trl, datasets, liger-kernel; the image has
+#   pyarrow, xxhash) and the pytest plugins the suite's settings name (the image has pytest, pytest-timeout
+#   and hypothesis). STAGE_RAY=1 adds Ray 2.60.0 (the audit's two-GPU leg).
 # - The benchmarks' inputs (.gpu/assets: the stand-in's training data and tokenizer, the workload).
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PART_BYTES=$((59 * 1024 * 1024))
@@ -38,9 +43,8 @@ build() {
   target+=(--platform manylinux2014_x86_64 --platform manylinux2010_x86_64 --platform manylinux1_x86_64 --platform any)
   local pip=(python3 -m pip download -q --no-deps "${target[@]}" -d "$wheels")
   "${pip[@]}" torch==2.14.0 triton==3.8.0 torchvision==0.29.0 vllm==0.34.0 flashinfer-python==0.7.4 \
-    trl==1.16.0 datasets==5.2.0 liger-kernel==0.8.5 pyarrow==26.0.1 multiprocess==0.70.19 xxhash==4.1.0 \
-    nvidia-ml-py==13.615.71 pytest==9.2.0 pluggy==1.7.0 iniconfig==2.3.1 pygments==2.21.0 pytest-asyncio==1.5.0 \
-    pytest-socket==0.8.1 pytest-timeout==2.4.0 hypothesis==6.170.17 sortedcontainers==2.4.0
+    trl==1.16.0 datasets==5.2.0 liger-kernel==0.8.5 multiprocess==0.70.19 \
+    pytest-asyncio==1.5.0 pytest-socket==0.8.1
   [ -z "${STAGE_RAY:-}" ] || "${pip[@]}" ray==2.60.0
   "${pip[@]}" -r "$here/deps312.txt"
   python3 -m pip install -q --no-deps --no-compile "${target[@]}" --target "$site" "$wheels"/*.whl
@@ -51,8 +55,8 @@ build() {
     "$site"/vllm/vllm_flash_attn/_vllm_fa2_C.abi3.so "$site"/vllm/vllm-rs "$site"/vllm/third_party/fmha_sm100 \
     "$site"/vllm/third_party/deep_gemm "$site"/vllm/_moe_C_stable_libtorch.abi3.so "$site"/vllm/_flashmla*_C.abi3.so \
     "$site"/vllm/_flashkda_C.abi3.so "$site"/vllm/_deepselect_C.abi3.so "$site"/vllm/entrypoints/serve/instrumentator/static \
-    "$site"/flashinfer/data "$site"/flashinfer/experimental "$site"/flashinfer/fused_moe/backends/cudnn_frost \
-    "$site"/bin
+    "$site"/flashinfer/data "$site"/bin
+  cp -r "$here/vllm_overlay/vllm/." "$site/vllm/"  # see vllm_overlay/
   find "$site" -name '__pycache__' -prune -exec rm -rf {} +
   gcc -shared -fPIC -O2 -o "$site/libnccl_compat.so" "$here/nccl_compat.c"
   # Inputs: the stand-in's data and tokenizer (standin_assets.py), the workload and Llama-3-layout tokenizer.
@@ -109,6 +113,7 @@ zstandard.ZstdDecompressor(max_window_size=1 << 27).copy_stream(sys.stdin.buffer
   export PYTHONPATH=$site:$PWD/packages/core/src:$PWD/training/src${PYTHONPATH:+:$PYTHONPATH}
   export LD_PRELOAD=$site/libnccl_compat.so${LD_PRELOAD:+:$LD_PRELOAD}
   export GPU_ASSETS=$HOME/gpu/assets
+  export PYTORCH_SKIP_CUDNN_COMPATIBILITY_CHECK=1  # the image's cuDNN 9.19 under torch 2.14's 9.24 (header)
   export VLLM_USE_FLASHINFER_SAMPLER=0 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 HF_HUB_OFFLINE=1
   export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # KINDS.md: multicast off
   export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_DATASETS_DISABLE_PROGRESS_BARS=1 TQDM_DISABLE=1
