@@ -119,6 +119,10 @@ async def test_an_agent_run_shows_each_check_beside_the_model_call_it_guards(mod
     assert check.metadata["guardreasoner_model"] == guard.model
     assert check.metadata["guardreasoner_engine"] == guard.engine.name == "scripted"
     assert check.metadata["guardreasoner_stage"] == "input"
+    assert (check.metadata["guardreasoner_policy"], check.metadata["guardreasoner_reasoning_mode"]) == (
+        "fail_closed",
+        "always",
+    )
     assert check.error is None and seconds(check) >= 0.9 * CHECK_S
     assert overlap(check, model_call(step))  # the model call ran beside the check
     # The run's outputs say the turn was blocked, and why: the refusal carries the verdict.
