@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
+from enum import Enum
 from typing import Any, TypeVar
 
 from guardreasoner.conversation import to_conversations
@@ -182,8 +183,11 @@ def record_metrics(
 def _verdict_kind(verdict: Verdict) -> tuple[tuple[str, Any], ...]:
     """A verdict's metric attributes: the decision, who made it, the labels, a forced answer, whether the
     model reasoned (and in which mode)."""
-    attributes = verdict_attributes(verdict)
-    return tuple((f"guardreasoner.{name}", attributes[name]) for name in _KIND_FIELDS if name in attributes)
+    return tuple(
+        (f"guardreasoner.{name}", value.value if isinstance(value, Enum) else value)
+        for name in _KIND_FIELDS
+        if (value := getattr(verdict, name)) is not None
+    )
 
 
 # -- the engine's request -----------------------------------------------------------------------------------
