@@ -30,7 +30,7 @@ from llama_index.postprocessor.guardreasoner import (
     GuardReasonerViolation,
 )
 
-from tests.adapters import canonical_tree, fenced_blocks, render_tree
+from tests.adapters import canonical_tree, fenced_blocks, overlap, render_tree
 from tests.conftest import REPO_ROOT
 
 README = REPO_ROOT / "packages" / "llamaindex_guard" / "README.md"
@@ -118,10 +118,6 @@ class Trace:
 def name(span: SimpleSpan) -> str:
     """What Phoenix and the other OpenInference-based handlers call a span: its id before the uuid."""
     return span.id_.partition("-")[0]
-
-
-def overlap(a: SimpleSpan, b: SimpleSpan) -> bool:
-    return a.start_time < b.end_time and b.start_time < a.end_time
 
 
 @pytest.fixture
