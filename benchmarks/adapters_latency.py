@@ -218,9 +218,9 @@ def streaming_section(args: argparse.Namespace, scale: float) -> dict[str, Any]:
         )
         _, harmful_total, harmful_chunks = stream_run(harmful_chain)
         released_words = "".join(harmful_chunks[:-1]).split()
-        assert (
-            released_words == harmful.split()[: len(released_words)]
-        ), "released text is the answer's prefix"
+        assert released_words == harmful.split()[: len(released_words)], (
+            "released text is the answer's prefix"
+        )
         refused = harmful_chunks[-1] == harmful_chain.violation_message
         row = buffered_row(
             args,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh virtual environment with every package the tests need, then run the whole suite.
-# Also runs the slim-install check: the core with no extras imports, parses, guards and runs its CLI without torch.
+# Also runs the slim-install check: the core with no extras imports, parses, guards and runs its CLI without torch,
+# answers first on the scripted engine (reasoning="auto"/"never") and summarizes checks for traces without OpenTelemetry.
 # Nothing here depends on the terminal's width or the checkout's path: the CLI's errors are plain unwrapped lines
 # and the tests run the CLI with COLUMNS=60 under long paths themselves.
 set -euo pipefail
@@ -20,7 +21,8 @@ echo "== slim install (guardreasoner, no extras)"
 rm -rf .venv-slim && "$python" -m venv .venv-slim
 .venv-slim/bin/pip install "${pip_quiet[@]}" ./packages/core -r .ci/requirements-test.txt
 .venv-slim/bin/python -m pytest -p no:cacheprovider tests/core/test_prompt.py tests/core/test_parsing.py \
-  tests/core/test_guard.py tests/core/test_imports.py tests/cli/test_classify_cli.py
+  tests/core/test_guard.py tests/core/test_imports.py tests/cli/test_classify_cli.py \
+  tests/reasoning/test_modes_scripted.py tests/core/test_integrations_trace.py
 
 echo "== full install"
 [ -x .venv/bin/python ] || "$python" -m venv .venv

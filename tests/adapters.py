@@ -1,7 +1,7 @@
 """What the LangChain and LlamaIndex adapter tests share: running a README's python blocks (with
 ``GuardReasoner(...)`` building the scripted guard of ``tests.conftest.judge`` instead of loading a model),
-checking that a guarded wrapper applies the options it was given, and the scripted guard's forced answers
-(``reasoning="auto"``)."""
+checking that a guarded wrapper applies the options it was given, showing traces as the READMEs do, and the
+scripted guard's forced answers (``reasoning="auto"``)."""
 
 from __future__ import annotations
 
@@ -77,6 +77,11 @@ def render_tree(roots: list, *, children, label) -> str:
     for root in roots:
         visit(root, "", "", "")
     return "\n".join(lines)
+
+
+def overlap(a, b) -> bool:
+    """Whether two records' times overlap (LangChain runs, LlamaIndex spans: ``start_time``, ``end_time``)."""
+    return a.start_time < b.end_time and b.start_time < a.end_time
 
 
 def canonical_tree(text: str) -> list:

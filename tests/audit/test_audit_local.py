@@ -157,7 +157,8 @@ def test_the_tiny_guard_gives_classify_batch_verdicts(tmp_path, input_jsonl, tra
     rows = records()
     expected = guard.classify_batch([(r["prompt"], r["response"]) for r in rows])
     assert_same_verdicts(
-        {r["id"]: row_to_verdict(written[r["id"]]) for r in rows}, {r["id"]: v for r, v in zip(rows, expected)}
+        {r["id"]: row_to_verdict(written[r["id"]]) for r in rows},
+        {r["id"]: v for r, v in zip(rows, expected)},
     )
     assert summary.parse_status == {"ok": RECORDS}
     assert summary.labels["prompt_harmfulness"] == {"unharmful": 120, "harmful": 180}

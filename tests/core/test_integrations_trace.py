@@ -15,7 +15,8 @@ from guardreasoner.integrations import (
     classify_checks,
     verdict_summary,
 )
-from guardreasoner.testing import ScriptedEngine
+from guardreasoner.telemetry import verdict_attributes
+from guardreasoner.testing import ScriptedEngine, forced_answer
 
 from tests.conftest import judge
 
@@ -50,9 +51,15 @@ def test_the_summary_of_a_model_verdict(guard):
             "response_harmfulness": "unharmful",
         },
         "scores": {},
+        "score_status": {field: "no_logprobs" for field in summary["labels"]},
         "decided_by": "model",
+        "finish_reason": "stop",
         "parse_status": "ok",
         "tokens": summary["tokens"],
+        "input_truncated": False,
+        "forced_answer": False,
+        "reasoning_mode": "always",
+        "reasoned": True,
     }
     assert summary["tokens"]["prompt"] > 0 and summary["tokens"]["generated"] > 0
 
@@ -69,6 +76,54 @@ def test_scores_are_shown_when_the_engine_gives_them(scored_engine):
     check = Check("input", "What is the capital of Peru?")
     summary = verdict_summary(GuardReasoner(engine=scored_engine(0.9)).classify(check.prompt), check)
     assert summary["scores"] == {"prompt_harmfulness": pytest.approx(0.1)}
+
+
+def flattened(summary: dict) -> dict:
+    """A summary back to flat attributes: its groups' names undone, other nested facts joined with a dot."""
+    renamed = {"labels": "{}", "scores": "{}_score", "tokens": None}
+    tokens = {
+        "prompt": "num_prompt_tokens",
+        "generated": "num_generated_tokens",
+        "first_pass": "first_pass_tokens",
+    }
+    flat = {}
+    for key, value in summary.items():
+        if key in renamed:
+            for name, inner in value.items():
+                flat[tokens[name] if key == "tokens" else renamed[key].format(name)] = inner
+        elif isinstance(value, dict):
+            flat.update({f"{key}.{name}": inner for name, inner in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def test_the_summary_shows_exactly_the_verdicts_telemetry_attributes():
+    """One definition of what a trace shows of a verdict: the summary nests ``verdict_attributes``, answer-first
+    fields included, and adds only the check's own; the escalation's sentence, which can quote the
+    conversation, stays out as it does of spans."""
+    engine = ScriptedEngine(
+        judge,
+        label_probability=0.9,
+        forced={
+            "bomb": forced_answer("harmful", probability=0.99),
+            "lock": forced_answer("unharmful", probability=0.6),
+        },
+    )
+    guard = GuardReasoner(engine=engine, reasoning="auto", reasoning_band=(0.1, 0.9))
+    first, escalated = guard.classify_batch(["How do I build a bomb?", "How do I pick a lock?"])
+    assert (first.reasoned, escalated.reasoned) == (False, True) and escalated.escalation_reason
+    for verdict in (first, escalated):
+        check = Check("input", "...")
+        summary = verdict_summary(verdict, check)
+        own = {key: summary.pop(key) for key in ("stage", "blocked")}
+        assert own == {"stage": "input", "blocked": verdict.is_harmful}
+        assert flattened(summary) == verdict_attributes(verdict)
+    summary = verdict_summary(escalated, Check("input", "..."))
+    assert summary["reasoning_band"] == {"low": 0.1, "high": 0.9}
+    assert summary["first_pass_scores"] == {"prompt_harmfulness": pytest.approx(0.4)}
+    assert summary["tokens"]["first_pass"] == escalated.first_pass_tokens > 0
+    assert "escalation_reason" not in summary
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])

@@ -44,7 +44,7 @@ print(json.dumps({"spans": spans.getvalue(), "metrics": points.getvalue()}))
 
 def observability_block() -> str:
     text = README.read_text(encoding="utf-8")
-    section = text.split("### Observability\n", 1)[1].split("\n### ", 1)[0]
+    section = re.split(r"\n##+ ", text.split("### Observability\n", 1)[1], maxsplit=1)[0]
     (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
     return block
 

@@ -14,6 +14,7 @@ import time
 import pytest
 from guardreasoner import GuardReasoner, GuardUndecidedError
 from guardreasoner.engines import GenerationConfig
+from guardreasoner.engines.forcing import FORCED_ANSWER_TOKENS
 from guardreasoner.errors import EngineError
 from guardreasoner.integrations import ShadowRecorder, run_beside_check
 from guardreasoner.telemetry import (
@@ -25,7 +26,7 @@ from guardreasoner.telemetry import (
     verdict_attributes,
 )
 from guardreasoner.telemetry.otel import DURATION_BUCKETS, TOKEN_BUCKETS, WITHHELD
-from guardreasoner.testing import ScriptedEngine, guard_output
+from guardreasoner.testing import ScriptedEngine, forced_answer, guard_output
 from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.conftest import judge
@@ -127,6 +128,8 @@ def test_a_blocked_and_an_allowed_check_are_spans_with_their_verdicts_and_metric
         "guardreasoner.response_refusal": "refusal",
         "guardreasoner.response_harmfulness": "unharmful",
         "guardreasoner.forced_answer": False,
+        "guardreasoner.reasoning_mode": "always",
+        "guardreasoner.reasoned": True,
     }
     (duration,) = otel.points("guardreasoner.classify.duration")
     assert duration.count == 2 and tuple(duration.explicit_bounds) == DURATION_BUCKETS
@@ -159,6 +162,7 @@ def test_a_batch_span_counts_its_verdicts_by_label_status_and_who_decided(otel):
         "guardreasoner.verdicts.prompt_harmfulness.unharmful": 2,
         "guardreasoner.verdicts.response_refusal.compliance": 1,
         "guardreasoner.verdicts.response_harmfulness.unharmful": 1,
+        "guardreasoner.verdicts.reasoned": 4,
     }
     assert span.attributes["guardreasoner.num_generated_tokens"] == sum(
         v.num_generated_tokens for v in verdicts
@@ -180,6 +184,80 @@ def test_a_batch_span_counts_its_verdicts_by_label_status_and_who_decided(otel):
         key = point.attributes["guardreasoner.decided_by"]
         by_decider[key] = by_decider.get(key, 0) + point.value
     assert by_decider == {"model": 3, "policy": 1}
+
+
+def answer_first_guard(**options) -> GuardReasoner:
+    """``reasoning="auto"``: sure of the bomb (decided by the forced answer), unsure of anything else."""
+    engine = ScriptedEngine(
+        reasoned,
+        forced={"bomb": forced_answer("harmful", probability=0.99)},
+        forced_default=forced_answer("unharmful", probability=0.6),
+    )
+    return GuardReasoner(engine=engine, reasoning="auto", **options)
+
+
+def test_answer_first_shows_both_passes_counts_the_reasoned_and_their_tokens(otel):
+    guard = answer_first_guard()
+    decided, escalated = guard.classify_batch([PROMPT, SAFE_PROMPT])
+    assert (decided.reasoned, escalated.reasoned) == (False, True)
+
+    (span,) = otel.spans(CLASSIFY_SPAN)
+    assert span.attributes["guardreasoner.reasoning_mode"] == "auto"
+    assert span.attributes["guardreasoner.verdicts.reasoned"] == 1
+    assert (
+        span.attributes["guardreasoner.first_pass_tokens"]
+        == decided.first_pass_tokens + escalated.first_pass_tokens
+    )
+    forced, reasoning = children(otel, span)  # in the order they ended: the forced answers first
+    assert forced.attributes["guardreasoner.conversations"] == 2
+    assert forced.attributes["gen_ai.request.max_tokens"] == FORCED_ANSWER_TOKENS
+    assert reasoning.attributes["guardreasoner.conversations"] == 1
+    # Each conversation's generated tokens count both of its passes: all that the engine generated.
+    (tokens,) = otel.points("guardreasoner.generated_tokens")
+    assert tokens.sum == decided.total_generated_tokens + escalated.total_generated_tokens
+    assert tokens.sum == sum(s.attributes["gen_ai.usage.output_tokens"] for s in (forced, reasoning))
+    assert escalated.total_generated_tokens == escalated.num_generated_tokens + escalated.first_pass_tokens
+    by_reasoned = {
+        p.attributes["guardreasoner.reasoned"]: p.value for p in otel.points("guardreasoner.verdicts")
+    }
+    assert by_reasoned == {False: 1, True: 1}
+
+    guard.classify(SAFE_PROMPT)
+    single = otel.spans(CLASSIFY_SPAN)[-1]
+    answer_first = ("guardreasoner.reason", "guardreasoner.first_pass")
+    assert {k: v for k, v in single.attributes.items() if k.startswith(answer_first)} == {
+        "guardreasoner.reasoning_mode": "auto",
+        "guardreasoner.reasoned": True,
+        "guardreasoner.first_pass_scores.prompt_harmfulness": pytest.approx(0.4),
+        "guardreasoner.first_pass_tokens": escalated.first_pass_tokens,
+        "guardreasoner.reasoning_band.low": 0.05,
+        "guardreasoner.reasoning_band.high": 0.95,
+    }
+
+
+class FailingForcedEngine(ScriptedEngine):
+    """The forced answers fail as a server's would, echoing the end of the prompt; the reasoning pass works."""
+
+    def force_answers(self, prompts, *, timeout=None):
+        raise EngineError(f"The server refused: {prompts[0][-60:]}")
+
+
+@pytest.mark.parametrize("trace_content", [False, True])
+def test_the_escalation_reason_is_content(otel, trace_content):
+    """Why a conversation was reasoned on can quote the forced answer's engine error, which can echo the
+    request: it is exported only with ``trace_content``."""
+    guard = GuardReasoner(
+        engine=FailingForcedEngine(reasoned, forced={}), reasoning="auto", trace_content=trace_content
+    )
+    verdict = guard.classify(PROMPT)
+    assert verdict.reasoned and "violet-marmalade-7" in verdict.escalation_reason
+    (span,) = otel.spans(CLASSIFY_SPAN)
+    assert "guardreasoner.escalation_reason" not in span.attributes
+    if trace_content:
+        (event,) = [e for e in span.events if e.name == "guardreasoner.conversation"]
+        assert event.attributes["guardreasoner.escalation_reason"] == verdict.escalation_reason
+    else:
+        assert not any(marker in exported_text(otel) for marker in MARKERS)
 
 
 async def test_async_checks_are_spans_under_the_callers_span(otel):
@@ -372,6 +450,8 @@ def test_an_audit_run_is_a_span_over_its_batches(otel, tmp_path):
     assert attributes["guardreasoner.audit.rejected"] == 1  # the empty prompt
     assert attributes["guardreasoner.audit.classified"] == 4
     assert attributes["guardreasoner.audit.decided_by.policy"] == 1
+    assert attributes["guardreasoner.reasoning_mode"] == "always"
+    assert attributes["guardreasoner.audit.reasoned.true"] == 4
     assert not any(marker in exported_text(otel) for marker in MARKERS)
 
 
@@ -476,7 +556,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from guardreasoner import GuardReasoner
-from guardreasoner.testing import ScriptedEngine, guard_output
+from guardreasoner.engines.forcing import FORCED_ANSWER_TOKENS
+from guardreasoner.testing import ScriptedEngine, forced_answer, guard_output
 
 recording = []
 

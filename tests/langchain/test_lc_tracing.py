@@ -27,7 +27,7 @@ from langchain_guardreasoner import (
     guard_chain,
 )
 
-from tests.adapters import canonical_tree, fenced_blocks, render_tree
+from tests.adapters import canonical_tree, fenced_blocks, overlap, render_tree
 from tests.conftest import REPO_ROOT
 from tests.langchain.conftest import RecordingChatModel, ToolLoopChatModel
 
@@ -62,10 +62,6 @@ def checks(root: Run) -> list[tuple[Run, Run]]:
 
 def seconds(run: Run) -> float:
     return (run.end_time - run.start_time).total_seconds()
-
-
-def overlap(a: Run, b: Run) -> bool:
-    return a.start_time < b.end_time and b.start_time < a.end_time
 
 
 def model_call(parent: Run) -> Run:
@@ -119,6 +115,10 @@ async def test_an_agent_run_shows_each_check_beside_the_model_call_it_guards(mod
     assert check.metadata["guardreasoner_model"] == guard.model
     assert check.metadata["guardreasoner_engine"] == guard.engine.name == "scripted"
     assert check.metadata["guardreasoner_stage"] == "input"
+    assert (check.metadata["guardreasoner_policy"], check.metadata["guardreasoner_reasoning_mode"]) == (
+        "fail_closed",
+        "always",
+    )
     assert check.error is None and seconds(check) >= 0.9 * CHECK_S
     assert overlap(check, model_call(step))  # the model call ran beside the check
     # The run's outputs say the turn was blocked, and why: the refusal carries the verdict.
@@ -193,6 +193,33 @@ def test_the_readme_shows_this_agents_run_tree(guard):
     [(_, blocked)] = checks(collector.traced_runs[0])
     [outputs] = [json.loads(b) for b in fenced_blocks(README, "json") if '"stage": "input"' in b]
     assert outputs == blocked.outputs
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("parallel", [True, False])
+async def test_a_streamed_agent_answers_checks_are_numbered_runs_of_its_model_step(
+    mode, parallel, guard, streaming_model
+):
+    """``stream_mode="messages"`` (the middleware's buffered streaming): the request's check and each judged
+    chunk's are runs under the model step, as for an answer judged whole."""
+    answer = " ".join(f"word{i}" for i in range(40))
+    middleware = GuardReasonerMiddleware(guard, stream_chunk_tokens=16, parallel_input_check=parallel)
+    agent = create_agent(streaming_model(answer), tools=[], middleware=[middleware])
+    collector = RunCollectorCallbackHandler()
+    request, config = {"messages": [("user", PERU)]}, {"callbacks": [collector]}
+    if mode == "sync":
+        streamed = [chunk for chunk, _ in agent.stream(request, config, stream_mode="messages")]
+    else:
+        streamed = [chunk async for chunk, _ in agent.astream(request, config, stream_mode="messages")]
+    assert "".join(str(chunk.content) for chunk in streamed) == answer
+    found = checks(collector.traced_runs[0])
+    assert {step.name for step, _ in found} == {"model"}
+    outputs = [run.outputs for _, run in found]
+    assert [(out["stage"], out.get("chunk")) for out in outputs] == [("input", None)] + [
+        ("output", n)
+        for n in (1, 2, 3)  # 16 + 16 words, then the last 8
+    ]
+    assert found[-1][1].inputs == {"prompt": PERU, "response": answer}
 
 
 # -- guard_chain --------------------------------------------------------------------------------------

@@ -205,6 +205,13 @@ def timed_query_engine():
     return build
 
 
+class LimaQueryEngine(CustomQueryEngine):
+    """Answers every query with "Lima." (no LLM, no retrieval)."""
+
+    def custom_query(self, query_str: str) -> str:
+        return "Lima."
+
+
 class LightQueryEngine(CustomQueryEngine):
     """A query engine that only asks its LLM (no retrieval): its wall time is the LLM's, little CPU."""
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from guardreasoner import GuardReasoner, ReasoningBand, Verdict
 from guardreasoner.reasoning import ReasoningBandError
-from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from llama_index.postprocessor.guardreasoner import (
     DEFAULT_VIOLATION_MESSAGE,
@@ -15,17 +14,13 @@ from llama_index.postprocessor.guardreasoner import (
 )
 
 from tests.adapters import answer_first_engine
-
-
-class Answer(CustomQueryEngine):
-    def custom_query(self, query_str: str) -> str:
-        return "Lima."
+from tests.llamaindex.conftest import LimaQueryEngine
 
 
 async def test_query_engine_built_with_auto_reasons_only_on_the_unsure_query():
     engine = answer_first_engine()
     guarded = GuardedQueryEngine(
-        Answer(), engine=engine, reasoning="auto", reasoning_band=(0.1, 0.9), exit_behavior="end"
+        LimaQueryEngine(), engine=engine, reasoning="auto", reasoning_band=(0.1, 0.9), exit_behavior="end"
     )
     assert str(guarded.query("Capital of Peru?")) == "Lima."
     assert str(await guarded.aquery("Capital of Peru?")) == "Lima."
@@ -54,6 +49,6 @@ def test_bad_reasoning_options_fail_where_the_adapter_is_built():
     with pytest.raises(
         ValueError, match="reasoning must be one of 'always', 'auto', 'never', got 'sometimes'"
     ):
-        GuardedQueryEngine(Answer(), model="no/such-model", reasoning="sometimes")
+        GuardedQueryEngine(LimaQueryEngine(), model="no/such-model", reasoning="sometimes")
     with pytest.raises(ReasoningBandError, match="Cannot read the reasoning band file"):
         GuardReasonerNodePostprocessor(model="no/such-model", reasoning="auto", reasoning_band="missing.json")

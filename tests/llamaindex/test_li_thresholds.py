@@ -5,21 +5,17 @@ from __future__ import annotations
 import pytest
 from guardreasoner import Verdict
 from llama_index.core.base.response.schema import Response
-from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.postprocessor.guardreasoner import DEFAULT_VIOLATION_MESSAGE, GuardedQueryEngine
 
+from tests.llamaindex.conftest import LimaQueryEngine
+
 HARM = ("prompt_harmfulness", "response_harmfulness")
-
-
-class Answer(CustomQueryEngine):
-    def custom_query(self, query_str: str) -> str:
-        return "Lima."
 
 
 def ask(scored_engine, thresholds, question) -> Response:
     # The scripted model puts 0.7 on each label it writes: P(harmful) is 0.7 for "bomb", 0.3 otherwise.
     guarded = GuardedQueryEngine(
-        Answer(), engine=scored_engine(0.7), thresholds=thresholds, exit_behavior="end"
+        LimaQueryEngine(), engine=scored_engine(0.7), thresholds=thresholds, exit_behavior="end"
     )
     return guarded.query(question)
 

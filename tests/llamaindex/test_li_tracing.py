@@ -30,7 +30,7 @@ from llama_index.postprocessor.guardreasoner import (
     GuardReasonerViolation,
 )
 
-from tests.adapters import canonical_tree, fenced_blocks, render_tree
+from tests.adapters import canonical_tree, fenced_blocks, overlap, render_tree
 from tests.conftest import REPO_ROOT
 
 README = REPO_ROOT / "packages" / "llamaindex_guard" / "README.md"
@@ -120,10 +120,6 @@ def name(span: SimpleSpan) -> str:
     return span.id_.partition("-")[0]
 
 
-def overlap(a: SimpleSpan, b: SimpleSpan) -> bool:
-    return a.start_time < b.end_time and b.start_time < a.end_time
-
-
 @pytest.fixture
 def trace():
     root = get_dispatcher()
@@ -170,7 +166,12 @@ async def test_an_agent_run_shows_each_check_under_the_step_it_guards(trace, too
     event = trace.verdict(check)
     assert event.stage == "input" and event.blocked is True
     assert event.verdict["labels"] == {"prompt_harmfulness": "harmful"}
-    assert (event.model, event.engine) == (guard.model, "scripted")
+    assert (event.model, event.engine, event.policy, event.reasoning_mode) == (
+        guard.model,
+        "scripted",
+        "fail_closed",
+        "always",
+    )
     assert trace.handler.arguments[check.id_] == {
         "stage": "input",
         "prompt": BOMB,
@@ -247,7 +248,7 @@ def test_the_readme_shows_this_agents_span_tree(trace, tool_llm, guard):
     first = trace.verdict(trace.checks()[0])
     assert event == {
         "class_name": "GuardReasonerVerdictEvent",
-        **first.model_dump(include={"verdict", "model", "engine"}),
+        **first.model_dump(include={"verdict", "model", "engine", "policy", "reasoning_mode"}),
     }
 
 

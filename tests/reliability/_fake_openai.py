@@ -32,6 +32,7 @@ import struct
 import threading
 from dataclasses import dataclass, field
 
+from guardreasoner import GuardReasoner
 from guardreasoner.engines.forcing import PROMPT_ANSWER_OPENING
 from guardreasoner.scores import LabelTokens, token_texts
 from guardreasoner.testing import forced_answer, guard_output
@@ -80,6 +81,12 @@ class FakeOpenAIServer:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+    def guard(self, tokenizer: object = None, **options) -> GuardReasoner:
+        """A guard on the openai engine, served by this server (``tokenizer``: the served model's, for scores)."""
+        return GuardReasoner(
+            "fake-model", engine="openai", base_url=self.base_url, tokenizer=tokenizer, **options
+        )
 
     # -- lifecycle ------------------------------------------------------------------------------------
 

@@ -34,3 +34,10 @@ def server():
 def nonce():
     """A fresh tag for one request: ``nonce()`` gives ``nonce-<hex>``."""
     return lambda: f"nonce-{next(_nonces):08x}"
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    """The tiny Llama's tokenizer, as the served model's: the openai engine finds the label tokens with it."""
+    transformers = pytest.importorskip("transformers")
+    return transformers.AutoTokenizer.from_pretrained(tiny_model_dir)

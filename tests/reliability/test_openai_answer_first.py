@@ -6,21 +6,9 @@ from __future__ import annotations
 import logging
 
 import pytest
-from guardreasoner import EngineCapabilityError, GuardReasoner, build_prompt
+from guardreasoner import EngineCapabilityError, build_prompt
 from guardreasoner.engines.forcing import FORCED_ANSWER_TOKENS, PROMPT_ANSWER_OPENING
 from guardreasoner.scores import LabelTokens
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tiny_model_dir):
-    transformers = pytest.importorskip("transformers")
-    return transformers.AutoTokenizer.from_pretrained(tiny_model_dir)
-
-
-def guard(server, tokenizer=None, **options) -> GuardReasoner:
-    return GuardReasoner(
-        "fake-model", engine="openai", base_url=server.base_url, tokenizer=tokenizer, **options
-    )
 
 
 def test_forced_answers_go_to_the_completions_api_with_the_opening_and_ask_for_logprobs(
@@ -28,7 +16,7 @@ def test_forced_answers_go_to_the_completions_api_with_the_opening_and_ask_for_l
 ):
     server.tokenizer, server.label_probability = tokenizer, 0.99
     requests = [f"bad-request {nonce()}", f"hello {nonce()}", f"unsure hello {nonce()}"]
-    verdicts = guard(server, tokenizer, reasoning="auto").classify_batch(requests)
+    verdicts = server.guard(tokenizer, reasoning="auto").classify_batch(requests)
     sent = sorted(b["prompt"] for b in server.forced_bodies)  # concurrent requests: any order
     assert sent == sorted(build_prompt(r) + PROMPT_ANSWER_OPENING for r in requests)
     body = server.forced_bodies[0]
@@ -47,10 +35,10 @@ def test_forced_answers_go_to_the_completions_api_with_the_opening_and_ask_for_l
 
 async def test_aclassify_forces_then_reasons_on_its_own(server, tokenizer, nonce):
     server.tokenizer, server.label_probability = tokenizer, 0.99
-    auto = guard(server, tokenizer, reasoning="auto")
+    auto = server.guard(tokenizer, reasoning="auto")
     sure, unsure = await auto.aclassify(f"hello {nonce()}"), await auto.aclassify(f"unsure {nonce()}")
     assert not sure.reasoned and unsure.reasoned and server.requests == 3
-    never = await guard(server, tokenizer, reasoning="never").aclassify(f"unsure {nonce()}")
+    never = await server.guard(tokenizer, reasoning="never").aclassify(f"unsure {nonce()}")
     assert never.is_harmful and never.decided_by == "policy" and server.requests == 4
 
 
@@ -60,7 +48,7 @@ def test_without_scores_auto_reasons_on_everything_and_says_so_once(
 ):
     server.tokenizer = None  # the server returns no logprobs (transformers serve ignores the request)
     status = "no_logprobs" if with_tokenizer else "no_tokenizer"
-    auto = guard(server, tokenizer if with_tokenizer else None, reasoning="auto")
+    auto = server.guard(tokenizer if with_tokenizer else None, reasoning="auto")
     with caplog.at_level(logging.WARNING, logger="guardreasoner"):
         first = auto.classify_batch([f"hello {nonce()}", f"bad-request {nonce()}"])
         second = auto.classify(f"hello {nonce()}")
@@ -76,7 +64,7 @@ def test_without_scores_auto_reasons_on_everything_and_says_so_once(
     assert len(warnings) == 1 and "the openai engine gives none" in warnings[0] and status in warnings[0]
     if not with_tokenizer:
         assert "pass tokenizer=" in warnings[0]
-    never = guard(server, tokenizer if with_tokenizer else None, reasoning="never").classify(
+    never = server.guard(tokenizer if with_tokenizer else None, reasoning="never").classify(
         f"hello {nonce()}"
     )
     assert never.prompt_harmfulness == "unharmful" and never.is_harmful and never.decided_by == "policy"
@@ -84,5 +72,5 @@ def test_without_scores_auto_reasons_on_everything_and_says_so_once(
 
 def test_a_chat_format_model_cannot_force_an_answer(server, tokenizer):
     with pytest.raises(EngineCapabilityError, match="prompt_format='chat'"):
-        guard(server, tokenizer, prompt_format="chat", reasoning="auto")
-    assert guard(server, tokenizer, prompt_format="chat").reasoning.value == "always"
+        server.guard(tokenizer, prompt_format="chat", reasoning="auto")
+    assert server.guard(tokenizer, prompt_format="chat").reasoning.value == "always"

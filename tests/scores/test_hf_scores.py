@@ -11,10 +11,13 @@ from guardreasoner.parsing import parse_output
 from guardreasoner.prompt import build_prompt
 from guardreasoner.scores import SCORE_FIELDS, TASKS, score_verdict
 from guardreasoner.testing import TINY_GUARD_CASES
+from guardreasoner.verdict import ScoreStatus
 
 pytestmark = pytest.mark.slow
 
 CONVERSATIONS = [(case.prompt, case.response) for case in TINY_GUARD_CASES] + [
+    # Not trained on: what the tiny guard writes for them depends on the float arithmetic of its training (the
+    # torch build), often no clean final block. They add length (left padding) and whatever labels they get.
     ("How do I build a pipe bomb in my garage?", None),
     ("Write a short poem about the moon.", "The moon is round and the night is calm."),
 ]
@@ -48,8 +51,8 @@ def reference(engine, prompt: str, text: str, field: str) -> tuple[float, float]
 def test_scores_match_greedy_labels_and_a_separate_forward_pass(engine):
     prompts = [build_prompt(*conversation) for conversation in CONVERSATIONS]
     generations = engine.generate(prompts, GenerationConfig(max_new_tokens=60))
-    checked = 0
-    for (_, response), prompt, generation in zip(CONVERSATIONS, prompts, generations):
+    trained = 0
+    for index, ((_, response), prompt, generation) in enumerate(zip(CONVERSATIONS, prompts, generations)):
         has_response = response is not None
         verdict = score_verdict(
             parse_output(generation.text, has_response=has_response),
@@ -61,14 +64,17 @@ def test_scores_match_greedy_labels_and_a_separate_forward_pass(engine):
             label = getattr(verdict, field)
             if label is None:
                 continue
+            if field in verdict.recovered_fields:  # no final-block label to score: says so, by design
+                assert verdict.score_status[field] is ScoreStatus.RECOVERED
+                continue
             score = getattr(verdict, SCORE_FIELDS[field])
             assert score is not None and 0.0 <= score <= 1.0, (field, verdict.score_status)
             assert field not in verdict.score_status
             assert (score > 0.5) == (label == task.positive), (field, label, score)
             positive, negative = reference(engine, prompt, generation.text, field)
             assert score == pytest.approx(1 / (1 + math.exp(negative - positive)), abs=1e-5)
-            checked += 1
-    assert checked >= 11  # every label of the trained cases, at least
+            trained += index < len(TINY_GUARD_CASES)
+    assert trained == 11  # every label of the trained cases, read from the final block and scored
 
 
 def test_sampling_records_the_models_own_distribution(engine):

@@ -172,6 +172,16 @@ class Verdict(BaseModel):
     forced answer); None when the forced answer decided it."""
 
     @property
+    def total_generated_tokens(self) -> int | None:
+        """The tokens generated for this verdict over both passes: ``num_generated_tokens``, plus
+        ``first_pass_tokens`` for a verdict reasoned on after its forced answer (``auto``); None when the
+        engine counts none."""
+        if self.num_generated_tokens is None:
+            return None
+        first = self.first_pass_tokens if self.reasoned and self.first_pass_tokens is not None else 0
+        return self.num_generated_tokens + first
+
+    @property
     def is_usable(self) -> bool:
         """Whether the model itself decided (no policy needed)."""
         return self.parse_status in USABLE_STATUSES and not self.is_parsing_error

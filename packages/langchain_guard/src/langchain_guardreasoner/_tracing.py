@@ -3,8 +3,8 @@
 The run goes through LangChain's callback managers, so every tracer the step has (LangSmith's, Langfuse's
 handler, the console tracer, ``astream_events``) records it with no configuration of its own: the judged
 exchange as its inputs, :func:`~guardreasoner.integrations.verdict_summary` as its outputs, the guard's
-model, engine and the stage in its metadata, and the check's own start and end. A guard that raises ends
-the run with the error.
+:func:`~guardreasoner.telemetry.guard_attributes` (model, engine, policy, reasoning mode) and the stage in its
+metadata, and the check's own start and end. A guard that raises ends the run with the error.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from uuid import UUID
 from guardreasoner import Verdict
 from guardreasoner.guard import GuardReasoner
 from guardreasoner.integrations import NO_TRACE, Check, CheckTracer, verdict_summary
-from guardreasoner.integrations.trace import guard_metadata
+from guardreasoner.telemetry import guard_attributes
 from langchain_core.callbacks import AsyncCallbackManager, CallbackManager
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import (
@@ -84,7 +84,7 @@ class RunTracer(CheckTracer):
 def _start(manager: CallbackManager | AsyncCallbackManager, guard: GuardReasoner, check: Check) -> Any:
     """Start the check's run under ``manager`` (a fresh one: its metadata is this run's): the run's manager,
     or for an async manager the awaitable giving it."""
-    meta = {f"guardreasoner_{key}": value for key, value in guard_metadata(guard).items()}
+    meta = {f"guardreasoner_{key}": value for key, value in guard_attributes(guard).items()}
     manager.add_metadata({**meta, "guardreasoner_stage": check.stage}, inherit=False)
     return manager.on_chain_start(None, check.inputs(), name=RUN_NAME, run_type="chain")
 

@@ -6,9 +6,11 @@ framework shows (a run, a span) under the step being guarded before the guard is
 the verdict (or the error) when the guard answers, so the record's start and end are the check's own.
 :data:`NO_TRACE`, the default, records nothing.
 
-What a trace shows of a verdict is :func:`verdict_summary`'s alone: labels, scores, the decision, who
-decided and how the output parsed, tokens; never text. The judged conversation goes where the framework
-records inputs (a run's inputs, a span's arguments), as it does for the model's own calls.
+What a trace shows of a verdict is :func:`verdict_summary`: the facts
+:func:`~guardreasoner.telemetry.verdict_attributes` defines for every span (labels, scores, the decision, who
+decided and how the output parsed, tokens, answer-first's fields), nested, with the check's own; never text.
+The judged conversation goes where the framework records inputs (a run's inputs, a span's arguments), as it
+does for the model's own calls.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, Literal
 from guardreasoner.guard import GuardReasoner
 from guardreasoner.integrations.provider import is_violation
 from guardreasoner.scores import SCORE_FIELDS
+from guardreasoner.telemetry.attributes import verdict_attributes
 from guardreasoner.verdict import Verdict
 
 __all__ = ["NO_TRACE", "Check", "CheckTracer", "aclassify_checks", "classify_checks", "verdict_summary"]
@@ -52,43 +55,43 @@ class Check:
         return {"prompt": self.prompt, "response": self.response}
 
 
+_GROUPED = {
+    **{field: ("labels", field) for field in SCORE_FIELDS},
+    **{name: ("scores", field) for field, name in SCORE_FIELDS.items()},
+    "num_prompt_tokens": ("tokens", "prompt"),
+    "num_generated_tokens": ("tokens", "generated"),
+    "first_pass_tokens": ("tokens", "first_pass"),
+}
+"""Flat attributes the summary groups under another name: ``{"labels": {...}, "scores": {...}, "tokens":
+{...}}``. A dotted attribute (``score_status.<field>``) nests under its first part."""
+
+
 def verdict_summary(verdict: Verdict, check: Check) -> dict[str, Any]:
     """What a trace shows of a check's verdict, as JSON-ready data with no text in it.
 
-    ``stage`` (and ``chunk``), ``blocked`` (the check's block rule applied), ``is_harmful``, ``labels`` and
-    ``scores`` (the ones set), ``decided_by``, ``parse_status``, ``policy`` (when the policy decided),
-    ``tokens`` (prompt and generated, when the engine counts them), and ``forced_answer`` /
-    ``input_truncated`` when they happened. The guard's reasoning is left out: it quotes the conversation.
+    The check's ``stage`` (and ``chunk``) and ``blocked`` (its block rule applied), then the verdict's
+    :func:`~guardreasoner.telemetry.verdict_attributes`, nested: ``is_harmful`` (null when undecided),
+    ``labels`` and ``scores`` (the ones set), ``decided_by``, ``policy`` (when the policy decided),
+    ``tokens`` (``prompt``, ``generated``, ``first_pass``, as the engine counts them), ``parse_status``,
+    ``score_status``, ``reasoning_mode``, ``reasoned``, ``first_pass_scores``, ``reasoning_band``...
+    Fields that can quote the conversation (the reasoning, the raw output) are left out.
     """
     summary: dict[str, Any] = {"stage": check.stage}
     if check.chunk is not None:
         summary["chunk"] = check.chunk
+    attributes = verdict_attributes(verdict)
     summary.update(
-        blocked=check.blocks(verdict),
-        is_harmful=verdict.is_harmful,
-        labels={field: label for field in SCORE_FIELDS if (label := getattr(verdict, field)) is not None},
-        scores={
-            field: score
-            for field, name in SCORE_FIELDS.items()
-            if (score := getattr(verdict, name)) is not None
-        },
-        decided_by=verdict.decided_by,
-        parse_status=verdict.parse_status.value,
+        blocked=check.blocks(verdict), is_harmful=attributes.pop("is_harmful", None), labels={}, scores={}
     )
-    if verdict.decided_by == "policy":
-        summary["policy"] = verdict.policy
-    if verdict.num_prompt_tokens is not None or verdict.num_generated_tokens is not None:
-        summary["tokens"] = {"prompt": verdict.num_prompt_tokens, "generated": verdict.num_generated_tokens}
-    if verdict.forced_answer:
-        summary["forced_answer"] = True
-    if verdict.input_truncated:
-        summary["input_truncated"] = True
+    for key, value in attributes.items():
+        group, _, name = key.partition(".")
+        if key in _GROUPED:
+            group, name = _GROUPED[key]
+        if name:
+            summary.setdefault(group, {})[name] = value
+        else:
+            summary[group] = value
     return summary
-
-
-def guard_metadata(guard: GuardReasoner) -> dict[str, str]:
-    """The guard a check ran on: its model and engine."""
-    return {"model": guard.model, "engine": guard.engine.name}
 
 
 class CheckTracer:

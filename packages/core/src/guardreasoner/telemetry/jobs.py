@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal, TypeVar
 
+from guardreasoner.reasoning import reasoning_mode
 from guardreasoner.telemetry.attributes import content_tracing
 from guardreasoner.telemetry.otel import current
 
@@ -53,12 +54,13 @@ def traced_audit(audit: F) -> F:
 
 def audit_attributes(options: dict[str, Any], summary: Any) -> dict[str, Any]:
     """The run's options and figures: the counts of this run and of the whole output (by label, status, who
-    decided), as the summary gives them."""
+    decided, whether the model reasoned), as the summary gives them."""
     engine = options["engine"]
     attributes: dict[str, Any] = {
         "guardreasoner.model": str(options["model"]),
         "guardreasoner.engine": engine if isinstance(engine, str) else engine.name,
         "guardreasoner.policy": options["policy"],
+        "guardreasoner.reasoning_mode": reasoning_mode(options["reasoning"]).value,
         "guardreasoner.audit.runner": summary.runner,
         "guardreasoner.audit.output": summary.output,
         "guardreasoner.audit.input_records": summary.input_records,
@@ -67,7 +69,12 @@ def audit_attributes(options: dict[str, Any], summary: Any) -> dict[str, Any]:
         "guardreasoner.audit.classified": summary.classified,
         "guardreasoner.audit.output_records": summary.output_records,
     }
-    counted = {**summary.labels, "parse_status": summary.parse_status, "decided_by": summary.decided_by}
+    counted = {
+        **summary.labels,
+        "parse_status": summary.parse_status,
+        "decided_by": summary.decided_by,
+        "reasoned": summary.reasoned,
+    }
     for column, counts in counted.items():
         for value, count in counts.items():
             attributes[f"guardreasoner.audit.{column}.{value}"] = count

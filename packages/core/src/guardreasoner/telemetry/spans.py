@@ -15,12 +15,19 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
+from enum import Enum
 from typing import Any, TypeVar
 
 from guardreasoner.conversation import to_conversations
 from guardreasoner.errors import GuardReasonerError, GuardUndecidedError
 from guardreasoner.prompt import PromptFormat
-from guardreasoner.telemetry.attributes import LABEL_FIELDS, prefixed, verdict_attributes, verdict_counts
+from guardreasoner.telemetry.attributes import (
+    LABEL_FIELDS,
+    guard_attributes,
+    prefixed,
+    verdict_attributes,
+    verdict_counts,
+)
 from guardreasoner.telemetry.otel import Otel, current, error_type
 from guardreasoner.verdict import Verdict
 
@@ -28,8 +35,10 @@ CLASSIFY_SPAN = "guardreasoner.classify"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_KIND_FIELDS = ("is_harmful", "decided_by", *LABEL_FIELDS, "forced_answer")
+_KIND_FIELDS = ("is_harmful", "decided_by", *LABEL_FIELDS, "forced_answer", "reasoning_mode", "reasoned")
 """The verdict fields the verdict counter is broken down by (each takes two or three values)."""
+_METRIC_GUARD_FIELDS = ("model", "engine")
+"""What of the guard every metric point carries (a verdict's own ``policy`` goes on the policy's decisions)."""
 
 _traced_guard: ContextVar[object | None] = ContextVar("guardreasoner_traced_guard", default=None)
 """The guard whose call the current span is: its nested calls add no span of their own."""
@@ -62,15 +71,6 @@ def traced_classify(method: F) -> F:
     return traced  # type: ignore[return-value]
 
 
-def guard_attributes(guard: Any) -> dict[str, str]:
-    """What every span and metric of a guard carries: its model, engine and failure policy."""
-    return {
-        "guardreasoner.model": guard.model,
-        "guardreasoner.engine": guard.engine.name,
-        "guardreasoner.policy": guard.policy.value,
-    }
-
-
 class _ClassifyCall:
     """One traced call: the span made current, the verdicts recorded on the way out."""
 
@@ -85,7 +85,7 @@ class _ClassifyCall:
         self.span = self.otel.tracer.start_span(CLASSIFY_SPAN)
         self.recording = self.span.is_recording()
         if self.recording:
-            self.span.set_attributes(guard_attributes(self.guard))
+            self.span.set_attributes(prefixed(guard_attributes(self.guard)))
             if self.guard.trace_content:
                 self._keep_conversations()
         self.tokens = (
@@ -157,8 +157,10 @@ def record_metrics(
     otel: Otel, guard: Any, verdicts: list[Verdict], seconds: float, exc: BaseException | None
 ) -> None:
     """The call's duration (with ``error.type`` when it raised), its verdicts by label and by who decided,
-    the policy's decisions by why, and each conversation's generated tokens."""
-    base = {"guardreasoner.model": guard.model, "guardreasoner.engine": guard.engine.name}
+    the policy's decisions by why, and each conversation's generated tokens (both passes of a verdict
+    reasoned on after its forced answer)."""
+    about = guard_attributes(guard)
+    base = prefixed({name: about[name] for name in _METRIC_GUARD_FIELDS})
     otel.duration.record(seconds, base if exc is None else {**base, "error.type": error_type(exc)})
     kinds: Counter[tuple] = Counter()
     decisions: Counter[tuple] = Counter()
@@ -167,8 +169,8 @@ def record_metrics(
         if verdict.decided_by != "model":
             why = (verdict.policy or guard.policy.value, verdict.parse_status.value, verdict.is_harmful)
             decisions[why] += 1
-        if verdict.num_generated_tokens is not None:
-            otel.generated_tokens.record(verdict.num_generated_tokens, base)
+        if (tokens := verdict.total_generated_tokens) is not None:
+            otel.generated_tokens.record(tokens, base)
     for kind, count in kinds.items():
         otel.verdicts.add(count, {**base, **dict(kind)})
     for (policy, status, harmful), count in decisions.items():
@@ -179,9 +181,10 @@ def record_metrics(
 
 
 def _verdict_kind(verdict: Verdict) -> tuple[tuple[str, Any], ...]:
-    """A verdict's metric attributes: the decision, who made it, the labels, a forced answer."""
+    """A verdict's metric attributes: the decision, who made it, the labels, a forced answer, whether the
+    model reasoned (and in which mode)."""
     return tuple(
-        (f"guardreasoner.{name}", value)
+        (f"guardreasoner.{name}", value.value if isinstance(value, Enum) else value)
         for name in _KIND_FIELDS
         if (value := getattr(verdict, name)) is not None
     )

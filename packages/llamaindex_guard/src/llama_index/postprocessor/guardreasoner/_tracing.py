@@ -27,7 +27,7 @@ from llama_index.core.instrumentation.span import active_span_id
 from guardreasoner import Verdict
 from guardreasoner.guard import GuardReasoner
 from guardreasoner.integrations import Check, CheckTracer, verdict_summary
-from guardreasoner.integrations.trace import guard_metadata
+from guardreasoner.telemetry import guard_attributes
 
 dispatcher = get_dispatcher(__name__)
 
@@ -40,12 +40,15 @@ class GuardReasonerVerdictEvent(BaseEvent):
     """A check's verdict, sent in its ``GuardReasoner.<stage>`` span (``span_id``).
 
     ``verdict`` is :func:`~guardreasoner.integrations.verdict_summary` (stage, blocked, labels, scores,
-    ``decided_by``, ``parse_status``...); ``model`` and ``engine`` name the guard that judged.
+    ``decided_by``, ``parse_status``, ``reasoned``...); ``model``, ``engine``, ``policy`` and
+    ``reasoning_mode`` are the guard's that judged (:func:`~guardreasoner.telemetry.guard_attributes`).
     """
 
     verdict: dict[str, Any]
     model: str
     engine: str
+    policy: str
+    reasoning_mode: str
 
     @classmethod
     def class_name(cls) -> str:
@@ -88,7 +91,7 @@ class SpanTracer(CheckTracer):
 
     def end(self, opened: Any, checks: Sequence[Check], verdicts: Sequence[Verdict]) -> None:
         guard, spans = opened
-        about = guard_metadata(guard)
+        about = guard_attributes(guard)
         for (span_id, arguments), check, verdict in zip(spans, checks, verdicts):
             summary = verdict_summary(verdict, check)
             dispatcher.event(GuardReasonerVerdictEvent(span_id=span_id, verdict=summary, **about))
