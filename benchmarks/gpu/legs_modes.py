@@ -28,12 +28,6 @@ def labels(verdict, has_response: bool) -> list:
     return [getattr(verdict, field) for field in fields]
 
 
-def generated_tokens(verdict) -> int:
-    """Both passes' tokens: an escalated verdict's ``num_generated_tokens`` counts its reasoning pass only."""
-    first = (verdict.first_pass_tokens or 0) if verdict.reasoned else 0
-    return (verdict.num_generated_tokens or 0) + first
-
-
 def label_agreement(rows, reference, other) -> float:
     pairs = [
         (a, b)
@@ -114,7 +108,9 @@ def modes_leg(args, data, guard_factory) -> dict:
             batch[name] = {
                 "wall_s": round(wall, 3),
                 "verdicts_per_s": round(len(rows) / wall, 1),
-                "generated_tokens_mean": round(statistics.mean(map(generated_tokens, verdicts[name])), 1),
+                "generated_tokens_mean": round(
+                    statistics.mean(v.total_generated_tokens or 0 for v in verdicts[name]), 1
+                ),
             }
         escalated = sum(v.reasoned for v in verdicts["auto"])
         result["batch_512"] = batch
