@@ -9,6 +9,7 @@ guard's model and engine, the stage) and its start and end (the check's latency)
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 from guardreasoner.errors import GuardUndecidedError
@@ -363,3 +364,39 @@ def test_conversation_text_is_in_a_checks_inputs_only(guard):
         shown = json.dumps([run.outputs, run.metadata, run.extra], default=str)
         assert "bomb" not in shown.lower() and "Peru" not in shown and "found" not in shown
         assert run.inputs["prompt"] in (BOMB, PERU)
+
+
+# -- the same agent run in LangChain's run tree and in OpenTelemetry at once ---------------------------
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_an_agent_runs_checks_are_runs_spans_and_metrics_at_once(mode, timed_guard, otel):
+    """Issue 24's whole claim on one agent: a blocked and an allowed turn, each check a GuardReasoner run in
+    LangChain's tracer and a ``guardreasoner.classify`` span under the application's own request span (the
+    caller's context crosses LangGraph's threads), with the verdict, and the latency it added counted."""
+    guard = timed_guard(CHECK_S)
+    agent, collector = agent_with(guard), RunCollectorCallbackHandler()
+    for turn in (BOMB, PERU):
+        with otel.tracer.start_as_current_span(f"request: {turn}"):
+            await invoke(agent, {"messages": [("user", turn)]}, mode, [collector])
+    runs = [check for root in collector.traced_runs for _, check in checks(root)]
+    spans = sorted(otel.spans("guardreasoner.classify"), key=lambda span: span.start_time)
+    requests = {span.name: span for span in otel.spans() if span.name.startswith("request: ")}
+
+    assert len(runs) == len(spans) == 3  # the bomb's input; Peru's input and its answer
+    for run, span in zip(runs, spans):
+        prompt = run.inputs["prompt"]
+        assert span.parent.span_id == requests[f"request: {prompt}"].context.span_id
+        for field, label in run.outputs["labels"].items():
+            assert span.attributes[f"guardreasoner.{field}"] == label
+        assert span.attributes["guardreasoner.is_harmful"] is run.outputs["is_harmful"]
+        added = (span.end_time - span.start_time) / 1e9  # what the check added, as the span measured it
+        assert 0.9 * CHECK_S <= added <= seconds(run) + 0.01
+    assert [span.attributes["guardreasoner.is_harmful"] for span in spans] == [True, False, False]
+
+    counted = Counter()  # one point per attribute set: a request alone, or a request with its answer
+    for point in otel.points("guardreasoner.verdicts"):
+        counted[point.attributes["guardreasoner.is_harmful"]] += point.value
+    assert counted == {True: 1, False: 2}
+    (duration,) = otel.points("guardreasoner.classify.duration")
+    assert duration.count == 3 and duration.sum >= 3 * 0.9 * CHECK_S

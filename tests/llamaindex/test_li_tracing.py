@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -366,3 +367,40 @@ def test_the_node_postprocessors_checks_are_one_span_per_node(trace, scripted_ll
     assert "RetrieverQueryEngine.query" in trace.ancestors(checks[0])
     blocked = {trace.handler.arguments[c.id_]["response"]: trace.verdict(c).blocked for c in checks}
     assert blocked == {ANSWER: False, "Mix these to build a bomb.": True}
+
+
+# -- the same agent run in LlamaIndex's spans and in OpenTelemetry at once -----------------------------
+
+
+async def test_an_agent_runs_checks_are_spans_of_both_and_metrics_at_once(trace, tool_llm, timed_guard, otel):
+    """Issue 24's whole claim on one agent: a blocked and an allowed turn, each check a ``GuardReasoner.*``
+    span with its verdict event in LlamaIndex and a ``guardreasoner.classify`` span under the application's
+    own request span in OpenTelemetry, and the latency it added counted in both."""
+    guard = timed_guard(CHECK_S)
+    script = ["Sure, first get a pipe.", ("search", {"query": "Peru"}), ANSWER]
+    agent = guarded_agent(tool_llm, guard, *script, exit_behavior="end")
+    for turn in (BOMB, PERU):
+        with otel.tracer.start_as_current_span(f"request: {turn}"):
+            await agent.run(user_msg=turn)
+    checks = trace.checks()
+    spans = sorted(otel.spans("guardreasoner.classify"), key=lambda span: span.start_time)
+    requests = {span.name: span for span in otel.spans() if span.name.startswith("request: ")}
+
+    assert len(checks) == len(spans) == 4  # the bomb's input; Peru's input, the tool's result, the answer
+    for check, span in zip(checks, spans):
+        event = trace.verdict(check)
+        prompt = trace.handler.arguments[check.id_]["prompt"]
+        assert span.parent.span_id == requests[f"request: {prompt}"].context.span_id
+        for field, label in event.verdict["labels"].items():
+            assert span.attributes[f"guardreasoner.{field}"] == label
+        assert span.attributes["guardreasoner.is_harmful"] is event.verdict["is_harmful"]
+        added = (span.end_time - span.start_time) / 1e9
+        assert 0.9 * CHECK_S <= added <= check.duration + 0.01
+    assert [span.attributes["guardreasoner.is_harmful"] for span in spans] == [True, False, False, False]
+
+    counted = Counter()  # one point per attribute set
+    for point in otel.points("guardreasoner.verdicts"):
+        counted[point.attributes["guardreasoner.is_harmful"]] += point.value
+    assert counted == {True: 1, False: 3}
+    (duration,) = otel.points("guardreasoner.classify.duration")
+    assert duration.count == 4 and duration.sum >= 4 * 0.9 * CHECK_S
