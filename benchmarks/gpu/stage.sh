@@ -36,7 +36,7 @@ PART_BYTES=$((59 * 1024 * 1024))
 build() {
   cd "$here/../.."
   local out=.gpu wheels=.gpu/wheels site=.gpu/stage/site-packages
-  rm -rf "$out/stage" "$out"/part*; mkdir -p "$wheels" "$site" "$out/stage/assets"
+  rm -rf "$out/stage" "$out"/part* "$wheels"; mkdir -p "$wheels" "$site" "$out/stage/assets"  # exactly these wheels
   local target=(--only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 --abi abi3 --abi none)
   local glibc
   for glibc in 39 35 34 31 28 27 24 17 12 5; do target+=(--platform "manylinux_2_${glibc}_x86_64"); done
