@@ -468,16 +468,10 @@ class VLLMEngine(Engine):
         ]
 
     def _forced_params(self) -> Any:
-        from vllm import SamplingParams
-
-        return SamplingParams(
-            temperature=0.0,
-            max_tokens=answer_config().max_new_tokens,
-            ignore_eos=self.ignore_eos,
-            stop_token_ids=list(self._stop_ids) or None,
-            skip_special_tokens=True,
-            logprob_token_ids=list(self.label_tokens.candidate_ids) if self.label_tokens else None,
-        )
+        """A forced answer's: the runaway cap's few greedy tokens (:meth:`_answer_params`), with the label
+        candidates' log-probabilities at each."""
+        candidates = list(self.label_tokens.candidate_ids) if self.label_tokens else None
+        return self._sampling_params(answer_config(), logprob_token_ids=candidates)
 
     def _forced_generation(self, result: Any) -> Generation:
         scores = None
@@ -535,7 +529,8 @@ class VLLMEngine(Engine):
         """A forced answer's: a few greedy tokens (``engines/forcing.py``)."""
         return self._sampling_params(answer_config())
 
-    def _sampling_params(self, config: GenerationConfig) -> Any:
+    def _sampling_params(self, config: GenerationConfig, **extra: Any) -> Any:
+        """vLLM's sampling parameters for ``config``; ``extra`` are more of vLLM's own fields."""
         from vllm import SamplingParams
 
         return SamplingParams(
@@ -547,6 +542,7 @@ class VLLMEngine(Engine):
             ignore_eos=self.ignore_eos,
             stop_token_ids=list(self._stop_ids) or None,
             skip_special_tokens=True,
+            **extra,
         )
 
     def _ensure_backend(self, want: str) -> concurrent.futures.Future:
