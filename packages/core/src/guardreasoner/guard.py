@@ -315,24 +315,28 @@ class GuardReasoner:
         self._warn_once_without_scores(verdicts)
         return verdicts
 
-    def _escalated(self, first: list[Verdict]) -> list[int]:
-        """``auto``: the conversations whose forced answer cannot decide alone (``never``: none)."""
+    def _escalated(self, first: list[Verdict]) -> dict[int, str]:
+        """``auto``: the conversations whose forced answer cannot decide alone, in order, each with why
+        (``never``: none)."""
         if self.reasoning is not ReasoningMode.AUTO:
-            return []
-        return [i for i, verdict in enumerate(first) if first_pass_doubt(verdict) is not None]
+            return {}
+        doubts = {i: first_pass_doubt(verdict) for i, verdict in enumerate(first)}
+        return {i: doubt for i, doubt in doubts.items() if doubt is not None}
 
-    def _merged(self, first: list[Verdict], escalated: list[int], reasoned: list[Verdict]) -> list[Verdict]:
+    def _merged(
+        self, first: list[Verdict], escalated: dict[int, str], reasoned: list[Verdict]
+    ) -> list[Verdict]:
         """The first pass's verdicts with the escalated ones replaced by their reasoned verdicts, which keep
         the first pass's scores and say why they were escalated."""
         merged = list(first)
-        for i, verdict in zip(escalated, reasoned):
+        for (i, doubt), verdict in zip(escalated.items(), reasoned):
             merged[i] = verdict.model_copy(
                 update={
                     "reasoning_mode": self.reasoning,
                     "first_pass_scores": first[i].first_pass_scores,
                     "first_pass_tokens": first[i].first_pass_tokens,
                     "reasoning_band": self.reasoning_band,
-                    "escalation_reason": first_pass_doubt(first[i]),
+                    "escalation_reason": doubt,
                 }
             )
         return merged
