@@ -20,8 +20,8 @@ runs, and a table is printed last):
 - ``suffix``: ``speculative="suffix"`` with the engine's defaults (``engines/vllm/speculative.py``: the GPU
   suffix speculator, adaptive verification), its corpus seeded with the training benchmarks' released outputs;
   with the same batch curve as ``direct``. ``suffix_noadaptive``: every draft slot verified. ``suffix_k4``:
-  drafts of at most 4 tokens. ``suffix_tuned``: drafting off above the largest batch at which ``suffix`` (or
-  the last suffix leg run) beat ``direct`` on the curve (``speculate_up_to_batch``).
+  drafts of at most 4 tokens. ``suffix_tuned``: drafting off above the largest batch at which ``suffix`` beat
+  ``direct`` on the curve (``speculate_up_to_batch``; kept between calls, so it may follow them in a later one).
 - ``fp32_tokens``: the stand-in in float32, plain against ``speculative="suffix"`` (seeded corpus) on 64
   held-out conversations: do speculation's tokens equal plain decoding's on every one?
 - ``modes``: answer-first (``reasoning=``, ``legs_modes.py``): never / auto / always on one engine, and the
@@ -186,15 +186,17 @@ def agreement(a: list[tuple[str, tuple]], b: list[tuple[str, tuple]]) -> dict:
     }
 
 
-def curve(run_batch, rows: list[dict]) -> dict:
-    """Verdicts/s at each batch size of :data:`SWEEP`: one timed batch each, of conversations this engine has
-    not seen (a speculative leg's corpus holds the outputs it wrote, so a repeat would be drafted whole)."""
-    per_s, start = {}, 0
+def curve(run_batch, rows: list[dict], result: dict) -> dict:
+    """Verdicts/s by batch size: 1 and 512 from the leg's ``result``, and one timed batch at each size of
+    :data:`SWEEP`, of conversations this engine has not seen (a speculative leg's corpus holds the outputs it
+    wrote, so a repeat would be drafted whole)."""
+    per_s, start = {"1": round(1 / result["one_verdict_s"], 1)}, 0
     for size in SWEEP:
         t = now()
         run_batch(rows[start : start + size])
         per_s[str(size)] = round(size / (now() - t), 1)
         start += size
+    per_s["512"] = result["batch_512"]["verdicts_per_s"]
     return per_s
 
 
@@ -268,10 +270,8 @@ def direct_leg(args, data) -> dict:
         "verdicts_per_s": round(len(outputs) / wall, 1),
         "generated_tokens_per_s": round(generated / wall),
     }
-    result["curve"] = curve(lambda rows: llm.generate(prompts(rows), params, use_tqdm=False), data["curve"])
-    result["curve"]["1"] = round(1 / result["one_verdict_s"], 1)
-    result["curve"]["512"] = result["batch_512"]["verdicts_per_s"]
-    data["curves"]["direct"] = result["curve"]
+    run_batch = lambda rows: llm.generate(prompts(rows), params, use_tqdm=False)  # noqa: E731
+    data["curves"]["direct"] = result["curve"] = curve(run_batch, data["curve"], result)
     texts = [o.outputs[0].text for o in outputs]
     rows = data["batch"]
     verdicts = [
@@ -359,10 +359,8 @@ def engine_leg(args, data, name: str, options: dict) -> dict:
         after = counters()
         result["acceptance_batch_512"] = acceptance(mid, after)
         if options.get("speculative"):
-            result["curve"] = curve(lambda rows: guard.classify_batch(conversations(rows)), data["curve"])
-            result["curve"]["1"] = round(1 / result["one_verdict_s"], 1)
-            result["curve"]["512"] = result["batch_512"]["verdicts_per_s"]
-            data["curves"][name] = result["curve"]
+            run_batch = lambda rows: guard.classify_batch(conversations(rows))  # noqa: E731
+            data["curves"][name] = result["curve"] = curve(run_batch, data["curve"], result)
         if not options:
             try:
                 result["batch_512_parts"] = engine_parts(guard, conversations(data["batch"]))
