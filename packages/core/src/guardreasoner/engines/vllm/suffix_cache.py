@@ -7,8 +7,8 @@ calls the speculator's ``on_requests_finished``, which appends each one's last 3
 response, in request-id order; the oldest responses are overwritten first. Prompts are not added (a request's
 own prompt and output are searched separately). ``suffix_decoding_max_cached_requests`` only switches the
 corpus off at 0; it caps nothing else. The engine's own short requests are added too: a label request as a
-4-token document, a forced answer as its prompt's last 3 tokens and its few answer tokens. The corpus is cleared after vLLM's start-up warm-up and lives in GPU memory,
-so a fresh engine starts empty.
+4-token document, a forced answer as its prompt's last 3 tokens and its few answer tokens. The corpus is
+cleared after vLLM's start-up warm-up and lives in GPU memory, so a fresh engine starts empty.
 
 vLLM 0.34 has no API to add to it. This worker extension (vLLM's ``worker_extension_cls``, called by name
 through ``collective_rpc``, so no pickled code crosses the process boundary) feeds earlier (prompt, output)
