@@ -23,18 +23,16 @@ TARGET_AGREEMENT = 0.99
 CLASSIFIER_TOKENS = 5
 
 
-def labels(verdict, has_response: bool) -> list:
-    fields = ["prompt_harmfulness"] + (["response_refusal", "response_harmfulness"] if has_response else [])
-    return [getattr(verdict, field) for field in fields]
-
-
 def label_agreement(rows, reference, other) -> float:
-    pairs = [
-        (a, b)
-        for row, x, y in zip(rows, reference, other)
-        for a, b in zip(labels(x, row["response"] is not None), labels(y, row["response"] is not None))
+    """The share of ``other``'s applicable labels equal to ``reference``'s, counted as ``eval`` counts them
+    (:func:`guardreasoner.eval.answer_first.first_pass`)."""
+    from guardreasoner.eval.answer_first import first_pass
+
+    passes = [
+        first_pass(mine, theirs, has_response=row["response"] is not None)
+        for row, theirs, mine in zip(rows, reference, other)
     ]
-    return round(sum(a == b for a, b in pairs) / len(pairs), 4)
+    return round(sum(p.agreeing for p in passes) / sum(p.labels for p in passes), 4)
 
 
 def modes_leg(args, data, guard_factory) -> dict:
