@@ -84,7 +84,7 @@ pack() {  # the staged tree as zstd-compressed parts, each with the manifest; th
   fi
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
     -d "$part" zstandard==0.25.0
-  du -sh "$out"/part* && echo "$(ls -d "$out"/part* | wc -l) parts; add /.gpu/ to .git/info/exclude if it is not"
+  du -sh "$out"/part* && echo "$(ls -d "$out"/part* | wc -l) parts (.gitignore keeps /.gpu/ out of the repository)"
 }
 
 put() {  # there: keep one part until all have come
